@@ -1,0 +1,389 @@
+//! The store: keyspaces of byte keys to byte values with an expiry time, and one write primitive,
+//! the all-or-nothing conditional [`Batch`].
+//!
+//! This module owns the [`Store`] trait, the concrete [`StoreHandle`] the rest of the server holds,
+//! the record codec, and the backends (`memory`, `redb`). It knows nothing of secrets, HTTP or ids:
+//! keys arrive already hashed by the domain layer, values are opaque bytes, and time is passed in.
+//!
+//! Guarantees every backend keeps (the conformance suite in `conformance` checks them):
+//! - An entry whose `expires_at <= now` does not exist for any read, condition or take, whether or not
+//!   the reaper has removed it yet.
+//! - [`Store::apply`] is atomic: either every condition holds and every mutation is applied, or nothing
+//!   changes. Concurrent batches are serialised; of N batches conditioned on the same version exactly
+//!   one wins.
+//! - An `Ok` from [`Store::apply`] on a durable backend means the batch is committed to disk.
+
+pub mod codec;
+#[cfg(test)]
+mod conformance;
+mod memory;
+mod redb_store;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// Unix time in seconds. Every time the store sees is passed in by the caller.
+pub type Timestamp = u64;
+
+/// A namespace of keys. Each keyspace maps to one table of a backend; the numeric tag is stable
+/// because it is written into the expiry index on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Keyspace {
+    /// One-time secrets of every kind, under SHA-256 of the secret id.
+    Secret,
+    /// v1 metadata records, under SHA-256 of the metadata key.
+    Metadata,
+    /// Accounts, under the account name.
+    Account,
+    /// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
+    Recent,
+    /// Failed passphrase attempts per secret, under SHA-256 of the secret id.
+    Attempts,
+    /// Secret requests, under SHA-256 of the request id.
+    Request,
+}
+
+impl Keyspace {
+    /// Every keyspace, for backends that create one table each.
+    pub const ALL: [Keyspace; 6] = [
+        Keyspace::Secret,
+        Keyspace::Metadata,
+        Keyspace::Account,
+        Keyspace::Recent,
+        Keyspace::Attempts,
+        Keyspace::Request,
+    ];
+
+    /// Stable on-disk tag; never renumber.
+    pub fn tag(self) -> u8 {
+        match self {
+            Keyspace::Secret => 1,
+            Keyspace::Metadata => 2,
+            Keyspace::Account => 3,
+            Keyspace::Recent => 4,
+            Keyspace::Attempts => 5,
+            Keyspace::Request => 6,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Keyspace> {
+        Keyspace::ALL.into_iter().find(|ks| ks.tag() == tag)
+    }
+
+    /// Stable table name; never rename.
+    pub fn name(self) -> &'static str {
+        match self {
+            Keyspace::Secret => "secret",
+            Keyspace::Metadata => "metadata",
+            Keyspace::Account => "account",
+            Keyspace::Recent => "recent",
+            Keyspace::Attempts => "attempts",
+            Keyspace::Request => "request",
+        }
+    }
+}
+
+/// A live entry as read from the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    /// Starts at 1 on the first put of a key and grows by one on every put; a key that is deleted and
+    /// put again starts over at 1, so conditions must also check presence, which `Version` does.
+    pub version: u64,
+    /// `None` means the entry never expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for Entry {
+    // Values hold ciphertext and hashes; keep them out of logs and test failure output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A precondition of a [`Batch`]. Expired entries count as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Absent {
+        ks: Keyspace,
+        key: Vec<u8>,
+    },
+    Present {
+        ks: Keyspace,
+        key: Vec<u8>,
+    },
+    /// Present with exactly this version.
+    Version {
+        ks: Keyspace,
+        key: Vec<u8>,
+        version: u64,
+    },
+}
+
+/// A change in a [`Batch`], applied in order after every condition held.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Insert or replace; the version becomes the old live version + 1, or 1.
+    Put { ks: Keyspace, key: Vec<u8>, value: Vec<u8>, expires_at: Option<Timestamp> },
+    /// Remove if present; removing an absent key is not an error.
+    Delete { ks: Keyspace, key: Vec<u8> },
+    /// Remove and return the old live entry (`None` if absent or expired).
+    Take { ks: Keyspace, key: Vec<u8> },
+}
+
+impl fmt::Debug for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mutation::Put { ks, value, expires_at, .. } => f
+                .debug_struct("Put")
+                .field("ks", ks)
+                .field("value", &format_args!("<{} bytes>", value.len()))
+                .field("expires_at", expires_at)
+                .finish_non_exhaustive(),
+            Mutation::Delete { ks, .. } => f.debug_struct("Delete").field("ks", ks).finish_non_exhaustive(),
+            Mutation::Take { ks, .. } => f.debug_struct("Take").field("ks", ks).finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An all-or-nothing unit of writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub conditions: Vec<Condition>,
+    pub mutations: Vec<Mutation>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn require_absent(mut self, ks: Keyspace, key: impl Into<Vec<u8>>) -> Batch {
+        self.conditions.push(Condition::Absent { ks, key: key.into() });
+        self
+    }
+
+    pub fn require_present(mut self, ks: Keyspace, key: impl Into<Vec<u8>>) -> Batch {
+        self.conditions.push(Condition::Present { ks, key: key.into() });
+        self
+    }
+
+    pub fn require_version(mut self, ks: Keyspace, key: impl Into<Vec<u8>>, version: u64) -> Batch {
+        self.conditions.push(Condition::Version { ks, key: key.into(), version });
+        self
+    }
+
+    pub fn put(
+        mut self,
+        ks: Keyspace,
+        key: impl Into<Vec<u8>>,
+        value: Vec<u8>,
+        expires_at: Option<Timestamp>,
+    ) -> Batch {
+        self.mutations.push(Mutation::Put { ks, key: key.into(), value, expires_at });
+        self
+    }
+
+    pub fn delete(mut self, ks: Keyspace, key: impl Into<Vec<u8>>) -> Batch {
+        self.mutations.push(Mutation::Delete { ks, key: key.into() });
+        self
+    }
+
+    pub fn take(mut self, ks: Keyspace, key: impl Into<Vec<u8>>) -> Batch {
+        self.mutations.push(Mutation::Take { ks, key: key.into() });
+        self
+    }
+}
+
+/// What [`Store::apply`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every condition held; one slot per mutation, `Some(entry)` only for a `Take` that found a live
+    /// entry, `None` for every other mutation.
+    Applied(Vec<Option<Entry>>),
+    /// The condition at this index did not hold; nothing was changed.
+    Conflict(usize),
+}
+
+/// Errors of the storage layer. None of them carries a key or value.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The backend failed to read or write (disk full, I/O error, corrupted file).
+    Io(String),
+    /// The database is held by another process (a second daemon on the same data directory).
+    Locked,
+    /// A stored record could not be decoded: a newer format, or corruption.
+    Corrupt(String),
+    /// The store is shutting down or its writer has stopped.
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(msg) => write!(f, "storage I/O error: {msg}"),
+            StoreError::Locked => f.write_str("the database is in use by another process"),
+            StoreError::Corrupt(msg) => write!(f, "stored record is unreadable: {msg}"),
+            StoreError::Closed => f.write_str("the store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The storage contract. Methods block; async callers go through [`StoreHandle`], which runs them on
+/// the blocking pool.
+pub trait Store: Send + Sync + 'static {
+    /// The live entry under `key`, or `None` if absent or expired at `now`.
+    fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError>;
+
+    /// Live entries whose key starts with `prefix`, in ascending key order, at most `limit`.
+    fn scan_prefix(
+        &self,
+        ks: Keyspace,
+        prefix: &[u8],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>, StoreError>;
+
+    /// Checks every condition at `now`, then applies every mutation, atomically and (for durable
+    /// backends) durably before returning.
+    fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError>;
+
+    /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed.
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError>;
+
+    /// The earliest expiry time of any stored entry, live or not yet purged.
+    fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Number of live-or-unpurged entries in a keyspace (for metrics and `lethe bench`).
+    fn count(&self, ks: Keyspace) -> Result<u64, StoreError>;
+
+    /// A cheap check that the store can serve reads (for `/ready`).
+    fn check(&self) -> Result<(), StoreError>;
+}
+
+/// Which backend to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Redb,
+    Memory,
+}
+
+impl Engine {
+    pub const NAMES: &'static str = "redb or memory";
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "redb" => Ok(Engine::Redb),
+            "memory" => Ok(Engine::Memory),
+            other => Err(format!("unknown engine {other:?}; expected {}", Engine::NAMES)),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Redb => "redb",
+            Engine::Memory => "memory",
+        })
+    }
+}
+
+/// File name of the redb database inside the data directory.
+pub const REDB_FILE: &str = "lethe.redb";
+
+/// Opens the chosen backend; `redb` keeps its file in `data_dir`.
+pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> {
+    let store: Arc<dyn Store> = match engine {
+        Engine::Memory => Arc::new(MemoryStore::new()),
+        Engine::Redb => Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?),
+    };
+    Ok(StoreHandle { inner: store })
+}
+
+/// The concrete handle the server holds: cheap to clone, async methods that never block the runtime.
+#[derive(Clone)]
+pub struct StoreHandle {
+    inner: Arc<dyn Store>,
+}
+
+impl fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreHandle")
+    }
+}
+
+impl StoreHandle {
+    pub fn new(store: Arc<dyn Store>) -> StoreHandle {
+        StoreHandle { inner: store }
+    }
+
+    /// The blocking interface, for callers already off the runtime (CLI, reaper passes, benches).
+    pub fn blocking(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || f(&*store)).await {
+            Ok(result) => result,
+            // A panic inside a backend is a bug; re-raise it rather than turning it into a 5xx that
+            // hides the cause.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    pub async fn get(&self, ks: Keyspace, key: Vec<u8>, now: Timestamp) -> Result<Option<Entry>, StoreError> {
+        self.run(move |s| s.get(ks, &key, now)).await
+    }
+
+    pub async fn scan_prefix(
+        &self,
+        ks: Keyspace,
+        prefix: Vec<u8>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>, StoreError> {
+        self.run(move |s| s.scan_prefix(ks, &prefix, now, limit)).await
+    }
+
+    pub async fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        self.run(move |s| s.apply(batch, now)).await
+    }
+
+    pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.run(move |s| s.purge_expired(now, limit)).await
+    }
+
+    pub async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.run(|s| s.next_expiry()).await
+    }
+
+    pub async fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
+        self.run(move |s| s.count(ks)).await
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.run(|s| s.check()).await
+    }
+}
