@@ -1,0 +1,164 @@
+//! The admin socket: how `lethe account …` reaches a running daemon, since redb lets only one process
+//! open the database file.
+//!
+//! A Unix socket `admin.sock` in the data directory (the directory is 0700, the socket 0600), one JSON
+//! request line in, one JSON reply line out. Whoever can open it can manage accounts, exactly like
+//! whoever can read the database file; no network listener ever serves these commands.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::App;
+use crate::domain::Domain;
+use crate::domain::accounts::AccountError;
+
+pub const SOCKET_FILE: &str = "admin.sock";
+
+/// Longest request line accepted; commands are tiny.
+const MAX_LINE: u64 = 64 * 1024;
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Command {
+    AccountAdd { name: String },
+    AccountList,
+    AccountRotateToken { name: String },
+    AccountRemove { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    Exists,
+    Unknown,
+    Invalid,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "kebab-case")]
+pub enum Reply {
+    Token { token: String },
+    Accounts { accounts: Vec<(String, u64)> },
+    Done,
+    Error { failure: Failure, message: String },
+}
+
+impl From<AccountError> for Reply {
+    fn from(err: AccountError) -> Reply {
+        let failure = match &err {
+            AccountError::Exists => Failure::Exists,
+            AccountError::Unknown => Failure::Unknown,
+            AccountError::InvalidName => Failure::Invalid,
+            AccountError::BadCredentials | AccountError::Store(_) => Failure::Internal,
+        };
+        Reply::Error { failure, message: err.to_string() }
+    }
+}
+
+/// Runs one command against the domain; used by the socket and by the CLI when no daemon runs.
+pub async fn execute(domain: &Domain, command: Command) -> Reply {
+    let result = match command {
+        Command::AccountAdd { name } => domain.account_add(&name).await.map(|token| Reply::Token { token }),
+        Command::AccountList => domain.account_list().await.map(|accounts| Reply::Accounts {
+            accounts: accounts.into_iter().map(|a| (a.name, a.created)).collect(),
+        }),
+        Command::AccountRotateToken { name } => {
+            domain.account_rotate_token(&name).await.map(|token| Reply::Token { token })
+        }
+        Command::AccountRemove { name } => domain.account_remove(&name).await.map(|()| Reply::Done),
+    };
+    result.unwrap_or_else(Reply::from)
+}
+
+/// Binds the socket and serves it until shutdown. A stale socket file from a crashed daemon is
+/// replaced: the store is already open, so no other daemon owns this data directory.
+pub async fn start(app: Arc<App>, shutdown: watch::Receiver<bool>) -> io::Result<JoinHandle<()>> {
+    let path = socket_path(&app.domain.settings.data_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        let stop = crate::server::wait_for(shutdown);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let app = Arc::clone(&app);
+                        tokio::spawn(async move {
+                            if let Err(err) = serve_one(&app, stream).await {
+                                tracing::debug!(error = %err, "admin connection failed");
+                            }
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut stop => break,
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }))
+}
+
+async fn serve_one(app: &App, stream: tokio::net::UnixStream) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::AsyncReadExt::take(TokioBufReader::new(read), MAX_LINE).read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Command>(&line) {
+        Ok(command) => {
+            let op = match &command {
+                Command::AccountAdd { .. } => "account-add",
+                Command::AccountList => "account-list",
+                Command::AccountRotateToken { .. } => "account-rotate-token",
+                Command::AccountRemove { .. } => "account-remove",
+            };
+            tracing::info!(op, "admin command");
+            execute(&app.domain, command).await
+        }
+        Err(err) => Reply::Error { failure: Failure::Invalid, message: format!("bad admin request: {err}") },
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Sends a command to a running daemon. `Ok(None)` when no daemon listens on this data directory.
+pub fn call(data_dir: &Path, command: &Command) -> io::Result<Option<Reply>> {
+    let stream = match StdUnixStream::connect(socket_path(data_dir)) {
+        Ok(stream) => stream,
+        Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(err) => return Err(err),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = serde_json::to_vec(command).map_err(io::Error::other)?;
+    request.push(b'\n');
+    (&stream).write_all(&request)?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map(Some).map_err(io::Error::other)
+}

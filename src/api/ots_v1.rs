@@ -1,0 +1,383 @@
+//! The one-time-secret v1 dialect (`/api/v1/*`): parameters from the query, a form, multipart or JSON
+//! body; HTTP Basic auth; the metadata object; and the dialect's error habit — HTTP 404 with a JSON
+//! `message`, plus `X-Lethe-Intended-Status` for everything that is not a true not-found.
+//!
+//! It decodes and encodes only; every rule lives in `domain::secrets`.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::crypto::is_key_shaped;
+use crate::crypto::passphrase::Passphrase;
+use crate::domain::accounts::{Account, AccountError};
+use crate::domain::secrets::{
+    GENERATE_MAX_LENGTH, GENERATE_MIN_LENGTH, MetadataView, SecretError, ShareInput, State,
+};
+use crate::http::body::{self, BodyError};
+use crate::http::{self, Body};
+use crate::router::V1;
+
+/// The dialect's errors. Each renders as HTTP 404 with a JSON message.
+#[derive(Debug)]
+enum V1Error {
+    /// Unknown, consumed, expired, burned, or a wrong passphrase on reveal; echoes the key from the URL.
+    Unknown(String),
+    /// Bad or missing credentials where required, or present but wrong anywhere.
+    NotAuthorized,
+    /// A request the server understood and refuses (intended 400).
+    Invalid(String),
+    /// Rate limits and passphrase lock-outs (intended 429).
+    TooMany(String),
+    /// Store or crypto failure (intended 500); the detail is logged, never sent.
+    Internal(String),
+    /// A path under `/api/v1` that is not a route (or not on this listener): a true not-found.
+    NoRoute,
+}
+
+impl V1Error {
+    fn from_secret(err: SecretError, key: &str) -> V1Error {
+        match err {
+            SecretError::Unknown => V1Error::Unknown(key.to_owned()),
+            SecretError::Locked => {
+                V1Error::TooMany("Too many incorrect passphrase attempts. Please try again later.".into())
+            }
+            SecretError::IncorrectPassphrase => V1Error::Invalid("Incorrect passphrase".into()),
+            SecretError::Empty => V1Error::Invalid("You did not provide anything to share".into()),
+            SecretError::TooLarge(limit) => {
+                V1Error::Invalid(format!("Secret value exceeds the maximum size of {limit} bytes"))
+            }
+            SecretError::PassphraseTooLong => V1Error::Invalid("Passphrase must be no more than 72 bytes".into()),
+            SecretError::RecipientNeedsAccount => V1Error::Invalid("An account is required to send emails.".into()),
+            SecretError::InvalidRecipient => V1Error::Invalid("Recipient must be a valid email address".into()),
+            SecretError::MailUnavailable => {
+                V1Error::Invalid("Email delivery is not configured on this server; share the link yourself".into())
+            }
+            SecretError::UnknownDomain(domain) => V1Error::Invalid(format!("Unknown domain: {domain}")),
+            SecretError::InvalidLength => V1Error::Invalid(format!(
+                "Generated password length must be between {GENERATE_MIN_LENGTH} and {GENERATE_MAX_LENGTH} characters"
+            )),
+            err @ (SecretError::Store(_) | SecretError::Crypto(_) | SecretError::Passphrase(_)) => {
+                V1Error::Internal(err.to_string())
+            }
+        }
+    }
+
+    /// The one place the dialect's errors become responses and are logged.
+    fn render(self, endpoint: &'static str) -> Response<Body> {
+        let (body, intended) = match self {
+            V1Error::Unknown(key) => (json!({"message": "Unknown secret", "secret_key": key}), None),
+            V1Error::NoRoute => (json!({"message": "Not found"}), None),
+            V1Error::NotAuthorized => (json!({"message": "Not authorized"}), Some(StatusCode::UNAUTHORIZED)),
+            V1Error::Invalid(message) => (json!({"message": message}), Some(StatusCode::BAD_REQUEST)),
+            V1Error::TooMany(message) => (json!({"message": message}), Some(StatusCode::TOO_MANY_REQUESTS)),
+            V1Error::Internal(detail) => {
+                tracing::warn!(endpoint, error = %detail, "v1 request failed");
+                (json!({"message": "An unexpected error occurred"}), Some(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+        };
+        if let Some(status) = intended {
+            tracing::debug!(endpoint, intended = status.as_u16(), "v1 request refused");
+        }
+        let mut resp = http::json(StatusCode::NOT_FOUND, &body);
+        if let Some(status) = intended {
+            resp.headers_mut().insert("x-lethe-intended-status", HeaderValue::from(status.as_u16()));
+        }
+        resp
+    }
+}
+
+impl From<AccountError> for V1Error {
+    fn from(err: AccountError) -> V1Error {
+        match err {
+            AccountError::BadCredentials => V1Error::NotAuthorized,
+            other => V1Error::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Parameters merged from the query string and the body; the body wins.
+#[derive(Debug, Default)]
+struct Params {
+    query: Vec<(String, String)>,
+    body: Vec<(String, String)>,
+}
+
+fn first<'a>(pairs: &'a [(String, String)], wanted: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| wanted(k)).map(|(_, v)| v.as_str())
+}
+
+impl Params {
+    fn find(&self, wanted: &dyn Fn(&str) -> bool) -> Option<&str> {
+        first(&self.body, wanted).or_else(|| first(&self.query, wanted))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.find(&|k| k == name)
+    }
+
+    /// The first of `recipient`, `recipient[]` (only the first recipient counts).
+    fn recipient(&self) -> Option<&str> {
+        self.find(&|k| k == "recipient" || k == "recipient[]")
+    }
+
+    fn passphrase(&self) -> Option<Passphrase> {
+        self.get("passphrase").filter(|p| !p.is_empty()).map(|p| Passphrase::new(p.to_owned()))
+    }
+}
+
+/// Flattens a JSON object body into pairs; arrays become repeated keys, nested objects are ignored.
+fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, V1Error> {
+    let invalid = || V1Error::Invalid("Request body is not a JSON object".into());
+    let Value::Object(map) = serde_json::from_slice::<Value>(bytes).map_err(|_| invalid())? else {
+        return Err(invalid());
+    };
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut pairs = Vec::new();
+    for (key, value) in map {
+        match &value {
+            Value::Array(items) => pairs.extend(items.iter().filter_map(scalar).map(|v| (key.clone(), v))),
+            other => pairs.extend(scalar(other).map(|v| (key.clone(), v))),
+        }
+    }
+    Ok(pairs)
+}
+
+/// Fields of a `multipart/form-data` body (what `curl -F` sends). Files are read as text fields.
+fn multipart_pairs(bytes: &[u8], content_type: &str) -> Result<Vec<(String, String)>, V1Error> {
+    let invalid = || V1Error::Invalid("Malformed multipart body".into());
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty())
+        .ok_or_else(invalid)?;
+    let text = String::from_utf8_lossy(bytes);
+    let delimiter = format!("--{boundary}");
+    let mut pairs = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(invalid)?;
+        let name = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .flat_map(|l| l.split(';'))
+            .filter_map(|p| p.trim().strip_prefix("name="))
+            .next()
+            .map(|n| n.trim_matches('"').to_owned())
+            .ok_or_else(invalid)?;
+        pairs.push((name, value.strip_suffix("\r\n").unwrap_or(value).to_owned()));
+    }
+    Ok(pairs)
+}
+
+async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Params), V1Error> {
+    let query = req.uri().query().map(body::parse_form).unwrap_or_default();
+    let (parts, incoming) = req.into_parts();
+    let max_secret = app.domain.settings.limits.max_secret_bytes;
+    // Generous enough for a maximum-size secret percent-encoded (three bytes per byte) plus the other
+    // parameters; the size rule itself is applied to the decoded value.
+    let limit = (max_secret * 3 + 4096).max(64 * 1024);
+    let bytes = match body::read(incoming, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
+            return Err(V1Error::Invalid(format!("Secret value exceeds the maximum size of {max_secret} bytes")));
+        }
+        Err(BodyError::Read(err)) => return Err(V1Error::Invalid(format!("Could not read the request body: {err}"))),
+    };
+    let content_type = body::content_type(&parts.headers);
+    let body = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        match content_type.as_deref() {
+            Some(ct) if ct == "application/json" || ct.ends_with("+json") => json_pairs(&bytes)?,
+            Some("multipart/form-data") => {
+                let raw = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                multipart_pairs(&bytes, raw)?
+            }
+            _ => body::parse_form(&String::from_utf8_lossy(&bytes)),
+        }
+    };
+    Ok((parts.headers, Params { query, body }))
+}
+
+/// The caller's account: `None` for anonymous; credentials that are present but wrong fail.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<Option<Account>, V1Error> {
+    match body::basic_auth(headers) {
+        None => Ok(None),
+        Some(Err(())) => Err(V1Error::NotAuthorized),
+        Some(Ok((name, token))) => Ok(Some(app.domain.authenticate(&name, &token).await?)),
+    }
+}
+
+/// `3600` → 3600, `3600abc` → 3600, empty → default (`None`), no leading digits → the minimum.
+fn parse_ttl(raw: Option<&str>) -> Option<u64> {
+    let raw = raw?.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let digits: String = raw.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.is_empty() {
+        return Some(0);
+    }
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// The metadata object. `recent` entries leave out `secret_key` and `passphrase_required`.
+fn metadata_json(view: &MetadataView, recent: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("custid".into(), json!(view.custid));
+    m.insert("metadata_key".into(), json!(view.metadata_key));
+    let secret_exists = view.secret_ttl.is_some();
+    if !recent && view.state != State::Received {
+        let key = if view.state.is_terminal() { String::new() } else { view.secret_key.clone().unwrap_or_default() };
+        m.insert("secret_key".into(), json!(key));
+    }
+    m.insert("ttl".into(), json!(view.ttl));
+    m.insert("metadata_ttl".into(), json!(view.metadata_ttl));
+    if view.state != State::Received {
+        m.insert("secret_ttl".into(), json!(view.secret_ttl));
+    }
+    m.insert("state".into(), json!(view.state.as_str()));
+    m.insert("created".into(), json!(view.created));
+    m.insert("updated".into(), json!(view.updated));
+    if let (State::Received, Some(received)) = (view.state, view.received) {
+        m.insert("received".into(), json!(received));
+    }
+    m.insert("recipient".into(), json!(view.recipients));
+    m.insert("share_domain".into(), json!(view.share_domain));
+    if !recent && secret_exists {
+        m.insert("passphrase_required".into(), json!(view.passphrase_required));
+    }
+    m
+}
+
+fn ok(value: Value) -> Response<Body> {
+    http::json(StatusCode::OK, &value)
+}
+
+pub async fn handle(app: &App, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
+    let name = crate::router::Endpoint::V1(endpoint.clone()).name();
+    match dispatch(app, endpoint, req).await {
+        Ok(resp) => resp,
+        Err(err) => err.render(name),
+    }
+}
+
+async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Response<Body>, V1Error> {
+    if endpoint == V1::Unknown {
+        return Err(V1Error::NoRoute);
+    }
+    let (headers, params) = read_params(app, req).await?;
+    let account = caller(app, &headers).await?;
+    let d = &app.domain;
+    match endpoint {
+        V1::Status => Ok(ok(json!({"status": "nominal", "locale": "en"}))),
+        V1::Authcheck => match account {
+            Some(_) => Ok(ok(json!({"status": "nominal", "locale": "en"}))),
+            None => Err(V1Error::NotAuthorized),
+        },
+        V1::Share | V1::Generate => {
+            let generate = endpoint == V1::Generate;
+            let generate_length = match (generate, params.get("length").map(str::trim)) {
+                (true, Some(raw)) if !raw.is_empty() => Some(raw.parse::<usize>().unwrap_or(0)),
+                _ => None,
+            };
+            let input = ShareInput {
+                secret: if generate { None } else { Some(params.get("secret").unwrap_or("").as_bytes().to_vec()) },
+                passphrase: params.passphrase(),
+                ttl: parse_ttl(params.get("ttl")),
+                recipient: params.recipient().map(str::to_owned),
+                share_domain: params.get("share_domain").map(str::to_owned),
+                generate_length,
+            };
+            let created = d.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let mut body = metadata_json(&created.metadata, false);
+            if let Some(value) = created.value {
+                body.insert("value".into(), json!(value));
+            }
+            Ok(ok(Value::Object(body)))
+        }
+        V1::Reveal { secret_key } => {
+            if !is_key_shaped(&secret_key) {
+                return Err(V1Error::Unknown(secret_key));
+            }
+            let passphrase = params.passphrase();
+            let revealed =
+                d.reveal(&secret_key, passphrase.as_ref()).await.map_err(|e| V1Error::from_secret(e, &secret_key))?;
+            Ok(ok(json!({
+                "value": String::from_utf8_lossy(&revealed.value),
+                "secret_key": secret_key,
+                "share_domain": revealed.share_domain,
+            })))
+        }
+        V1::Metadata { metadata_key } => {
+            if !is_key_shaped(&metadata_key) {
+                return Err(V1Error::Unknown(metadata_key));
+            }
+            let view = d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            Ok(ok(Value::Object(metadata_json(&view, false))))
+        }
+        V1::Burn { metadata_key } => {
+            if !is_key_shaped(&metadata_key) {
+                return Err(V1Error::Unknown(metadata_key));
+            }
+            let passphrase = params.passphrase();
+            let (view, secret_key) =
+                d.burn(&metadata_key, passphrase.as_ref()).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let short: String = secret_key.chars().take(8).collect();
+            Ok(ok(json!({"state": Value::Object(metadata_json(&view, false)), "secret_shortkey": short})))
+        }
+        V1::Recent => {
+            let Some(account) = account else { return Err(V1Error::NotAuthorized) };
+            let views = d.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            Ok(ok(Value::Array(views.iter().map(|v| Value::Object(metadata_json(v, true))).collect())))
+        }
+        V1::Unknown => Err(V1Error::NoRoute),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_parsing_follows_the_dialect() {
+        assert_eq!(parse_ttl(None), None);
+        assert_eq!(parse_ttl(Some("")), None);
+        assert_eq!(parse_ttl(Some("3600")), Some(3600));
+        assert_eq!(parse_ttl(Some("3600abc")), Some(3600));
+        assert_eq!(parse_ttl(Some("abc")), Some(0));
+        assert_eq!(parse_ttl(Some("-5")), Some(0));
+        assert_eq!(parse_ttl(Some("99999999999999999999999")), Some(u64::MAX));
+    }
+
+    #[test]
+    fn json_bodies_flatten_to_parameters() {
+        let pairs = json_pairs(br#"{"secret":"s","ttl":3600,"recipient":["a@b.c","d@e.f"],"x":{"y":1}}"#).unwrap();
+        assert!(pairs.contains(&("ttl".into(), "3600".into())));
+        assert_eq!(pairs.iter().filter(|(k, _)| k == "recipient").count(), 2);
+        assert!(json_pairs(b"[1,2]").is_err());
+        assert!(json_pairs(b"{not json").is_err());
+    }
+
+    #[test]
+    fn multipart_bodies_give_their_fields() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"secret\"\r\n\r\nhello\r\nworld\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"ttl\"\r\n\r\n60\r\n--XyZ--\r\n";
+        let pairs = multipart_pairs(body.as_bytes(), "multipart/form-data; boundary=XyZ").unwrap();
+        assert_eq!(pairs, vec![("secret".into(), "hello\r\nworld".into()), ("ttl".into(), "60".into())]);
+        assert!(multipart_pairs(b"junk", "multipart/form-data").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The command line: `lethe serve`, `lethe account …`, `lethe config`. Flags are `Option`s merged last
+//! over the file and environment, so they always win.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::{self, Command, Failure, Reply};
+use crate::clock::{SystemClock, rfc3339};
+use crate::config::{self, Overrides, Settings, Sources};
+use crate::server;
+use crate::store::Engine;
+
+#[derive(Debug, Parser)]
+#[command(name = "lethe", version, about = "Hand a secret from one person to another exactly once")]
+pub struct Cli {
+    /// Configuration file (TOML). Default: /etc/lethe/lethe.toml when it exists.
+    #[arg(long, global = true, env = "LETHE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the store, the master key and the admin socket. Default: ./lethe-data, or
+    /// $STATE_DIRECTORY under systemd.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the server until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Manage API accounts (works whether or not the daemon is running).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Print the resolved configuration as TOML, secrets redacted.
+    Config(ServeArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on in full mode, e.g. 127.0.0.1:8080; repeat for several. Replaces the
+    /// configured listeners.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Storage engine: redb (durable file in the data directory) or memory (lost on restart).
+    #[arg(long, value_name = "ENGINE")]
+    pub storage: Option<String>,
+    /// Base URL of every link handed out, e.g. https://secrets.example.com.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Make every listener read-only: no creation routes.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Turn secret requests off.
+    #[arg(long)]
+    pub disable_secret_requests: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account; prints its API token, alone on one line.
+    Add {
+        /// Account name, usually an email address.
+        name: String,
+    },
+    /// List accounts: name and creation time, one per line. Never shows tokens.
+    List,
+    /// Remove an account.
+    Remove {
+        /// Account name.
+        name: String,
+    },
+    /// Issue a new token; the old one stops working at once. Prints the new token.
+    RotateToken {
+        /// Account name.
+        name: String,
+    },
+}
+
+fn load(cli: &Cli, args: &ServeArgs) -> Result<Settings, ExitCode> {
+    let sources = Sources {
+        file: cli.config.clone(),
+        overrides: Overrides {
+            data_dir: cli.data_dir.clone(),
+            storage: args.storage.clone(),
+            public_url: args.public_url.clone(),
+            listen: args.listen.clone(),
+            read_only: args.read_only,
+            disable_secret_requests: args.disable_secret_requests,
+        },
+    };
+    config::load(&sources).map_err(|err| {
+        eprintln!("lethe: invalid configuration: {err}");
+        ExitCode::from(1)
+    })
+}
+
+/// Runs a parsed command line; the exit code follows `api/operations.md`.
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match &cli.command {
+        Cmd::Serve(args) | Cmd::Config(args) => load(&cli, args),
+        Cmd::Account(_) => load(&cli, &ServeArgs::default()),
+    };
+    let settings = match settings {
+        Ok(s) => Arc::new(s),
+        Err(code) => return code,
+    };
+    match &cli.command {
+        Cmd::Config(_) => {
+            print!("{}", settings.to_toml());
+            ExitCode::SUCCESS
+        }
+        Cmd::Serve(_) => {
+            crate::telemetry::init(Some(&settings));
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("lethe: cannot start the runtime: {err}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(server::daemon(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    eprintln!("lethe: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Account(cmd) => {
+            let command = match cmd {
+                AccountCmd::Add { name } => Command::AccountAdd { name: name.clone() },
+                AccountCmd::List => Command::AccountList,
+                AccountCmd::Remove { name } => Command::AccountRemove { name: name.clone() },
+                AccountCmd::RotateToken { name } => Command::AccountRotateToken { name: name.clone() },
+            };
+            match account(&settings, command) {
+                Ok(reply) => print_reply(reply),
+                Err(message) => {
+                    eprintln!("lethe: {message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// Through the running daemon's admin socket, or on the store directly when none runs.
+fn account(settings: &Arc<Settings>, command: Command) -> Result<Reply, String> {
+    match admin::call(&settings.data_dir, &command) {
+        Ok(Some(reply)) => return Ok(reply),
+        Ok(None) => {}
+        Err(err) => return Err(format!("cannot reach the running daemon's admin socket: {err}")),
+    }
+    if settings.storage == Engine::Memory {
+        return Err("no daemon is running and the memory store keeps no accounts; start `lethe serve` first".into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    runtime.block_on(async {
+        let domain = server::open_domain(Arc::clone(settings), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+        Ok(admin::execute(&domain, command).await)
+    })
+}
+
+fn print_reply(reply: Reply) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = match reply {
+        Reply::Token { token } => writeln!(out, "{token}"),
+        Reply::Accounts { accounts } => {
+            accounts.iter().try_for_each(|(name, created)| writeln!(out, "{name}\t{}", rfc3339(*created)))
+        }
+        Reply::Done => Ok(()),
+        Reply::Error { failure, message } => {
+            eprintln!("lethe: {message}");
+            return match failure {
+                Failure::Exists | Failure::Unknown | Failure::Invalid | Failure::Internal => ExitCode::from(1),
+            };
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
+}

@@ -1,0 +1,665 @@
+//! Configuration: figment layers (built-in defaults → TOML file → `LETHE_*` environment → command-line
+//! flags) are merged into a [`RawConfig`], which [`RawConfig::validate`] turns into the resolved
+//! [`Settings`] that the rest of the server receives as `Arc<Settings>`. Nothing else reads the
+//! environment or the config file.
+//!
+//! Every validation error names the offending key, so an operator can fix the file without guessing.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::Engine;
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/lethe/lethe.toml";
+
+/// A configuration error that names the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError { key: key.to_owned(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The configuration as written by the operator, before validation. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub storage: String,
+    pub public_url: Option<String>,
+    pub listeners: Vec<RawListener>,
+    pub read_only: bool,
+    pub master_key_file: Option<PathBuf>,
+    pub limits: Limits,
+    pub ttl: TtlRules,
+    pub expirations: Vec<u64>,
+    pub passphrase: PassphraseRules,
+    pub share_domains: Vec<String>,
+    pub secret_requests: SecretRequests,
+    /// The flag-shaped spelling `LETHE_DISABLE_SECRET_REQUESTS`; `true` wins over
+    /// `secret_requests.enabled`.
+    #[serde(skip_serializing)]
+    pub disable_secret_requests: bool,
+    pub audit: Audit,
+    pub rate_limit: RateLimit,
+    pub trusted_proxies: Vec<String>,
+    pub metrics: Metrics,
+    pub log: Log,
+    pub http: Http,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub addr: String,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "full".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// v1 secret size in bytes, counted on the decoded value.
+    pub max_secret_bytes: usize,
+    /// Armored client-encrypted message size in bytes.
+    pub max_message_bytes: usize,
+    /// Client-encrypted file size in bytes.
+    pub max_file_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_secret_bytes: 10_000, max_message_bytes: 10_000, max_file_bytes: 1_048_576 }
+    }
+}
+
+/// The v1 TTL rules, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TtlRules {
+    pub default: u64,
+    pub min: u64,
+    pub max_anonymous: u64,
+    pub max_account: u64,
+}
+
+impl Default for TtlRules {
+    fn default() -> TtlRules {
+        TtlRules { default: 604_800, min: 60, max_anonymous: 604_800, max_account: 2_592_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PassphraseRules {
+    pub bcrypt_cost: u32,
+    /// Failed attempts within `lock_seconds` that lock a secret.
+    pub max_failures: u32,
+    /// Both the window in which failures count and how long a lock lasts.
+    pub lock_seconds: u64,
+}
+
+impl Default for PassphraseRules {
+    fn default() -> PassphraseRules {
+        PassphraseRules { bcrypt_cost: 10, max_failures: 5, lock_seconds: 1200 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretRequests {
+    pub enabled: bool,
+}
+
+impl Default for SecretRequests {
+    fn default() -> SecretRequests {
+        SecretRequests { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Audit {
+    pub enabled: bool,
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Audit {
+    fn default() -> Audit {
+        Audit { enabled: true, file: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    pub enabled: bool,
+    pub creates: u32,
+    pub reveals: u32,
+    pub failed_passphrases: u32,
+    pub submissions: u32,
+    pub window_seconds: u64,
+}
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit {
+            enabled: true,
+            creates: 1000,
+            reveals: 1000,
+            failed_passphrases: 20,
+            submissions: 100,
+            window_seconds: 1200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen: Option<String>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics { enabled: true, listen: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`; unset means text on a terminal and JSON otherwise.
+    pub format: Option<String>,
+}
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// How long a client may take to send the request head.
+    pub header_read_timeout_seconds: u64,
+    /// Open connections per listener beyond which new ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may take to finish after a stop signal.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http { header_read_timeout_seconds: 10, max_connections: 1024, shutdown_grace_seconds: 30 }
+    }
+}
+
+impl Default for RawConfig {
+    fn default() -> RawConfig {
+        RawConfig {
+            data_dir: None,
+            storage: "redb".into(),
+            public_url: None,
+            listeners: vec![RawListener { addr: "127.0.0.1:8080".into(), mode: "full".into() }],
+            read_only: false,
+            master_key_file: None,
+            limits: Limits::default(),
+            ttl: TtlRules::default(),
+            expirations: vec![3600, 86_400, 604_800],
+            passphrase: PassphraseRules::default(),
+            share_domains: Vec::new(),
+            secret_requests: SecretRequests::default(),
+            disable_secret_requests: false,
+            audit: Audit::default(),
+            rate_limit: RateLimit::default(),
+            trusted_proxies: Vec::new(),
+            metrics: Metrics::default(),
+            log: Log::default(),
+            http: Http::default(),
+        }
+    }
+}
+
+/// Values given on the command line; each `Some` overrides every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub storage: Option<String>,
+    pub public_url: Option<String>,
+    pub listen: Vec<String>,
+    pub read_only: bool,
+    pub disable_secret_requests: bool,
+}
+
+/// Where the layers come from; tests pass their own environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config`; when `None`, [`DEFAULT_CONFIG_FILE`] is read if it exists.
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+/// Merges every layer and validates the result.
+pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    match &sources.file {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::new("config", format!("file {} not found", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+        }
+        None => {}
+    }
+    // `LETHE_CONFIG` names the file itself and is read by the CLI, not a key.
+    figment = figment.merge(Env::prefixed("LETHE_").split("__").ignore(&["config"]));
+    let o = &sources.overrides;
+    if let Some(dir) = &o.data_dir {
+        figment = figment.merge(("data_dir", dir));
+    }
+    if let Some(storage) = &o.storage {
+        figment = figment.merge(("storage", storage));
+    }
+    if let Some(url) = &o.public_url {
+        figment = figment.merge(("public_url", url));
+    }
+    if !o.listen.is_empty() {
+        let listeners: Vec<RawListener> =
+            o.listen.iter().map(|addr| RawListener { addr: addr.clone(), mode: default_mode() }).collect();
+        figment = figment.merge(("listeners", listeners));
+    }
+    if o.read_only {
+        figment = figment.merge(("read_only", true));
+    }
+    if o.disable_secret_requests {
+        figment = figment.merge(("disable_secret_requests", true));
+    }
+    let raw: RawConfig = figment.extract().map_err(figment_error)?;
+    raw.validate(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+}
+
+fn figment_error(err: figment::Error) -> ConfigError {
+    let key = err.path.join(".");
+    let key = if key.is_empty() { "config".to_owned() } else { key };
+    let mut message = err.kind.to_string();
+    if let Some(source) = &err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        message.push_str(&format!(" (from {source})"));
+    }
+    ConfigError { key, message }
+}
+
+/// How a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Full,
+    /// No creation routes; retrieval, status and the responder side of requests stay.
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub storage: Engine,
+    /// Base of every link handed out, without a trailing slash.
+    pub public_url: String,
+    pub listeners: Vec<Listener>,
+    pub master_key_file: PathBuf,
+    pub limits: Limits,
+    pub ttl: TtlRules,
+    pub expirations: Vec<u64>,
+    pub passphrase: PassphraseRules,
+    pub share_domains: Vec<String>,
+    pub secret_requests: bool,
+    pub audit: Audit,
+    pub rate_limit: RateLimit,
+    pub trusted_proxies: Vec<String>,
+    pub metrics: Metrics,
+    pub log: Log,
+    pub http: Http,
+    /// The raw form, for `lethe config`.
+    pub raw: RawConfig,
+}
+
+impl RawConfig {
+    /// Checks every key and resolves the defaults that depend on the environment (`state_directory` is
+    /// `$STATE_DIRECTORY` under systemd).
+    pub fn validate(self, state_directory: Option<PathBuf>) -> Result<Settings, ConfigError> {
+        let storage: Engine = self.storage.parse().map_err(|msg| ConfigError::new("storage", msg))?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| state_directory.filter(|p| !p.as_os_str().is_empty()))
+            .unwrap_or_else(|| PathBuf::from("./lethe-data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
+
+        if self.listeners.is_empty() {
+            return Err(ConfigError::new("listeners", "at least one listener is required"));
+        }
+        let mut listeners = Vec::with_capacity(self.listeners.len());
+        for (i, l) in self.listeners.iter().enumerate() {
+            let addr: SocketAddr = l.addr.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    &format!("listeners[{i}].addr"),
+                    format!("{:?} is not an address of the form IP:PORT", l.addr),
+                )
+            })?;
+            let mode = match l.mode.as_str() {
+                _ if self.read_only => Mode::ReadOnly,
+                "full" => Mode::Full,
+                "read-only" => Mode::ReadOnly,
+                other => {
+                    return Err(ConfigError::new(
+                        &format!("listeners[{i}].mode"),
+                        format!("unknown mode {other:?}; expected full or read-only"),
+                    ));
+                }
+            };
+            listeners.push(Listener { addr, mode });
+        }
+
+        let public_url = match &self.public_url {
+            Some(url) => validate_url(url).map_err(|msg| ConfigError::new("public_url", msg))?,
+            None => format!("http://{}", listeners[0].addr),
+        };
+
+        let t = &self.ttl;
+        if t.min == 0 {
+            return Err(ConfigError::new("ttl.min", "must be at least 1 second"));
+        }
+        if t.max_anonymous < t.min {
+            return Err(ConfigError::new("ttl.max_anonymous", "must not be below ttl.min"));
+        }
+        if t.max_account < t.min {
+            return Err(ConfigError::new("ttl.max_account", "must not be below ttl.min"));
+        }
+        if t.default < t.min || t.default > t.max_anonymous.max(t.max_account) {
+            return Err(ConfigError::new("ttl.default", "must lie between ttl.min and the larger ttl.max_*"));
+        }
+        // Ten years: beyond that an expiry is a typo, and it keeps timestamp arithmetic far from overflow.
+        const TEN_YEARS: u64 = 10 * 365 * 86_400;
+        if t.max_anonymous > TEN_YEARS || t.max_account > TEN_YEARS {
+            return Err(ConfigError::new("ttl", "a maximum TTL over ten years is not supported"));
+        }
+        if self.expirations.is_empty() {
+            return Err(ConfigError::new("expirations", "at least one expiration is required"));
+        }
+        if let Some(bad) = self.expirations.iter().find(|&&e| e == 0 || e > TEN_YEARS) {
+            return Err(ConfigError::new("expirations", format!("{bad} is not between 1 second and ten years")));
+        }
+        if !(4..=31).contains(&self.passphrase.bcrypt_cost) {
+            return Err(ConfigError::new("passphrase.bcrypt_cost", "must be between 4 and 31"));
+        }
+        if self.passphrase.max_failures == 0 {
+            return Err(ConfigError::new("passphrase.max_failures", "must be at least 1"));
+        }
+        if self.passphrase.lock_seconds == 0 {
+            return Err(ConfigError::new("passphrase.lock_seconds", "must be at least 1"));
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_secret_bytes", limits.max_secret_bytes),
+            ("limits.max_message_bytes", limits.max_message_bytes),
+            ("limits.max_file_bytes", limits.max_file_bytes),
+        ] {
+            if value == 0 || value > 64 * 1024 * 1024 {
+                return Err(ConfigError::new(key, "must be between 1 byte and 64 MiB"));
+            }
+        }
+        let mut share_domains = Vec::with_capacity(self.share_domains.len());
+        for (i, d) in self.share_domains.iter().enumerate() {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty() || !d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
+                return Err(ConfigError::new(&format!("share_domains[{i}]"), "must be a host name"));
+            }
+            share_domains.push(d);
+        }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            let ip_part = p.split('/').next().unwrap_or_default();
+            if ip_part.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::new(&format!("trusted_proxies[{i}]"), "must be an IP address or CIDR"));
+            }
+        }
+        if let Some(addr) = &self.metrics.listen
+            && addr.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::new("metrics.listen", "must be an address of the form IP:PORT"));
+        }
+        if let Some(format) = &self.log.format
+            && format != "text"
+            && format != "json"
+        {
+            return Err(ConfigError::new("log.format", "must be text or json"));
+        }
+        if self.http.header_read_timeout_seconds == 0 {
+            return Err(ConfigError::new("http.header_read_timeout_seconds", "must be at least 1"));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::new("http.max_connections", "must be at least 1"));
+        }
+        if self.rate_limit.window_seconds == 0 {
+            return Err(ConfigError::new("rate_limit.window_seconds", "must be at least 1"));
+        }
+
+        let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
+        Ok(Settings {
+            storage,
+            public_url,
+            listeners,
+            master_key_file,
+            limits: self.limits.clone(),
+            ttl: self.ttl.clone(),
+            expirations: self.expirations.clone(),
+            passphrase: self.passphrase.clone(),
+            share_domains,
+            secret_requests: self.secret_requests.enabled && !self.disable_secret_requests,
+            audit: self.audit.clone(),
+            rate_limit: self.rate_limit.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            metrics: self.metrics.clone(),
+            log: self.log.clone(),
+            http: self.http.clone(),
+            raw: RawConfig { data_dir: Some(data_dir.clone()), ..self },
+            data_dir,
+        })
+    }
+}
+
+/// Accepts `http(s)://host[:port][/path]` and returns it without a trailing slash.
+fn validate_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(['?', '#', '@', ' ']) {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    Ok(url.to_owned())
+}
+
+impl Settings {
+    /// Settings for tests and embedding: the defaults, on the memory store, in `data_dir`.
+    pub fn for_tests(data_dir: &Path) -> Settings {
+        let raw = RawConfig {
+            data_dir: Some(data_dir.to_owned()),
+            storage: "memory".into(),
+            listeners: vec![RawListener { addr: "127.0.0.1:0".into(), mode: "full".into() }],
+            passphrase: PassphraseRules { bcrypt_cost: 4, ..PassphraseRules::default() },
+            ..RawConfig::default()
+        };
+        match raw.validate(None) {
+            Ok(settings) => settings,
+            Err(err) => unreachable!("test defaults are valid: {err}"),
+        }
+    }
+
+    /// The resolved configuration as TOML, for `lethe config`. No key holds a secret today (the master
+    /// key lives in its own file); a future secret-bearing key must be redacted here.
+    pub fn to_toml(&self) -> String {
+        let mut raw = self.raw.clone();
+        raw.public_url = Some(self.public_url.clone());
+        raw.master_key_file = Some(self.master_key_file.clone());
+        raw.secret_requests.enabled = self.secret_requests;
+        toml::to_string_pretty(&raw).unwrap_or_else(|err| format!("# cannot render configuration: {err}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(sources: Sources) -> Result<Settings, ConfigError> {
+        load(&sources)
+    }
+
+    #[test]
+    fn defaults_listen_on_localhost_8080_with_redb() {
+        let s = RawConfig::default().validate(None).unwrap();
+        assert_eq!(s.storage, Engine::Redb);
+        assert_eq!(s.listeners, vec![Listener { addr: "127.0.0.1:8080".parse().unwrap(), mode: Mode::Full }]);
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./lethe-data"));
+        assert_eq!(s.master_key_file, PathBuf::from("./lethe-data/master.key"));
+    }
+
+    #[test]
+    fn state_directory_is_the_default_data_dir_under_systemd() {
+        let s = RawConfig::default().validate(Some("/var/lib/lethe".into())).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/lethe"));
+    }
+
+    #[test]
+    fn the_documented_example_file_parses_to_the_defaults() {
+        let text = include_str!("../config/lethe.toml");
+        let raw: RawConfig = Figment::from(Toml::string(text)).extract().unwrap();
+        let mut expected = RawConfig::default();
+        expected.data_dir = raw.data_dir.clone();
+        assert_eq!(raw, expected);
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "lethe.toml",
+                "storage = \"memory\"\npublic_url = \"https://file.example\"\n[ttl]\nmin = 120\n",
+            )?;
+            jail.set_env("LETHE_PUBLIC_URL", "https://env.example");
+            jail.set_env("LETHE_TTL__MAX_ANONYMOUS", "3600");
+            jail.set_env("LETHE_CONFIG", "ignored-by-the-loader");
+            let s = load_in_jail(Sources {
+                file: Some("lethe.toml".into()),
+                overrides: Overrides { listen: vec!["127.0.0.1:9999".into()], ..Overrides::default() },
+            })
+            .unwrap();
+            assert_eq!(s.storage, Engine::Memory);
+            assert_eq!(s.ttl.min, 120);
+            assert_eq!(s.ttl.max_anonymous, 3600);
+            assert_eq!(s.public_url, "https://env.example");
+            assert_eq!(s.listeners[0].addr, "127.0.0.1:9999".parse().unwrap());
+
+            let s = load_in_jail(Sources {
+                file: Some("lethe.toml".into()),
+                overrides: Overrides { public_url: Some("https://flag.example/".into()), ..Overrides::default() },
+            })
+            .unwrap();
+            assert_eq!(s.public_url, "https://flag.example");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LETHE_STORAGE", "foo");
+            let err = load_in_jail(Sources::default()).unwrap_err();
+            assert_eq!(err.to_string(), "storage: unknown engine \"foo\"; expected redb or memory");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[ttl]\nmin = \"soon\"\n")?;
+            let err = load_in_jail(Sources { file: Some("bad.toml".into()), ..Sources::default() }).unwrap_err();
+            assert_eq!(err.key, "ttl.min");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "listner = 1\n")?;
+            let err = load_in_jail(Sources { file: Some("typo.toml".into()), ..Sources::default() }).unwrap_err();
+            assert!(err.to_string().contains("listner"), "{err}");
+            Ok(())
+        });
+        let cases: [(&str, Box<dyn Fn(&mut RawConfig)>); 6] = [
+            ("listeners[0].addr", Box::new(|c| c.listeners[0].addr = "localhost".into())),
+            ("listeners[0].mode", Box::new(|c| c.listeners[0].mode = "half".into())),
+            ("ttl.default", Box::new(|c| c.ttl.default = 10)),
+            ("ttl.max_anonymous", Box::new(|c| c.ttl.max_anonymous = 1)),
+            ("public_url", Box::new(|c| c.public_url = Some("ftp://x".into()))),
+            ("passphrase.bcrypt_cost", Box::new(|c| c.passphrase.bcrypt_cost = 99)),
+        ];
+        for (key, mutate) in cases {
+            let mut raw = RawConfig::default();
+            mutate(&mut raw);
+            assert_eq!(raw.validate(None).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn read_only_makes_every_listener_read_only_and_disable_flag_turns_requests_off() {
+        let raw = RawConfig {
+            read_only: true,
+            disable_secret_requests: true,
+            listeners: vec![
+                RawListener { addr: "127.0.0.1:1".into(), mode: "full".into() },
+                RawListener { addr: "127.0.0.1:2".into(), mode: "read-only".into() },
+            ],
+            ..RawConfig::default()
+        };
+        let s = raw.validate(None).unwrap();
+        assert!(s.listeners.iter().all(|l| l.mode == Mode::ReadOnly));
+        assert!(!s.secret_requests);
+    }
+
+    #[test]
+    fn printed_configuration_parses_back() {
+        let s = RawConfig::default().validate(None).unwrap();
+        let again: RawConfig = Figment::from(Toml::string(&s.to_toml())).extract().unwrap();
+        assert_eq!(again.storage, "redb");
+        assert_eq!(again.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+    }
+}

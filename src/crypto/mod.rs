@@ -1,0 +1,302 @@
+//! Cryptographic building blocks: ids and tokens from the OS CSPRNG, SHA-256 store keys, constant-time
+//! comparison, the master key with at-rest AEAD, keyed id hashes for logs, and passphrase hashing.
+//!
+//! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
+
+pub mod passphrase;
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::digest::{SHA256, digest};
+use ring::hkdf::{HKDF_SHA256, Prk, Salt};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// `n` bytes from the OS CSPRNG. The OS generator failing is not recoverable: nothing secure can be
+/// made without it, so the process stops rather than hand out a guessable id.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    if SystemRandom::new().fill(&mut out).is_err() {
+        panic!("the operating system's random number generator failed");
+    }
+    out
+}
+
+const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Length of a v1 key: 160 random bits written in base 36 take at most 31 digits.
+pub const KEY_LEN: usize = 31;
+
+/// A new bearer key for links: 160 bits, lower-case base 36, always [`KEY_LEN`] characters (the shape
+/// v1 clients know from the reference server).
+pub fn new_key() -> String {
+    let bytes = random_bytes::<20>();
+    // Repeated division of a big-endian byte number by 36.
+    let mut n = bytes.to_vec();
+    let mut digits = Vec::with_capacity(KEY_LEN);
+    while digits.len() < KEY_LEN {
+        let mut rem = 0u32;
+        for b in n.iter_mut() {
+            let acc = (rem << 8) | u32::from(*b);
+            *b = (acc / 36) as u8;
+            rem = acc % 36;
+        }
+        digits.push(BASE36[rem as usize]);
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// True for strings that could be a key made by [`new_key`]; anything else is rejected before any
+/// store access.
+pub fn is_key_shaped(s: &str) -> bool {
+    s.len() == KEY_LEN && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// A new API token: 160 bits as 40 lower-case hex characters.
+pub fn new_token() -> String {
+    hex(&random_bytes::<20>())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// SHA-256, the name under which bearer ids and tokens are stored.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = digest(&SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Compares two digests without an early exit, so timing does not reveal how many leading bytes of a
+/// guessed token were right.
+pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Errors of the crypto layer.
+#[derive(Debug)]
+pub enum CryptoError {
+    /// The master key file could not be read or created.
+    KeyFile { path: PathBuf, source: io::Error },
+    /// The master key file is readable by group or others.
+    KeyFilePermissions { path: PathBuf, mode: u32 },
+    /// The master key file does not hold exactly 32 bytes.
+    KeyFileLength { path: PathBuf, len: usize },
+    /// A sealed value failed authentication: corrupted data or the wrong master key.
+    Unseal,
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CryptoError::KeyFile { path, source } => write!(f, "master key file {}: {source}", path.display()),
+            CryptoError::KeyFilePermissions { path, mode } => write!(
+                f,
+                "master key file {} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
+                path.display()
+            ),
+            CryptoError::KeyFileLength { path, len } => write!(
+                f,
+                "master key file {} holds {len} bytes, expected 32; restore the right file",
+                path.display()
+            ),
+            CryptoError::Unseal => f.write_str("stored ciphertext failed authentication"),
+        }
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// What a sealed value is for; part of the key derivation so a ciphertext of one purpose can never be
+/// opened as another.
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+pub enum Purpose {
+    /// A v1 secret's value, keyed by its secret key.
+    SecretValue,
+    /// The secret key kept inside a metadata record, keyed by the metadata key.
+    MetadataSecretKey,
+    /// A metadata key kept in an account's recent list, keyed by the account name.
+    RecentMetadataKey,
+}
+
+impl Purpose {
+    fn salt(self) -> &'static [u8] {
+        match self {
+            Purpose::SecretValue => b"lethe/v1/secret-value",
+            Purpose::MetadataSecretKey => b"lethe/v1/metadata-secret-key",
+            Purpose::RecentMetadataKey => b"lethe/v1/recent-metadata-key",
+        }
+    }
+}
+
+/// The server's master key. Neither it nor the database alone decrypts anything: every key is derived
+/// from it *and* the bearer id of the record.
+pub struct MasterKey {
+    /// One HKDF pseudo-random key per [`Purpose`], extracted once so the hot path only expands.
+    prks: [Prk; 3],
+    log_key: hmac::Key,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        let log_key = Salt::new(HKDF_SHA256, b"lethe/log-id-hash")
+            .extract(&bytes)
+            .expand(&[], hmac::HMAC_SHA256)
+            .map(hmac::Key::from)
+            .unwrap_or_else(|_| unreachable!("HKDF output of one block cannot fail"));
+        let prk = |p: Purpose| Salt::new(HKDF_SHA256, p.salt()).extract(&bytes);
+        let prks =
+            [prk(Purpose::SecretValue), prk(Purpose::MetadataSecretKey), prk(Purpose::RecentMetadataKey)];
+        MasterKey { prks, log_key }
+    }
+
+    /// Reads the key file, creating it (mode 0600, 32 random bytes) when absent. Refuses a file that
+    /// group or others can read.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, CryptoError> {
+        let io_err = |source| CryptoError::KeyFile { path: path.to_owned(), source };
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(mut file) => {
+                let bytes = random_bytes::<32>();
+                file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io_err)?;
+                return Ok(MasterKey::from_bytes(bytes));
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io_err(err)),
+        }
+        let mode = fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::KeyFilePermissions { path: path.to_owned(), mode });
+        }
+        let mut data = Vec::with_capacity(33);
+        fs::File::open(path).and_then(|f| f.take(64).read_to_end(&mut data)).map_err(io_err)?;
+        let bytes: [u8; 32] = data
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::KeyFileLength { path: path.to_owned(), len: data.len() })?;
+        Ok(MasterKey::from_bytes(bytes))
+    }
+
+    fn aead_key(&self, purpose: Purpose, id: &[u8]) -> LessSafeKey {
+        let info = [id];
+        let okm = self.prks[purpose as usize]
+            .expand(&info, &AES_256_GCM)
+            .unwrap_or_else(|_| unreachable!("HKDF output of one AES key cannot fail"));
+        LessSafeKey::new(UnboundKey::from(okm))
+    }
+
+    /// Encrypts `plaintext` under the key for (`purpose`, `id`); output is nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, purpose: Purpose, id: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let key = self.aead_key(purpose, id);
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce_bytes);
+        let mut body = plaintext.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::empty(), &mut body)
+            .unwrap_or_else(|_| unreachable!("AES-GCM sealing fails only past 64 GiB"));
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reverses [`MasterKey::seal`].
+    pub fn open(&self, purpose: Purpose, id: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let mut body = body.to_vec();
+        let key = self.aead_key(purpose, id);
+        let plain_len = key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| CryptoError::Unseal)?.len();
+        body.truncate(plain_len);
+        Ok(body)
+    }
+
+    /// A keyed hash of an id for logs and the audit trail: 12 hex characters, stable for one master key,
+    /// useless for finding the record without it.
+    pub fn id_hash(&self, id: &str) -> String {
+        let tag = hmac::sign(&self.log_key, id.as_bytes());
+        let mut s = hex(&tag.as_ref()[..6]);
+        s.truncate(12);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_31_base36_characters_and_distinct() {
+        let a = new_key();
+        let b = new_key();
+        assert_eq!(a.len(), KEY_LEN);
+        assert!(is_key_shaped(&a), "{a}");
+        assert_ne!(a, b);
+        assert!(!is_key_shaped("UPPERCASE0000000000000000000000"));
+        assert!(!is_key_shaped("short"));
+        assert_eq!(new_token().len(), 40);
+    }
+
+    #[test]
+    fn sealing_is_bound_to_purpose_and_id() {
+        let mk = MasterKey::from_bytes([7; 32]);
+        let sealed = mk.seal(Purpose::SecretValue, b"id-1", b"hello");
+        assert_eq!(mk.open(Purpose::SecretValue, b"id-1", &sealed).unwrap(), b"hello");
+        assert!(mk.open(Purpose::SecretValue, b"id-2", &sealed).is_err());
+        assert!(mk.open(Purpose::MetadataSecretKey, b"id-1", &sealed).is_err());
+        assert!(MasterKey::from_bytes([8; 32]).open(Purpose::SecretValue, b"id-1", &sealed).is_err());
+        assert!(mk.open(Purpose::SecretValue, b"id-1", &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn master_key_file_is_created_private_and_refused_when_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let first = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(first.id_hash("x"), again.id_hash("x"));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = MasterKey::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, b"short").unwrap();
+        assert!(matches!(MasterKey::load_or_create(&path), Err(CryptoError::KeyFileLength { .. })));
+    }
+
+    #[test]
+    fn id_hashes_are_short_keyed_and_stable() {
+        let mk = MasterKey::from_bytes([1; 32]);
+        assert_eq!(mk.id_hash("abc").len(), 12);
+        assert_eq!(mk.id_hash("abc"), mk.id_hash("abc"));
+        assert_ne!(mk.id_hash("abc"), MasterKey::from_bytes([2; 32]).id_hash("abc"));
+    }
+
+    #[test]
+    fn digest_comparison() {
+        assert!(digests_equal(&sha256(b"a"), &sha256(b"a")));
+        assert!(!digests_equal(&sha256(b"a"), &sha256(b"b")));
+    }
+}

@@ -1,0 +1,752 @@
+//! One-time secrets: create, reveal once, burn, and the creator's metadata.
+//!
+//! A secret lives under SHA-256 of its secret key in [`Keyspace::Secret`]; its metadata lives under
+//! SHA-256 of the metadata key in [`Keyspace::Metadata`] for twice the secret's TTL. The value is
+//! sealed with a key derived from the master key and the secret key, and the metadata keeps the secret
+//! key sealed under the metadata key, so the database alone yields neither a value nor a working link.
+//!
+//! Invariants:
+//! - A reveal is one conditional batch: take the secret at the version that was read (and whose
+//!   passphrase was checked), and move the metadata to `received`. Of concurrent reveals exactly one
+//!   wins; the others find the secret gone.
+//! - A secret is consumed only on the path that returns its value: decryption happens before the take,
+//!   so an internal error leaves it in place.
+//! - Metadata states only move forward: new → viewed → received | burned | expired | orphaned.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::accounts::{Account, account_index_key};
+use super::{CAS_RETRIES, Domain};
+use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
+use crate::crypto::{CryptoError, Purpose, new_key, random_bytes, sha256};
+use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
+
+/// The record under [`Keyspace::Secret`]. One keyspace holds every kind of one-time secret so that an
+/// id belongs to exactly one kind; variants are only ever appended (postcard encodes the index).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum SecretRecord {
+    V1(V1Secret),
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct V1Secret {
+    /// Nonce ‖ AES-256-GCM ciphertext of the value, keyed by the master key and the secret key.
+    sealed_value: Vec<u8>,
+    passphrase_hash: Option<String>,
+    metadata_hash: [u8; 32],
+    expires_at: Timestamp,
+}
+
+impl fmt::Debug for V1Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V1Secret").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// Where a secret's metadata stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    New,
+    Viewed,
+    Received,
+    Burned,
+    Expired,
+    Orphaned,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::New => "new",
+            State::Viewed => "viewed",
+            State::Received => "received",
+            State::Burned => "burned",
+            State::Expired => "expired",
+            State::Orphaned => "orphaned",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, State::New | State::Viewed)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MetadataRecord {
+    custid: String,
+    /// The secret key, sealed under the metadata key.
+    sealed_secret_key: Vec<u8>,
+    secret_hash: [u8; 32],
+    ttl: u64,
+    created: Timestamp,
+    updated: Timestamp,
+    state: State,
+    received: Option<Timestamp>,
+    recipients: Vec<String>,
+    share_domain: String,
+    passphrase_required: bool,
+    secret_expires_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+/// Failed passphrase attempts on one secret, under [`Keyspace::Attempts`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Attempts {
+    count: u32,
+    window_start: Timestamp,
+    locked_until: Timestamp,
+}
+
+/// What the creator may know about a secret. The surface decides which fields its dialect shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataView {
+    pub custid: String,
+    pub metadata_key: String,
+    /// Known while the secret exists (states `new` and `viewed`).
+    pub secret_key: Option<String>,
+    pub ttl: u64,
+    pub metadata_ttl: u64,
+    /// Seconds left while the secret exists.
+    pub secret_ttl: Option<u64>,
+    pub state: State,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    pub received: Option<Timestamp>,
+    pub recipients: Vec<String>,
+    pub share_domain: String,
+    pub passphrase_required: bool,
+}
+
+/// What a create asks for, already decoded from the wire.
+#[derive(Debug, Default)]
+pub struct ShareInput {
+    /// `None` for `/generate`: the server makes the value.
+    pub secret: Option<Vec<u8>>,
+    pub passphrase: Option<Passphrase>,
+    /// Requested TTL in seconds; `None` means the default. Clamped, never refused.
+    pub ttl: Option<u64>,
+    pub recipient: Option<String>,
+    pub share_domain: Option<String>,
+    /// Length of a generated value.
+    pub generate_length: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Created {
+    pub metadata: MetadataView,
+    /// The generated value, for `/generate` only.
+    pub value: Option<String>,
+}
+
+pub struct Revealed {
+    pub value: Vec<u8>,
+    pub share_domain: String,
+}
+
+impl fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revealed").field("share_domain", &self.share_domain).finish_non_exhaustive()
+    }
+}
+
+/// What the recipient's page may know before the reveal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    pub passphrase_required: bool,
+}
+
+pub const GENERATE_DEFAULT_LENGTH: usize = 12;
+pub const GENERATE_MIN_LENGTH: usize = 6;
+pub const GENERATE_MAX_LENGTH: usize = 128;
+
+#[derive(Debug)]
+pub enum SecretError {
+    /// Unknown, consumed, expired or burned; also a wrong or missing passphrase on reveal, which must
+    /// look the same.
+    Unknown,
+    /// Too many failed passphrase attempts; the secret is locked for a while.
+    Locked,
+    /// Wrong passphrase on burn.
+    IncorrectPassphrase,
+    /// Empty `secret` on share.
+    Empty,
+    /// Over the size limit (the limit in bytes).
+    TooLarge(usize),
+    PassphraseTooLong,
+    /// `recipient` from an anonymous caller.
+    RecipientNeedsAccount,
+    /// `recipient` that is not an email address.
+    InvalidRecipient,
+    /// `recipient` on a server that cannot send mail.
+    MailUnavailable,
+    /// `share_domain` not on the allow-list (the domain as given).
+    UnknownDomain(String),
+    /// `/generate` length outside 6–128.
+    InvalidLength,
+    Store(StoreError),
+    Crypto(CryptoError),
+    Passphrase(PassphraseError),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Unknown => f.write_str("unknown secret"),
+            SecretError::Locked => f.write_str("secret locked after failed passphrase attempts"),
+            SecretError::IncorrectPassphrase => f.write_str("incorrect passphrase"),
+            SecretError::Empty => f.write_str("empty secret"),
+            SecretError::TooLarge(limit) => write!(f, "secret over {limit} bytes"),
+            SecretError::PassphraseTooLong => write!(f, "passphrase over {MAX_PASSPHRASE_BYTES} bytes"),
+            SecretError::RecipientNeedsAccount => f.write_str("recipient without an account"),
+            SecretError::InvalidRecipient => f.write_str("recipient is not an email address"),
+            SecretError::MailUnavailable => f.write_str("no mailer configured"),
+            SecretError::UnknownDomain(_) => f.write_str("share domain not allowed"),
+            SecretError::InvalidLength => f.write_str("generated length out of range"),
+            SecretError::Store(err) => err.fmt(f),
+            SecretError::Crypto(err) => err.fmt(f),
+            SecretError::Passphrase(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+impl From<StoreError> for SecretError {
+    fn from(err: StoreError) -> SecretError {
+        SecretError::Store(err)
+    }
+}
+
+impl From<CryptoError> for SecretError {
+    fn from(err: CryptoError) -> SecretError {
+        SecretError::Crypto(err)
+    }
+}
+
+impl From<PassphraseError> for SecretError {
+    fn from(err: PassphraseError) -> SecretError {
+        match err {
+            PassphraseError::TooLong => SecretError::PassphraseTooLong,
+            other => SecretError::Passphrase(other),
+        }
+    }
+}
+
+fn contention() -> SecretError {
+    SecretError::Store(StoreError::Io("record changed concurrently too often".into()))
+}
+
+/// Characters of generated values: look-alikes (`i l o 1 I O 0`) removed.
+const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+const LOWER: &[u8] = b"abcdefghjkmnpqrstuvwxyz";
+const DIGITS: &[u8] = b"23456789";
+const SYMBOLS: &[u8] = b"!#$%&*+-=?@^_";
+
+/// A uniformly random index below `n` (n ≤ 256), by rejection sampling so no character is favoured.
+fn random_index(n: usize) -> usize {
+    let limit = 256 - (256 % n);
+    loop {
+        let [b] = random_bytes::<1>();
+        if usize::from(b) < limit {
+            return usize::from(b) % n;
+        }
+    }
+}
+
+/// A password of `length` characters with at least one upper, lower, digit and symbol.
+pub fn generate_password(length: usize) -> String {
+    let classes = [UPPER, LOWER, DIGITS, SYMBOLS];
+    let alphabet: Vec<u8> = classes.concat();
+    loop {
+        let value: Vec<u8> = (0..length).map(|_| alphabet[random_index(alphabet.len())]).collect();
+        // Redrawing until every class appears keeps the draw uniform over acceptable passwords; with
+        // six or more characters a redraw is needed about a third of the time at worst.
+        if classes.iter().all(|class| value.iter().any(|c| class.contains(c))) {
+            return String::from_utf8(value).unwrap_or_default();
+        }
+    }
+}
+
+/// `to*****@e*****.com` style: enough to recognise an address, not to harvest it.
+pub fn obscure_email(address: &str) -> String {
+    let (local, domain) = address.split_once('@').unwrap_or((address, ""));
+    let (host, tld) = domain.rsplit_once('.').unwrap_or((domain, ""));
+    let keep = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    let tld = if tld.is_empty() { String::new() } else { format!(".{tld}") };
+    format!("{}*****@{}*****{}", keep(local, 2), keep(host, 1), tld)
+}
+
+fn looks_like_email(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else { return false };
+    !local.is_empty()
+        && local.len() <= 64
+        && domain.len() <= 253
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        && !domain.contains('@')
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+impl Domain {
+    fn link_base(&self, share_domain: &str) -> String {
+        if share_domain.is_empty() {
+            self.settings.public_url.clone()
+        } else {
+            format!("https://{share_domain}")
+        }
+    }
+
+    /// The link a recipient opens.
+    pub fn secret_link(&self, share_domain: &str, secret_key: &str) -> String {
+        format!("{}/secret/{secret_key}", self.link_base(share_domain))
+    }
+
+    /// The link the creator keeps.
+    pub fn private_link(&self, share_domain: &str, metadata_key: &str) -> String {
+        format!("{}/private/{metadata_key}", self.link_base(share_domain))
+    }
+
+    fn clamp_ttl(&self, requested: Option<u64>, account: Option<&Account>) -> u64 {
+        let rules = &self.settings.ttl;
+        let max = if account.is_some() { rules.max_account } else { rules.max_anonymous };
+        requested.unwrap_or(rules.default).clamp(rules.min, max.max(rules.min))
+    }
+
+    /// Stores a secret (or a generated one) and returns the creator's view in state `new`.
+    pub async fn share(&self, input: ShareInput, account: Option<&Account>) -> Result<Created, SecretError> {
+        let (value, generated) = match input.secret {
+            Some(secret) => {
+                if secret.is_empty() {
+                    return Err(SecretError::Empty);
+                }
+                (secret, None)
+            }
+            None => {
+                let length = input.generate_length.unwrap_or(GENERATE_DEFAULT_LENGTH);
+                if !(GENERATE_MIN_LENGTH..=GENERATE_MAX_LENGTH).contains(&length) {
+                    return Err(SecretError::InvalidLength);
+                }
+                let value = generate_password(length);
+                (value.clone().into_bytes(), Some(value))
+            }
+        };
+        let limit = account.and_then(|a| a.max_secret_bytes).unwrap_or(self.settings.limits.max_secret_bytes);
+        if value.len() > limit {
+            return Err(SecretError::TooLarge(limit));
+        }
+        let passphrase = input.passphrase.filter(|p| !p.expose().is_empty());
+        if passphrase.as_ref().is_some_and(|p| p.expose().len() > MAX_PASSPHRASE_BYTES) {
+            return Err(SecretError::PassphraseTooLong);
+        }
+        if let Some(recipient) = input.recipient.filter(|r| !r.trim().is_empty()) {
+            if account.is_none() {
+                return Err(SecretError::RecipientNeedsAccount);
+            }
+            if !looks_like_email(recipient.trim()) {
+                return Err(SecretError::InvalidRecipient);
+            }
+            // No mailer exists yet: refusing is better than reporting a delivery that never happens.
+            return Err(SecretError::MailUnavailable);
+        }
+        let share_domain = match input.share_domain.map(|d| d.trim().to_ascii_lowercase()) {
+            Some(d) if d.is_empty() => String::new(),
+            Some(d) if self.settings.share_domains.contains(&d) => d,
+            Some(d) => return Err(SecretError::UnknownDomain(d)),
+            None => String::new(),
+        };
+        let passphrase_hash = match &passphrase {
+            Some(p) => Some(self.hasher.hash(p).await?),
+            None => None,
+        };
+
+        let now = self.now();
+        let ttl = self.clamp_ttl(input.ttl, account);
+        let secret_key = new_key();
+        let metadata_key = new_key();
+        let secret_hash = sha256(secret_key.as_bytes());
+        let metadata_hash = sha256(metadata_key.as_bytes());
+        let secret_expires_at = now + ttl;
+        let metadata_expires_at = now + 2 * ttl;
+        let custid = account.map_or_else(|| "anon".to_owned(), |a| a.name.clone());
+
+        let secret = SecretRecord::V1(V1Secret {
+            sealed_value: self.keys.seal(Purpose::SecretValue, secret_key.as_bytes(), &value),
+            passphrase_hash,
+            metadata_hash,
+            expires_at: secret_expires_at,
+        });
+        let metadata = MetadataRecord {
+            custid: custid.clone(),
+            sealed_secret_key: self.keys.seal(
+                Purpose::MetadataSecretKey,
+                metadata_key.as_bytes(),
+                secret_key.as_bytes(),
+            ),
+            secret_hash,
+            ttl,
+            created: now,
+            updated: now,
+            // The creator of a generated value has seen it already.
+            state: if generated.is_some() { State::Viewed } else { State::New },
+            received: None,
+            recipients: Vec::new(),
+            share_domain: share_domain.clone(),
+            passphrase_required: passphrase.is_some(),
+            secret_expires_at,
+            expires_at: metadata_expires_at,
+        };
+        let mut batch = Batch::new()
+            .require_absent(Keyspace::Secret, secret_hash)
+            .require_absent(Keyspace::Metadata, metadata_hash)
+            .put(Keyspace::Secret, secret_hash, codec::encode(&secret), Some(secret_expires_at))
+            .put(Keyspace::Metadata, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
+        if let Some(account) = account {
+            let mut index_key = account_index_key(&account.name).to_vec();
+            index_key.extend_from_slice(&(u64::MAX - now).to_be_bytes());
+            index_key.extend_from_slice(&metadata_hash);
+            let sealed = self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
+            batch = batch.put(Keyspace::Recent, index_key, sealed, Some(metadata_expires_at));
+        }
+        match self.store.apply(batch, now).await? {
+            Outcome::Applied(_) => {}
+            // 160-bit keys do not collide; a conflict here means the random source is broken.
+            Outcome::Conflict(_) => return Err(SecretError::Store(StoreError::Io("key collision".into()))),
+        }
+        let view = MetadataView {
+            custid,
+            metadata_key,
+            secret_key: Some(secret_key),
+            ttl,
+            metadata_ttl: 2 * ttl,
+            secret_ttl: Some(ttl),
+            state: State::New,
+            created: now,
+            updated: now,
+            received: None,
+            recipients: Vec::new(),
+            share_domain,
+            passphrase_required: passphrase.is_some(),
+        };
+        Ok(Created { metadata: view, value: generated })
+    }
+
+    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
+        let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        match codec::decode::<SecretRecord>(&entry.value)? {
+            SecretRecord::V1(secret) => Ok(Some((secret, entry.version))),
+        }
+    }
+
+    /// Whether a secret exists and needs a passphrase; never consumes.
+    pub async fn peek(&self, secret_key: &str) -> Result<Option<Peek>, SecretError> {
+        let found = self.read_v1(sha256(secret_key.as_bytes())).await?;
+        Ok(found.map(|(s, _)| Peek { passphrase_required: s.passphrase_hash.is_some() }))
+    }
+
+    async fn locked(&self, secret_hash: [u8; 32]) -> Result<bool, SecretError> {
+        let now = self.now();
+        let Some(entry) = self.store.get(Keyspace::Attempts, secret_hash.to_vec(), now).await? else {
+            return Ok(false);
+        };
+        let attempts: Attempts = codec::decode(&entry.value)?;
+        Ok(attempts.locked_until > now)
+    }
+
+    /// Counts a failed passphrase; the `max_failures`-th failure within the window locks the secret.
+    async fn record_failure(&self, secret_hash: [u8; 32]) -> Result<(), SecretError> {
+        let rules = &self.settings.passphrase;
+        for _ in 0..CAS_RETRIES {
+            let now = self.now();
+            let entry = self.store.get(Keyspace::Attempts, secret_hash.to_vec(), now).await?;
+            let previous = match &entry {
+                Some(e) => Some(codec::decode::<Attempts>(&e.value)?),
+                None => None,
+            };
+            let mut attempts = match previous {
+                Some(a) if now < a.window_start + rules.lock_seconds => a,
+                _ => Attempts { count: 0, window_start: now, locked_until: 0 },
+            };
+            attempts.count += 1;
+            if attempts.count >= rules.max_failures {
+                attempts.locked_until = now + rules.lock_seconds;
+            }
+            let expires = (attempts.window_start + rules.lock_seconds).max(attempts.locked_until);
+            let batch = match &entry {
+                Some(e) => Batch::new().require_version(Keyspace::Attempts, secret_hash, e.version),
+                None => Batch::new().require_absent(Keyspace::Attempts, secret_hash),
+            }
+            .put(Keyspace::Attempts, secret_hash, codec::encode(&attempts), Some(expires));
+            if let Outcome::Applied(_) = self.store.apply(batch, now).await? {
+                return Ok(());
+            }
+        }
+        Err(contention())
+    }
+
+    /// Checks the passphrase of a protected secret, counting failures. `Ok(false)` means wrong.
+    async fn check_passphrase(
+        &self,
+        secret_hash: [u8; 32],
+        hash: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<bool, SecretError> {
+        if self.locked(secret_hash).await? {
+            return Err(SecretError::Locked);
+        }
+        let ok = match passphrase {
+            Some(p) => self.hasher.verify(p, hash).await?,
+            None => false,
+        };
+        if !ok {
+            self.record_failure(secret_hash).await?;
+        }
+        Ok(ok)
+    }
+
+    /// Reveals a secret once: returns its value and deletes it in one step.
+    pub async fn reveal(&self, secret_key: &str, passphrase: Option<&Passphrase>) -> Result<Revealed, SecretError> {
+        let secret_hash = sha256(secret_key.as_bytes());
+        // The version whose passphrase was verified, so a retry after a metadata race skips bcrypt.
+        let mut verified_version = None;
+        for _ in 0..CAS_RETRIES {
+            let Some((secret, version)) = self.read_v1(secret_hash).await? else {
+                return Err(SecretError::Unknown);
+            };
+            if let Some(hash) = &secret.passphrase_hash
+                && verified_version != Some(version)
+            {
+                if !self.check_passphrase(secret_hash, hash, passphrase).await? {
+                    return Err(SecretError::Unknown);
+                }
+                verified_version = Some(version);
+            }
+            let value = self.keys.open(Purpose::SecretValue, secret_key.as_bytes(), &secret.sealed_value)?;
+
+            let now = self.now();
+            let mut batch = Batch::new()
+                .require_version(Keyspace::Secret, secret_hash, version)
+                .take(Keyspace::Secret, secret_hash)
+                .delete(Keyspace::Attempts, secret_hash);
+            let mut share_domain = String::new();
+            if let Some(entry) = self.store.get(Keyspace::Metadata, secret.metadata_hash.to_vec(), now).await? {
+                let mut meta: MetadataRecord = codec::decode(&entry.value)?;
+                share_domain = meta.share_domain.clone();
+                if !meta.state.is_terminal() {
+                    meta.state = State::Received;
+                    meta.received = Some(now);
+                    meta.updated = now;
+                    batch = batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
+                        Keyspace::Metadata,
+                        secret.metadata_hash,
+                        codec::encode(&meta),
+                        Some(meta.expires_at),
+                    );
+                }
+            }
+            match self.store.apply(batch, now).await? {
+                Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => {
+                    return Ok(Revealed { value, share_domain: origin(&self.link_base(&share_domain)).to_owned() });
+                }
+                // Expired between read and take.
+                Outcome::Applied(_) => return Err(SecretError::Unknown),
+                // Another reveal won, or the metadata moved (new → viewed): read again and decide.
+                Outcome::Conflict(_) => continue,
+            }
+        }
+        Err(contention())
+    }
+
+    /// The creator's view. With `mark_viewed`, a first read moves `new` to `viewed` (the reply still
+    /// shows `new`); a read that finds the secret gone settles the state as expired or orphaned.
+    pub async fn metadata(&self, metadata_key: &str, mark_viewed: bool) -> Result<MetadataView, SecretError> {
+        let metadata_hash = sha256(metadata_key.as_bytes());
+        for _ in 0..CAS_RETRIES {
+            let now = self.now();
+            let Some(entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
+                return Err(SecretError::Unknown);
+            };
+            let mut meta: MetadataRecord = codec::decode(&entry.value)?;
+            let shown_state = meta.state;
+            let mut secret_exists = false;
+            let mut changed = false;
+            if !meta.state.is_terminal() {
+                secret_exists = self.store.get(Keyspace::Secret, meta.secret_hash.to_vec(), now).await?.is_some();
+                if !secret_exists {
+                    meta.state = if now >= meta.secret_expires_at { State::Expired } else { State::Orphaned };
+                    meta.updated = now;
+                    changed = true;
+                } else if meta.state == State::New && mark_viewed {
+                    meta.state = State::Viewed;
+                    meta.updated = now;
+                    changed = true;
+                }
+            }
+            if changed {
+                let batch = Batch::new().require_version(Keyspace::Metadata, metadata_hash, entry.version).put(
+                    Keyspace::Metadata,
+                    metadata_hash,
+                    codec::encode(&meta),
+                    Some(meta.expires_at),
+                );
+                if let Outcome::Conflict(_) = self.store.apply(batch, now).await? {
+                    continue;
+                }
+            }
+            let display_state = if secret_exists { shown_state } else { meta.state };
+            return self.view(meta, metadata_key, display_state, secret_exists, now);
+        }
+        Err(contention())
+    }
+
+    fn view(
+        &self,
+        meta: MetadataRecord,
+        metadata_key: &str,
+        state: State,
+        secret_exists: bool,
+        now: Timestamp,
+    ) -> Result<MetadataView, SecretError> {
+        let secret_key = if secret_exists {
+            let key = self.keys.open(Purpose::MetadataSecretKey, metadata_key.as_bytes(), &meta.sealed_secret_key)?;
+            Some(String::from_utf8(key).map_err(|_| SecretError::Crypto(CryptoError::Unseal))?)
+        } else {
+            None
+        };
+        Ok(MetadataView {
+            custid: meta.custid,
+            metadata_key: metadata_key.to_owned(),
+            secret_key,
+            ttl: meta.ttl,
+            metadata_ttl: meta.expires_at.saturating_sub(now),
+            secret_ttl: secret_exists.then(|| meta.secret_expires_at.saturating_sub(now)),
+            state,
+            created: meta.created,
+            updated: meta.updated,
+            received: meta.received,
+            recipients: meta.recipients,
+            share_domain: meta.share_domain,
+            passphrase_required: meta.passphrase_required,
+        })
+    }
+
+    /// Destroys a secret unread. Returns the burned view and the secret key (for its short form).
+    pub async fn burn(
+        &self,
+        metadata_key: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<(MetadataView, String), SecretError> {
+        let metadata_hash = sha256(metadata_key.as_bytes());
+        let mut verified_version = None;
+        for _ in 0..CAS_RETRIES {
+            let now = self.now();
+            let Some(meta_entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
+                return Err(SecretError::Unknown);
+            };
+            let mut meta: MetadataRecord = codec::decode(&meta_entry.value)?;
+            if meta.state.is_terminal() {
+                return Err(SecretError::Unknown);
+            }
+            let Some((secret, version)) = self.read_v1(meta.secret_hash).await? else {
+                // Let a metadata read settle expired/orphaned; the burn itself finds nothing.
+                self.metadata(metadata_key, false).await?;
+                return Err(SecretError::Unknown);
+            };
+            if let Some(hash) = &secret.passphrase_hash
+                && verified_version != Some(version)
+            {
+                if !self.check_passphrase(meta.secret_hash, hash, passphrase).await? {
+                    return Err(SecretError::IncorrectPassphrase);
+                }
+                verified_version = Some(version);
+            }
+            let secret_key = String::from_utf8(self.keys.open(
+                Purpose::MetadataSecretKey,
+                metadata_key.as_bytes(),
+                &meta.sealed_secret_key,
+            )?)
+            .map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
+            meta.state = State::Burned;
+            meta.updated = now;
+            let batch = Batch::new()
+                .require_version(Keyspace::Secret, meta.secret_hash, version)
+                .require_version(Keyspace::Metadata, metadata_hash, meta_entry.version)
+                .delete(Keyspace::Secret, meta.secret_hash)
+                .delete(Keyspace::Attempts, meta.secret_hash)
+                .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
+            match self.store.apply(batch, now).await? {
+                Outcome::Applied(_) => {
+                    let view = self.view(meta, metadata_key, State::Burned, false, now)?;
+                    return Ok((view, secret_key));
+                }
+                Outcome::Conflict(_) => continue,
+            }
+        }
+        Err(contention())
+    }
+
+    /// The account's metadata, newest first, without secret keys.
+    pub async fn recent(&self, account: &Account) -> Result<Vec<MetadataView>, SecretError> {
+        const MAX_RECENT: usize = 500;
+        let now = self.now();
+        let prefix = account_index_key(&account.name).to_vec();
+        let rows = self.store.scan_prefix(Keyspace::Recent, prefix, now, MAX_RECENT).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, entry) in rows {
+            let metadata_key = self.keys.open(Purpose::RecentMetadataKey, account.name.as_bytes(), &entry.value)?;
+            let metadata_key = String::from_utf8(metadata_key).map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
+            match self.metadata(&metadata_key, false).await {
+                Ok(view) => out.push(MetadataView { secret_key: None, ..view }),
+                // Gone since the scan (its metadata expired): skip it.
+                Err(SecretError::Unknown) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_have_every_class_and_no_lookalikes() {
+        for length in [6, 12, 128] {
+            let p = generate_password(length);
+            assert_eq!(p.len(), length);
+            assert!(p.bytes().any(|c| UPPER.contains(&c)));
+            assert!(p.bytes().any(|c| LOWER.contains(&c)));
+            assert!(p.bytes().any(|c| DIGITS.contains(&c)));
+            assert!(p.bytes().any(|c| SYMBOLS.contains(&c)));
+            assert!(!p.contains(['i', 'l', 'o', '1', 'I', 'O', '0']), "{p}");
+        }
+    }
+
+    #[test]
+    fn emails_are_obscured() {
+        assert_eq!(obscure_email("tom@example.com"), "to*****@e*****.com");
+        assert!(looks_like_email("tom@example.com"));
+        assert!(!looks_like_email("tom@localhost"));
+        assert!(!looks_like_email("not an email"));
+    }
+
+    #[test]
+    fn origin_drops_the_path() {
+        assert_eq!(origin("https://x.example:8443/base"), "https://x.example:8443");
+        assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+    }
+}

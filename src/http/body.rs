@@ -1,0 +1,124 @@
+//! Reading request bodies through a hard limit, and decoding the small formats the surfaces share
+//! (query strings and form bodies, HTTP Basic credentials).
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap};
+
+use base64::Engine as _;
+
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over the limit; counted on the bytes actually received, not on `Content-Length`.
+    TooLarge,
+    /// The client went away or sent a malformed body.
+    Read(String),
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(err) => Err(BodyError::Read(err.to_string())),
+    }
+}
+
+/// The media type of a request, lower-cased, without parameters; `None` when absent.
+pub fn content_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    (!media.is_empty()).then_some(media)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte; a stray `%`
+/// stays as it is. Invalid UTF-8 is replaced rather than refused, as browsers do.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value)) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(hi << 4 | lo);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `a=1&b=2` into decoded pairs, in order; empty segments are skipped.
+pub fn parse_form(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Credentials from `Authorization: Basic`. `None` when the header is absent; `Some(Err)` when it is
+/// present but unreadable, which must fail the request rather than fall back to anonymous.
+pub fn basic_auth(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let parsed = (|| {
+        let value = value.to_str().ok()?;
+        let (scheme, encoded) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, pass) = decoded.split_once(':')?;
+        Some((user.to_owned(), pass.to_owned()))
+    })();
+    Some(parsed.ok_or(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(percent_decode("a+b%20c%2Fd"), "a b c/d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%e2%9c%93"), "✓");
+        assert_eq!(
+            parse_form("secret=x%3Dy&ttl=&&recipient%5B%5D=a"),
+            vec![("secret".into(), "x=y".into()), ("ttl".into(), "".into()), ("recipient[]".into(), "a".into())]
+        );
+    }
+
+    #[test]
+    fn basic_credentials() {
+        let mut h = HeaderMap::new();
+        assert!(basic_auth(&h).is_none());
+        h.insert(header::AUTHORIZATION, "Basic YWxpY2VAZXhhbXBsZS5jb206dG9rOmVu".parse().unwrap());
+        assert_eq!(basic_auth(&h), Some(Ok(("alice@example.com".into(), "tok:en".into()))));
+        h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert_eq!(basic_auth(&h), Some(Err(())));
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(basic_auth(&h), Some(Err(())));
+    }
+}

@@ -1,0 +1,130 @@
+//! Running the server: [`run`] serves already-bound listeners until a shutdown signal, so tests bind
+//! `127.0.0.1:0` and stop it cleanly; [`daemon`] is what `lethe serve` does around it (open the store,
+//! load the master key, bind, admin socket, signals).
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::App;
+use crate::admin;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Mode, Settings};
+use crate::crypto::MasterKey;
+use crate::domain::Domain;
+use crate::reaper;
+use crate::store::{self, StoreError};
+
+/// Entries the reaper removes per pass; bounded so a pass never holds the writer for long.
+const REAPER_BATCH: usize = 1000;
+
+/// Serves every listener and runs the reaper until `shutdown` becomes `true`; returns once in-flight
+/// requests have finished.
+pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: watch::Receiver<bool>) {
+    let mut tasks = JoinSet::new();
+    for (listener, mode) in listeners {
+        let app = Arc::clone(&app);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { crate::http::serve(app, listener, mode, wait_for(shutdown)).await });
+    }
+    let d = &app.domain;
+    tasks.spawn(reaper::run(d.store.clone(), Arc::clone(&d.clock), REAPER_BATCH, shutdown.clone()));
+    while let Some(result) = tasks.join_next().await {
+        if let Err(err) = result
+            && err.is_panic()
+        {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+}
+
+/// Resolves when the watched flag turns `true` (or its sender is gone).
+pub async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    DataDir(io::Error),
+    Store(StoreError),
+    Key(crate::crypto::CryptoError),
+    Bind { addr: std::net::SocketAddr, source: io::Error },
+    Admin(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DataDir(err) => write!(f, "data directory: {err}"),
+            StartError::Store(StoreError::Locked) => {
+                f.write_str("the database is in use by another process (is another lethe running on this data_dir?)")
+            }
+            StartError::Store(err) => write!(f, "store: {err}"),
+            StartError::Key(err) => err.fmt(f),
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Admin(err) => write!(f, "admin socket: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Creates the data directory (mode 0700) if needed.
+pub fn ensure_data_dir(settings: &Settings) -> Result<(), io::Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&settings.data_dir)
+}
+
+/// Opens the store and the master key as configured, and builds the domain.
+pub fn open_domain(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Domain, StartError> {
+    ensure_data_dir(&settings).map_err(StartError::DataDir)?;
+    let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
+    let store = store::open(settings.storage, &settings.data_dir).map_err(StartError::Store)?;
+    Ok(Domain::new(settings, store, clock, keys))
+}
+
+/// `lethe serve`: everything until a SIGINT or SIGTERM has been handled.
+pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
+    let domain = open_domain(Arc::clone(&settings), Arc::new(SystemClock))?;
+    let mut listeners = Vec::with_capacity(settings.listeners.len());
+    for l in &settings.listeners {
+        let listener =
+            TcpListener::bind(l.addr).await.map_err(|source| StartError::Bind { addr: l.addr, source })?;
+        let local = listener.local_addr().unwrap_or(l.addr);
+        tracing::info!(addr = %local, mode = ?l.mode, "listening");
+        listeners.push((listener, l.mode));
+    }
+    let app = Arc::new(App { domain });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = admin::start(Arc::clone(&app), stop_rx.clone()).await.map_err(StartError::Admin)?;
+    tracing::info!(storage = %settings.storage, data_dir = %settings.data_dir.display(), "lethe ready");
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop signal received; finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    run(app, listeners, stop_rx).await;
+    admin.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
