@@ -1,45 +1,474 @@
-//! Placeholder; being written on the `store` branch.
+//! The redb backend: one file, one table per keyspace, an expiry index, and a single writer thread that
+//! group-commits every write.
+//!
+//! Layout. Each keyspace is a table named [`Keyspace::name`] from the key to a [`HEADER_LEN`]-byte
+//! header (`expires_at` as big-endian u64 with 0 meaning never, then `version` as big-endian u64)
+//! followed by the value. The `expiry` table holds one empty-valued row per expiring entry, keyed
+//! `expires_at (BE u64) ‖ keyspace tag ‖ key`, so the oldest expiry is the table's first row and a
+//! purge is a range scan. Every change to an entry removes its old index row and writes the new one
+//! in the same transaction, so the index never points at a different generation of the entry.
+//!
+//! Writes. A durable commit costs about a millisecond, so [`Store::apply`] and [`Store::purge_expired`]
+//! do not commit themselves: they send a job to the writer thread and wait. The writer takes every job
+//! already waiting (up to [`MAX_GROUP`]), runs them in arrival order in one write transaction — each
+//! batch checks its conditions against the transaction's current state, so it sees the batches before
+//! it — commits once with [`Durability::Immediate`], and only then answers. If any I/O fails, the whole
+//! transaction is aborted and every job in it gets the error; none was acknowledged.
+//!
+//! Reads use their own read transactions and never wait for the writer.
+//!
+//! A put whose `expires_at` is already `<= now` is applied as a delete, as in the memory backend (which
+//! also keeps a 0 expiry from being mistaken for "never" in the header).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+
 use super::*;
 
-#[derive(Debug)]
-pub struct RedbStore;
+/// Bytes before the value in every stored entry.
+const HEADER_LEN: usize = 16;
+
+/// Most jobs in one write transaction, so one commit's latency stays bounded under a flood.
+const MAX_GROUP: usize = 1024;
+
+const EXPIRY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("expiry");
+
+fn table(ks: Keyspace) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(ks.name())
+}
+
+/// Every redb error becomes one of ours here. redb's messages name tables and sizes, never keys.
+fn io_error(err: impl Into<redb::Error>) -> StoreError {
+    match err.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
+        redb::Error::Corrupted(msg) => StoreError::Corrupt(msg),
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+/// An entry as stored: the decoded header and the value.
+struct Stored {
+    value: Vec<u8>,
+    version: u64,
+    expires_at: Option<Timestamp>,
+}
+
+impl Stored {
+    fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(StoreError::Corrupt(format!("entry header is {} bytes", bytes.len())));
+        }
+        let (header, value) = bytes.split_at(HEADER_LEN);
+        let mut expires = [0u8; 8];
+        let mut version = [0u8; 8];
+        expires.copy_from_slice(&header[..8]);
+        version.copy_from_slice(&header[8..]);
+        let expires_at = match u64::from_be_bytes(expires) {
+            0 => None,
+            at => Some(at),
+        };
+        Ok(Stored { value: value.to_vec(), version: u64::from_be_bytes(version), expires_at })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + self.value.len());
+        bytes.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
+        bytes.extend_from_slice(&self.version.to_be_bytes());
+        bytes.extend_from_slice(&self.value);
+        bytes
+    }
+
+    fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+
+    fn into_entry(self) -> Entry {
+        Entry { value: self.value, version: self.version, expires_at: self.expires_at }
+    }
+}
+
+fn index_key(at: Timestamp, ks: Keyspace, key: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(9 + key.len());
+    row.extend_from_slice(&at.to_be_bytes());
+    row.push(ks.tag());
+    row.extend_from_slice(key);
+    row
+}
+
+/// Splits an index row into its parts; `None` for a row too short to be one.
+fn parse_index_key(row: &[u8]) -> Option<(Timestamp, u8, &[u8])> {
+    let (at, rest) = row.split_first_chunk::<8>()?;
+    let (tag, key) = rest.split_first()?;
+    Some((u64::from_be_bytes(*at), *tag, key))
+}
+
+/// A unit of work for the writer thread, with the channel its caller waits on.
+enum Job {
+    Apply { batch: Batch, now: Timestamp, reply: mpsc::SyncSender<Result<Outcome, StoreError>> },
+    Purge { now: Timestamp, limit: usize, reply: mpsc::SyncSender<Result<usize, StoreError>> },
+}
+
+/// What a job produced inside the transaction, held until the commit decides whether it stands.
+enum Done {
+    Apply(Outcome),
+    Purge(usize),
+}
+
+/// The redb store. Dropping it closes the job channel and joins the writer thread, which finishes the
+/// jobs already sent first.
+pub struct RedbStore {
+    db: Arc<Database>,
+    /// The only way to write; `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore").finish_non_exhaustive()
+    }
+}
 
 impl RedbStore {
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> RedbStore {
-        RedbStore
+    /// Opens or creates the database at `path`, creates every table, and starts the writer thread.
+    /// Fails with [`StoreError::Locked`] if another process (or another store in this one) has it open.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(io_error)?;
+        let mut txn = db.begin_write().map_err(io_error)?;
+        txn.set_durability(Durability::Immediate).map_err(io_error)?;
+        for ks in Keyspace::ALL {
+            txn.open_table(table(ks)).map_err(io_error)?;
+        }
+        txn.open_table(EXPIRY).map_err(io_error)?;
+        txn.commit().map_err(io_error)?;
+
+        let db = Arc::new(db);
+        let (jobs, receiver) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("lethe-store-writer".into())
+            .spawn(move || writer_loop(&writer_db, &receiver))
+            .map_err(|err| StoreError::Io(format!("cannot start the writer thread: {err}")))?;
+        Ok(RedbStore { db, jobs: Some(jobs), writer: Some(writer) })
     }
-    pub fn open(_path: &Path) -> Result<RedbStore, StoreError> {
-        Ok(RedbStore)
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
+        jobs.send(job).map_err(|_| StoreError::Closed)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+}
+
+fn read_entry(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Stored>, StoreError> {
+    match table.get(key).map_err(io_error)? {
+        Some(bytes) => Stored::decode(bytes.value()).map(Some),
+        None => Ok(None),
     }
 }
 
 impl Store for RedbStore {
-    fn get(&self, _ks: Keyspace, _key: &[u8], _now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        todo!()
+    fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_error)?;
+        let table = txn.open_table(table(ks)).map_err(io_error)?;
+        Ok(read_entry(&table, key)?.filter(|s| s.is_live(now)).map(Stored::into_entry))
     }
+
     fn scan_prefix(
         &self,
-        _ks: Keyspace,
-        _prefix: &[u8],
-        _now: Timestamp,
-        _limit: usize,
+        ks: Keyspace,
+        prefix: &[u8],
+        now: Timestamp,
+        limit: usize,
     ) -> Result<Vec<(Vec<u8>, Entry)>, StoreError> {
-        todo!()
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let txn = self.db.begin_read().map_err(io_error)?;
+        let table = txn.open_table(table(ks)).map_err(io_error)?;
+        for row in table.range::<&[u8]>(prefix..).map_err(io_error)? {
+            let (key, bytes) = row.map_err(io_error)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            let stored = Stored::decode(bytes.value())?;
+            if stored.is_live(now) {
+                found.push((key.value().to_vec(), stored.into_entry()));
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
-    fn apply(&self, _batch: Batch, _now: Timestamp) -> Result<Outcome, StoreError> {
-        todo!()
+
+    fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Apply { batch, now, reply })?;
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
-    fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<usize, StoreError> {
-        todo!()
+
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Purge { now, limit, reply })?;
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
+
     fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        todo!()
+        let txn = self.db.begin_read().map_err(io_error)?;
+        let index = txn.open_table(EXPIRY).map_err(io_error)?;
+        match index.first().map_err(io_error)? {
+            Some((row, _)) => parse_index_key(row.value())
+                .map(|(at, _, _)| Some(at))
+                .ok_or_else(|| StoreError::Corrupt("short expiry index row".into())),
+            None => Ok(None),
+        }
     }
-    fn count(&self, _ks: Keyspace) -> Result<u64, StoreError> {
-        todo!()
+
+    fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(io_error)?;
+        let table = txn.open_table(table(ks)).map_err(io_error)?;
+        table.len().map_err(io_error)
     }
+
     fn check(&self) -> Result<(), StoreError> {
-        todo!()
+        let txn = self.db.begin_read().map_err(io_error)?;
+        txn.open_table(EXPIRY).map_err(io_error)?;
+        Ok(())
+    }
+}
+
+/// The writer thread: runs until every sender is gone, which happens when the store is dropped.
+fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_group(db, &group) {
+            Ok(done) => {
+                for (job, done) in group.into_iter().zip(done) {
+                    // A caller that stopped waiting has nothing to be told; its batch is committed.
+                    match (job, done) {
+                        (Job::Apply { reply, .. }, Done::Apply(outcome)) => {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                        (Job::Purge { reply, .. }, Done::Purge(removed)) => {
+                            let _ = reply.send(Ok(removed));
+                        }
+                        (job, _) => fail(job, &StoreError::Io("writer result out of step".into())),
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, jobs = group.len(), "store write transaction failed");
+                for job in group {
+                    fail(job, &err);
+                }
+            }
+        }
+    }
+}
+
+fn fail(job: Job, err: &StoreError) {
+    let copy = || match err {
+        StoreError::Io(msg) => StoreError::Io(msg.clone()),
+        StoreError::Corrupt(msg) => StoreError::Corrupt(msg.clone()),
+        StoreError::Locked => StoreError::Locked,
+        StoreError::Closed => StoreError::Closed,
+    };
+    match job {
+        Job::Apply { reply, .. } => {
+            let _ = reply.send(Err(copy()));
+        }
+        Job::Purge { reply, .. } => {
+            let _ = reply.send(Err(copy()));
+        }
+    }
+}
+
+/// Runs every job of a group in one transaction and commits it; on any error nothing is committed.
+fn run_group(db: &Database, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+    let mut txn = db.begin_write().map_err(io_error)?;
+    txn.set_durability(Durability::Immediate).map_err(io_error)?;
+    let done = match run_jobs(&txn, group) {
+        Ok(done) => done,
+        Err(err) => {
+            // Dropping would abort too; aborting explicitly surfaces nothing new but says what happens.
+            let _ = txn.abort();
+            return Err(err);
+        }
+    };
+    txn.commit().map_err(io_error)?;
+    Ok(done)
+}
+
+fn run_jobs(txn: &WriteTransaction, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+    let mut tables = Tables::open(txn)?;
+    let mut done = Vec::with_capacity(group.len());
+    for job in group {
+        done.push(match job {
+            Job::Apply { batch, now, .. } => Done::Apply(tables.apply(batch, *now)?),
+            Job::Purge { now, limit, .. } => Done::Purge(tables.purge(*now, *limit)?),
+        });
+    }
+    Ok(done)
+}
+
+/// Every table of one write transaction, opened once per group.
+struct Tables<'txn> {
+    /// In [`Keyspace::ALL`] order.
+    keyspaces: Vec<(Keyspace, Table<'txn, &'static [u8], &'static [u8]>)>,
+    expiry: Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, StoreError> {
+        let mut keyspaces = Vec::with_capacity(Keyspace::ALL.len());
+        for ks in Keyspace::ALL {
+            keyspaces.push((ks, txn.open_table(table(ks)).map_err(io_error)?));
+        }
+        let expiry = txn.open_table(EXPIRY).map_err(io_error)?;
+        Ok(Tables { keyspaces, expiry })
+    }
+
+    fn table(&mut self, ks: Keyspace) -> Result<&mut Table<'txn, &'static [u8], &'static [u8]>, StoreError> {
+        self.keyspaces
+            .iter_mut()
+            .find(|(k, _)| *k == ks)
+            .map(|(_, table)| table)
+            .ok_or_else(|| StoreError::Io(format!("table {} is not open", ks.name())))
+    }
+
+    fn live(&mut self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Stored>, StoreError> {
+        Ok(read_entry(self.table(ks)?, key)?.filter(|s| s.is_live(now)))
+    }
+
+    /// Removes the entry and its index row, returning what was stored, live or not.
+    fn remove(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        let old = match self.table(ks)?.remove(key).map_err(io_error)? {
+            Some(bytes) => Stored::decode(bytes.value())?,
+            None => return Ok(None),
+        };
+        if let Some(at) = old.expires_at {
+            self.expiry.remove(index_key(at, ks, key).as_slice()).map_err(io_error)?;
+        }
+        Ok(Some(old))
+    }
+
+    fn insert(&mut self, ks: Keyspace, key: &[u8], stored: &Stored) -> Result<(), StoreError> {
+        self.remove(ks, key)?;
+        self.table(ks)?.insert(key, stored.encode().as_slice()).map_err(io_error)?;
+        if let Some(at) = stored.expires_at {
+            self.expiry.insert(index_key(at, ks, key).as_slice(), [].as_slice()).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    fn holds(&mut self, condition: &Condition, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(match condition {
+            Condition::Absent { ks, key } => self.live(*ks, key, now)?.is_none(),
+            Condition::Present { ks, key } => self.live(*ks, key, now)?.is_some(),
+            Condition::Version { ks, key, version } => {
+                self.live(*ks, key, now)?.is_some_and(|s| s.version == *version)
+            }
+        })
+    }
+
+    fn apply(&mut self, batch: &Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        for (i, condition) in batch.conditions.iter().enumerate() {
+            if !self.holds(condition, now)? {
+                return Ok(Outcome::Conflict(i));
+            }
+        }
+        let mut taken = Vec::with_capacity(batch.mutations.len());
+        for mutation in &batch.mutations {
+            taken.push(self.mutate(mutation, now)?);
+        }
+        Ok(Outcome::Applied(taken))
+    }
+
+    fn mutate(&mut self, mutation: &Mutation, now: Timestamp) -> Result<Option<Entry>, StoreError> {
+        match mutation {
+            Mutation::Put { ks, key, value, expires_at } => {
+                let version = self.live(*ks, key, now)?.map_or(1, |old| old.version.saturating_add(1));
+                let stored = Stored { value: value.clone(), version, expires_at: *expires_at };
+                if stored.is_live(now) {
+                    self.insert(*ks, key, &stored)?;
+                } else {
+                    self.remove(*ks, key)?;
+                }
+                Ok(None)
+            }
+            Mutation::Delete { ks, key } => {
+                self.remove(*ks, key)?;
+                Ok(None)
+            }
+            Mutation::Take { ks, key } => {
+                Ok(self.remove(*ks, key)?.filter(|old| old.is_live(now)).map(Stored::into_entry))
+            }
+        }
+    }
+
+    /// Removes up to `limit` entries due at `now`, oldest expiry first.
+    fn purge(&mut self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for row in self.expiry.iter().map_err(io_error)? {
+            if due.len() >= limit {
+                break;
+            }
+            let (row, _) = row.map_err(io_error)?;
+            let row = row.value().to_vec();
+            match parse_index_key(&row) {
+                Some((at, _, _)) if at > now => break,
+                _ => due.push(row),
+            }
+        }
+        let mut removed = 0;
+        for row in due {
+            match parse_index_key(&row) {
+                Some((at, tag, key)) => match Keyspace::from_tag(tag) {
+                    Some(ks) => {
+                        // The index is kept in step with the entries, but check anyway: an index row
+                        // must never remove a newer generation of the entry.
+                        let current = read_entry(self.table(ks)?, key)?;
+                        if current.is_some_and(|s| s.expires_at == Some(at)) {
+                            self.remove(ks, key)?;
+                            removed += 1;
+                        } else {
+                            self.expiry.remove(row.as_slice()).map_err(io_error)?;
+                        }
+                    }
+                    None => {
+                        self.expiry.remove(row.as_slice()).map_err(io_error)?;
+                    }
+                },
+                None => {
+                    self.expiry.remove(row.as_slice()).map_err(io_error)?;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
