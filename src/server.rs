@@ -108,7 +108,7 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
         let _ = stop_tx.send(true);
     });
     run(app, listeners, stop_rx).await;
-    admin.await;
+    let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
 }
