@@ -1,0 +1,221 @@
+//! Test support: a real lethe server on `127.0.0.1:0` with a controllable clock, and a small HTTP
+//! client. Every server gets its own temporary data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lethe::App;
+use lethe::clock::ManualClock;
+use lethe::config::{Mode, PassphraseRules, RawConfig, RawListener, Settings};
+use lethe::store::Engine;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A fixed starting time, so tests read the same timestamps every run.
+pub const T0: u64 = 1_800_000_000;
+
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub clock: ManualClock,
+    pub app: Arc<App>,
+    pub engine: Engine,
+    dir: Option<tempfile::TempDir>,
+    data_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The v1 dialect's intended status, if the response carries one.
+    pub fn intended(&self) -> Option<u16> {
+        self.header("x-lethe-intended-status").and_then(|v| v.parse().ok())
+    }
+}
+
+fn settings(engine: Engine, data_dir: &Path, tweak: &dyn Fn(&mut RawConfig)) -> Settings {
+    let mut raw = RawConfig {
+        data_dir: Some(data_dir.to_owned()),
+        storage: engine.to_string(),
+        listeners: vec![RawListener { addr: "127.0.0.1:0".into(), mode: "full".into() }],
+        passphrase: PassphraseRules { bcrypt_cost: 4, ..PassphraseRules::default() },
+        ..RawConfig::default()
+    };
+    tweak(&mut raw);
+    raw.validate(None).expect("test configuration is valid")
+}
+
+impl TestServer {
+    pub async fn start(engine: Engine) -> TestServer {
+        TestServer::start_with(engine, &|_| {}).await
+    }
+
+    pub async fn start_with(engine: Engine, tweak: &dyn Fn(&mut RawConfig)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_owned();
+        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), tweak).await
+    }
+
+    async fn launch(
+        engine: Engine,
+        dir: Option<tempfile::TempDir>,
+        data_dir: PathBuf,
+        clock: ManualClock,
+        tweak: &dyn Fn(&mut RawConfig),
+    ) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let base = format!("http://{addr}");
+        let public = base.clone();
+        let settings = settings(engine, &data_dir, &|raw| {
+            raw.public_url = Some(public.clone());
+            tweak(raw)
+        });
+        let domain =
+            lethe::server::open_domain(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
+        let app = Arc::new(App { domain });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(lethe::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        TestServer { base, addr, clock, app, engine, dir, data_dir, stop, task, client }
+    }
+
+    /// Stops the server gracefully and waits until the store is closed.
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        let _ = self.stop.send(true);
+        self.task.await.expect("server task");
+        drop(self.client);
+        // The redb file is released when the last handle is gone.
+        drop(self.app);
+        self.dir
+    }
+
+    /// Stops and starts again on the same data directory and clock.
+    pub async fn restart(self) -> TestServer {
+        let (engine, clock, data_dir) = (self.engine, self.clock.clone(), self.data_dir.clone());
+        let dir = self.stop().await;
+        TestServer::launch(engine, dir, data_dir, clock, &|_| {}).await
+    }
+
+    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+        let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder.body(Full::new(body.into())).expect("request");
+        let resp = self.client.request(req).await.expect("HTTP request");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Resp { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &str) -> Resp {
+        self.request(Method::POST, path, &[("content-type", "application/x-www-form-urlencoded")], form.to_owned())
+            .await
+    }
+
+    pub async fn post_form_as(&self, path: &str, form: &str, user: &str, token: &str) -> Resp {
+        let auth = basic(user, token);
+        self.request(
+            Method::POST,
+            path,
+            &[("content-type", "application/x-www-form-urlencoded"), ("authorization", &auth)],
+            form.to_owned(),
+        )
+        .await
+    }
+
+    pub async fn get_as(&self, path: &str, user: &str, token: &str) -> Resp {
+        self.request(Method::GET, path, &[("authorization", &basic(user, token))], Bytes::new()).await
+    }
+
+    pub async fn post_json(&self, path: &str, json: &Value) -> Resp {
+        self.request(Method::POST, path, &[("content-type", "application/json")], json.to_string()).await
+    }
+
+    /// Shares a secret anonymously and returns the metadata object.
+    pub async fn share(&self, form: &str) -> Value {
+        let r = self.post_form("/api/v1/share", form).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()
+    }
+
+    pub fn clock_now(&self) -> u64 {
+        use lethe::clock::Clock;
+        self.clock.now()
+    }
+
+    pub async fn account(&self, name: &str) -> String {
+        self.app.domain.account_add(name).await.expect("account")
+    }
+}
+
+pub fn basic(user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}")))
+}
+
+pub fn key(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_else(|| panic!("{field} missing in {v}")).to_owned()
+}
+
+/// Instantiates each listed `async fn(&TestServer)` once per storage backend.
+#[macro_export]
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::support::TestServer::start(lethe::store::Engine::Memory).await;
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod redb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::support::TestServer::start(lethe::store::Engine::Redb).await;
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,8 @@
+//! lethe's integration tests: the real server on `127.0.0.1:0`, spoken to over HTTP, once per storage
+//! backend; and the real `lethe` binary for the command line.
+
+mod support;
+
+mod cli;
+mod v1;
+mod web;
