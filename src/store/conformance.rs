@@ -187,7 +187,10 @@ fn conflict_reports_the_index_of_the_first_failing_condition(store: &Arc<dyn Sto
         apply(store, base().require_present(S, b"x").require_absent(S, b"k"), NOW),
         Outcome::Conflict(2)
     );
-    assert_eq!(apply(store, Batch::new().require_absent(S, b"k").require_absent(S, b"x"), NOW), Outcome::Conflict(0));
+    assert_eq!(
+        apply(store, Batch::new().require_absent(S, b"k").require_absent(S, b"x"), NOW),
+        Outcome::Conflict(0)
+    );
     assert_eq!(apply(store, base().require_absent(M, b"k"), NOW), Outcome::Applied(vec![]));
 }
 
@@ -253,7 +256,10 @@ fn prefix_scan_is_ordered_limited_and_stops_at_the_prefix_boundary(store: &Arc<d
         put(store, S, key, key, None);
     }
     let scan = |prefix: &[u8], limit| keys(&store.scan_prefix(S, prefix, NOW, limit).expect("scan"));
-    assert_eq!(scan(&[1], 100), vec![vec![1], vec![1, 0], vec![1, 255], vec![1, 255, 0], vec![1, 255, 255, 7]]);
+    assert_eq!(
+        scan(&[1], 100),
+        vec![vec![1], vec![1, 0], vec![1, 255], vec![1, 255, 0], vec![1, 255, 255, 7]]
+    );
     assert_eq!(scan(&[1, 255], 100), vec![vec![1, 255], vec![1, 255, 0], vec![1, 255, 255, 7]]);
     assert_eq!(scan(&[1, 255, 0], 100), vec![vec![1, 255, 0]]);
     assert_eq!(scan(&[1, 255, 255], 100), vec![vec![1, 255, 255, 7]]);
@@ -377,7 +383,11 @@ fn a_key_re_put_with_a_later_expiry_is_not_purged_at_its_old_expiry(store: &Arc<
     // The same after the first generation expired and the key was created afresh.
     put(store, S, b"j", b"first", Some(NOW + 10));
     let later = NOW + 10;
-    apply(store, Batch::new().require_absent(S, b"j").put(S, b"j", b"second".to_vec(), Some(NOW + 100)), later);
+    apply(
+        store,
+        Batch::new().require_absent(S, b"j").put(S, b"j", b"second".to_vec(), Some(NOW + 100)),
+        later,
+    );
     assert_eq!(store.purge_expired(NOW + 50, 10).expect("purge"), 0);
     assert_eq!(get(store, S, b"j", NOW + 50).expect("present").version, 1);
 }

@@ -336,11 +336,13 @@ fn run_jobs(txn: &WriteTransaction, group: &[Job]) -> Result<Vec<Done>, StoreErr
     Ok(done)
 }
 
+type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
 /// Every table of one write transaction, opened once per group.
 struct Tables<'txn> {
     /// In [`Keyspace::ALL`] order.
-    keyspaces: Vec<(Keyspace, Table<'txn, &'static [u8], &'static [u8]>)>,
-    expiry: Table<'txn, &'static [u8], &'static [u8]>,
+    keyspaces: Vec<(Keyspace, BytesTable<'txn>)>,
+    expiry: BytesTable<'txn>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -353,7 +355,7 @@ impl<'txn> Tables<'txn> {
         Ok(Tables { keyspaces, expiry })
     }
 
-    fn table(&mut self, ks: Keyspace) -> Result<&mut Table<'txn, &'static [u8], &'static [u8]>, StoreError> {
+    fn table(&mut self, ks: Keyspace) -> Result<&mut BytesTable<'txn>, StoreError> {
         self.keyspaces
             .iter_mut()
             .find(|(k, _)| *k == ks)
@@ -500,10 +502,9 @@ mod tests {
     fn a_conflicting_batch_in_a_group_does_not_affect_its_neighbours() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
-        let (a, _a) = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
-        let (b, _b) =
-            job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
-        let (c, _c) = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
+        let (a, _) = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
+        let (b, _) = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
+        let (c, _) = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
         let done = run_group(&store.db, &[a, b, c]).expect("group");
         assert_eq!(
             outcomes(done),
@@ -520,10 +521,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
         let create = || Batch::new().require_absent(S, b"k").put(S, b"k", b"v".to_vec(), None);
-        let (first, _1) = job(create());
-        let (second, _2) = job(create());
-        let (take, _3) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
-        let (again, _4) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let (first, _) = job(create());
+        let (second, _) = job(create());
+        let (take, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let (again, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let done = outcomes(run_group(&store.db, &[first, second, take, again]).expect("group"));
         assert_eq!(done[0], Outcome::Applied(vec![None]));
         assert_eq!(done[1], Outcome::Conflict(0));
