@@ -1,1 +1,524 @@
-//! Placeholder; being written on the `store` branch.
+//! The conformance suite: every guarantee of the [`Store`] contract, checked against every backend.
+//!
+//! Each test is a plain function of a store; the `conformance!` macro instantiates it once per backend,
+//! so a new backend gets the whole suite by adding one module to the macro. Backend-specific behaviour
+//! (reopening a file, locking) has its own tests at the end.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use super::*;
+
+const S: Keyspace = Keyspace::Secret;
+const M: Keyspace = Keyspace::Metadata;
+const NOW: Timestamp = 1_000;
+
+/// A store under test and whatever must outlive it (the temporary directory of a file backend).
+struct Fixture {
+    // Declared first so it is dropped (and the redb writer joined) before the directory goes.
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn memory() -> Fixture {
+    Fixture { store: Arc::new(MemoryStore::new()), _dir: None }
+}
+
+fn redb() -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open redb");
+    Fixture { store: Arc::new(store), _dir: Some(dir) }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory_backend {
+            $(#[test] fn $name() { super::$name(&super::memory().store) })*
+        }
+        mod redb_backend {
+            $(#[test] fn $name() { super::$name(&super::redb().store) })*
+        }
+    };
+}
+
+conformance!(
+    put_then_get_returns_the_value_at_version_one,
+    each_put_of_a_live_key_increments_its_version,
+    a_key_deleted_and_put_again_starts_over_at_version_one,
+    a_key_put_again_after_it_expired_starts_over_at_version_one,
+    an_expired_entry_is_absent_to_get_and_scan_before_any_purge,
+    an_expired_entry_satisfies_absent_and_fails_present_and_version,
+    take_of_an_expired_entry_returns_none_and_removes_it,
+    a_put_that_is_already_expired_stores_nothing,
+    a_failing_condition_in_the_middle_changes_nothing,
+    conflict_reports_the_index_of_the_first_failing_condition,
+    take_returns_the_old_entry_and_then_the_key_is_gone,
+    deleting_an_absent_key_is_not_an_error,
+    the_outcome_has_one_slot_per_mutation,
+    mutations_of_one_batch_apply_in_order,
+    keyspaces_do_not_share_keys,
+    prefix_scan_is_ordered_limited_and_stops_at_the_prefix_boundary,
+    prefix_scan_skips_expired_entries_without_counting_them_against_the_limit,
+    an_empty_prefix_scans_the_whole_keyspace,
+    concurrent_version_conditioned_takes_of_one_key_have_exactly_one_winner,
+    concurrent_creates_of_one_key_have_exactly_one_winner,
+    purge_removes_exactly_the_expired_entries_after_overwrites_deletes_and_takes,
+    next_expiry_is_the_true_minimum_after_overwrites_and_deletes,
+    a_key_re_put_with_a_later_expiry_is_not_purged_at_its_old_expiry,
+    purge_removes_at_most_limit_entries_and_repeated_passes_remove_all,
+    count_counts_unpurged_entries_per_keyspace,
+    check_succeeds_on_an_open_store,
+    many_concurrent_batches_from_several_threads_are_all_applied,
+    concurrent_conflicting_batches_do_not_affect_their_neighbours,
+);
+
+fn put(store: &Arc<dyn Store>, ks: Keyspace, key: &[u8], value: &[u8], expires_at: Option<Timestamp>) {
+    let outcome = store.apply(Batch::new().put(ks, key, value.to_vec(), expires_at), NOW).expect("apply");
+    assert_eq!(outcome, Outcome::Applied(vec![None]));
+}
+
+fn apply(store: &Arc<dyn Store>, batch: Batch, now: Timestamp) -> Outcome {
+    store.apply(batch, now).expect("apply")
+}
+
+fn get(store: &Arc<dyn Store>, ks: Keyspace, key: &[u8], now: Timestamp) -> Option<Entry> {
+    store.get(ks, key, now).expect("get")
+}
+
+fn keys(found: &[(Vec<u8>, Entry)]) -> Vec<Vec<u8>> {
+    found.iter().map(|(key, _)| key.clone()).collect()
+}
+
+fn put_then_get_returns_the_value_at_version_one(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"value", Some(NOW + 60));
+    let entry = get(store, S, b"k", NOW).expect("present");
+    assert_eq!(entry, Entry { value: b"value".to_vec(), version: 1, expires_at: Some(NOW + 60) });
+    assert_eq!(get(store, S, b"other", NOW), None);
+}
+
+fn each_put_of_a_live_key_increments_its_version(store: &Arc<dyn Store>) {
+    for expected in 1..=3 {
+        put(store, S, b"k", format!("v{expected}").as_bytes(), None);
+        let entry = get(store, S, b"k", NOW).expect("present");
+        assert_eq!(entry.version, expected);
+        assert_eq!(entry.value, format!("v{expected}").into_bytes());
+        assert_eq!(entry.expires_at, None);
+    }
+}
+
+fn a_key_deleted_and_put_again_starts_over_at_version_one(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"a", None);
+    put(store, S, b"k", b"b", None);
+    assert_eq!(apply(store, Batch::new().delete(S, b"k"), NOW), Outcome::Applied(vec![None]));
+    put(store, S, b"k", b"c", None);
+    assert_eq!(get(store, S, b"k", NOW).expect("present").version, 1);
+}
+
+fn a_key_put_again_after_it_expired_starts_over_at_version_one(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"a", Some(NOW + 10));
+    put(store, S, b"k", b"b", Some(NOW + 10));
+    let later = NOW + 10;
+    apply(store, Batch::new().put(S, b"k", b"c".to_vec(), None), later);
+    assert_eq!(get(store, S, b"k", later).expect("present").version, 1);
+}
+
+fn an_expired_entry_is_absent_to_get_and_scan_before_any_purge(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", Some(NOW + 10));
+    assert!(get(store, S, b"k", NOW + 9).is_some());
+    // Expiry is inclusive: at `expires_at` the entry is gone.
+    assert_eq!(get(store, S, b"k", NOW + 10), None);
+    assert_eq!(get(store, S, b"k", NOW + 1_000), None);
+    assert!(store.scan_prefix(S, b"k", NOW + 10, 10).expect("scan").is_empty());
+    assert_eq!(store.scan_prefix(S, b"k", NOW + 9, 10).expect("scan").len(), 1);
+}
+
+fn an_expired_entry_satisfies_absent_and_fails_present_and_version(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", Some(NOW + 10));
+    let later = NOW + 10;
+    assert_eq!(apply(store, Batch::new().require_present(S, b"k"), later), Outcome::Conflict(0));
+    assert_eq!(apply(store, Batch::new().require_version(S, b"k", 1), later), Outcome::Conflict(0));
+    assert_eq!(apply(store, Batch::new().require_absent(S, b"k"), later), Outcome::Applied(vec![]));
+    // Before expiry the same conditions go the other way.
+    assert_eq!(apply(store, Batch::new().require_absent(S, b"k"), NOW), Outcome::Conflict(0));
+    assert_eq!(apply(store, Batch::new().require_version(S, b"k", 1), NOW), Outcome::Applied(vec![]));
+}
+
+fn take_of_an_expired_entry_returns_none_and_removes_it(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", Some(NOW + 10));
+    assert_eq!(apply(store, Batch::new().take(S, b"k"), NOW + 10), Outcome::Applied(vec![None]));
+    // Gone even for a reader whose clock is behind.
+    assert_eq!(get(store, S, b"k", NOW), None);
+    assert_eq!(store.count(S).expect("count"), 0);
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+}
+
+fn a_put_that_is_already_expired_stores_nothing(store: &Arc<dyn Store>) {
+    put(store, S, b"old", b"v", None);
+    apply(store, Batch::new().put(S, b"old", b"w".to_vec(), Some(NOW)), NOW);
+    apply(store, Batch::new().put(S, b"new", b"w".to_vec(), Some(0)), NOW);
+    assert_eq!(get(store, S, b"old", 0), None);
+    assert_eq!(get(store, S, b"new", 0), None);
+    assert_eq!(store.count(S).expect("count"), 0);
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+}
+
+fn a_failing_condition_in_the_middle_changes_nothing(store: &Arc<dyn Store>) {
+    put(store, S, b"present", b"v", None);
+    let batch = Batch::new()
+        .require_present(S, b"present")
+        .require_absent(S, b"present")
+        .require_absent(S, b"missing")
+        .put(S, b"a", b"1".to_vec(), None)
+        .put(S, b"present", b"2".to_vec(), None)
+        .take(S, b"present")
+        .delete(S, b"present");
+    assert_eq!(apply(store, batch, NOW), Outcome::Conflict(1));
+    assert_eq!(get(store, S, b"a", NOW), None);
+    let entry = get(store, S, b"present", NOW).expect("still present");
+    assert_eq!((entry.value.as_slice(), entry.version), (&b"v"[..], 1));
+    assert_eq!(store.count(S).expect("count"), 1);
+}
+
+fn conflict_reports_the_index_of_the_first_failing_condition(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", None);
+    let base = || Batch::new().require_present(S, b"k").require_version(S, b"k", 1);
+    assert_eq!(apply(store, base().require_version(S, b"k", 2), NOW), Outcome::Conflict(2));
+    assert_eq!(
+        apply(store, base().require_present(S, b"x").require_absent(S, b"k"), NOW),
+        Outcome::Conflict(2)
+    );
+    assert_eq!(
+        apply(store, Batch::new().require_absent(S, b"k").require_absent(S, b"x"), NOW),
+        Outcome::Conflict(0)
+    );
+    assert_eq!(apply(store, base().require_absent(M, b"k"), NOW), Outcome::Applied(vec![]));
+}
+
+fn take_returns_the_old_entry_and_then_the_key_is_gone(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"secret", Some(NOW + 60));
+    let outcome = apply(store, Batch::new().require_version(S, b"k", 1).take(S, b"k"), NOW);
+    let expected = Entry { value: b"secret".to_vec(), version: 1, expires_at: Some(NOW + 60) };
+    assert_eq!(outcome, Outcome::Applied(vec![Some(expected)]));
+    assert_eq!(get(store, S, b"k", NOW), None);
+    assert_eq!(apply(store, Batch::new().take(S, b"k"), NOW), Outcome::Applied(vec![None]));
+    assert_eq!(apply(store, Batch::new().require_present(S, b"k").take(S, b"k"), NOW), Outcome::Conflict(0));
+}
+
+fn deleting_an_absent_key_is_not_an_error(store: &Arc<dyn Store>) {
+    assert_eq!(apply(store, Batch::new().delete(S, b"nothing"), NOW), Outcome::Applied(vec![None]));
+    assert_eq!(store.count(S).expect("count"), 0);
+}
+
+fn the_outcome_has_one_slot_per_mutation(store: &Arc<dyn Store>) {
+    put(store, S, b"t", b"v", None);
+    let batch = Batch::new()
+        .put(S, b"a", b"1".to_vec(), None)
+        .delete(S, b"b")
+        .take(S, b"t")
+        .take(S, b"missing")
+        .put(M, b"c", b"2".to_vec(), Some(NOW + 1));
+    let Outcome::Applied(slots) = apply(store, batch, NOW) else { panic!("expected Applied") };
+    assert_eq!(slots.len(), 5);
+    assert_eq!(slots.iter().filter(|slot| slot.is_some()).count(), 1);
+    assert_eq!(slots[2].as_ref().map(|e| e.value.clone()), Some(b"v".to_vec()));
+    assert_eq!(apply(store, Batch::new(), NOW), Outcome::Applied(vec![]));
+}
+
+fn mutations_of_one_batch_apply_in_order(store: &Arc<dyn Store>) {
+    let batch = Batch::new()
+        .put(S, b"k", b"1".to_vec(), None)
+        .put(S, b"k", b"2".to_vec(), Some(NOW + 5))
+        .take(S, b"k")
+        .put(S, b"k", b"3".to_vec(), None);
+    let Outcome::Applied(slots) = apply(store, batch, NOW) else { panic!("expected Applied") };
+    let taken = slots[2].clone().expect("take saw the second put");
+    assert_eq!((taken.value, taken.version, taken.expires_at), (b"2".to_vec(), 2, Some(NOW + 5)));
+    let entry = get(store, S, b"k", NOW).expect("present");
+    assert_eq!((entry.value, entry.version), (b"3".to_vec(), 1));
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+}
+
+fn keyspaces_do_not_share_keys(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"secret", None);
+    assert_eq!(get(store, M, b"k", NOW), None);
+    assert_eq!(apply(store, Batch::new().require_absent(M, b"k"), NOW), Outcome::Applied(vec![]));
+    put(store, M, b"k", b"meta", None);
+    apply(store, Batch::new().delete(S, b"k"), NOW);
+    assert_eq!(get(store, M, b"k", NOW).expect("present").value, b"meta");
+    assert_eq!(store.count(M).expect("count"), 1);
+    assert_eq!(store.count(S).expect("count"), 0);
+}
+
+fn prefix_scan_is_ordered_limited_and_stops_at_the_prefix_boundary(store: &Arc<dyn Store>) {
+    let all: [&[u8]; 8] = [&[1], &[1, 0], &[1, 255], &[1, 255, 0], &[1, 255, 255, 7], &[2], &[2, 0], &[0, 9]];
+    // Inserted out of order, so order must come from the store.
+    for key in all.iter().rev() {
+        put(store, S, key, key, None);
+    }
+    let scan = |prefix: &[u8], limit| keys(&store.scan_prefix(S, prefix, NOW, limit).expect("scan"));
+    assert_eq!(
+        scan(&[1], 100),
+        vec![vec![1], vec![1, 0], vec![1, 255], vec![1, 255, 0], vec![1, 255, 255, 7]]
+    );
+    assert_eq!(scan(&[1, 255], 100), vec![vec![1, 255], vec![1, 255, 0], vec![1, 255, 255, 7]]);
+    assert_eq!(scan(&[1, 255, 0], 100), vec![vec![1, 255, 0]]);
+    assert_eq!(scan(&[1, 255, 255], 100), vec![vec![1, 255, 255, 7]]);
+    assert_eq!(scan(&[2], 100), vec![vec![2], vec![2, 0]]);
+    assert_eq!(scan(&[3], 100), Vec::<Vec<u8>>::new());
+    assert_eq!(scan(&[1], 2), vec![vec![1], vec![1, 0]]);
+    assert_eq!(scan(&[1], 0), Vec::<Vec<u8>>::new());
+    let found = store.scan_prefix(S, &[2, 0], NOW, 10).expect("scan");
+    assert_eq!(found[0].1, Entry { value: vec![2, 0], version: 1, expires_at: None });
+    assert!(store.scan_prefix(M, &[1], NOW, 10).expect("scan").is_empty());
+}
+
+fn prefix_scan_skips_expired_entries_without_counting_them_against_the_limit(store: &Arc<dyn Store>) {
+    put(store, S, b"p1", b"", Some(NOW + 5));
+    put(store, S, b"p2", b"", None);
+    put(store, S, b"p3", b"", Some(NOW + 5));
+    put(store, S, b"p4", b"", Some(NOW + 50));
+    put(store, S, b"p5", b"", None);
+    let found = store.scan_prefix(S, b"p", NOW + 5, 2).expect("scan");
+    assert_eq!(keys(&found), vec![b"p2".to_vec(), b"p4".to_vec()]);
+}
+
+fn an_empty_prefix_scans_the_whole_keyspace(store: &Arc<dyn Store>) {
+    for key in [&b"b"[..], b"", b"a", b"\xff"] {
+        put(store, S, key, b"v", None);
+    }
+    put(store, M, b"other", b"v", None);
+    let found = store.scan_prefix(S, b"", NOW, 10).expect("scan");
+    assert_eq!(keys(&found), vec![b"".to_vec(), b"a".to_vec(), b"b".to_vec(), b"\xff".to_vec()]);
+}
+
+const CONTENDERS: usize = 32;
+
+/// Runs `batch(i)` from `CONTENDERS` threads released at the same moment.
+fn race(store: &Arc<dyn Store>, batch: impl Fn(usize) -> Batch + Sync) -> Vec<Outcome> {
+    let start = Barrier::new(CONTENDERS);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..CONTENDERS)
+            .map(|i| {
+                let (start, store, batch) = (&start, Arc::clone(store), &batch);
+                scope.spawn(move || {
+                    let batch = batch(i);
+                    start.wait();
+                    store.apply(batch, NOW).expect("apply")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("contender")).collect()
+    })
+}
+
+fn concurrent_version_conditioned_takes_of_one_key_have_exactly_one_winner(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"once", Some(NOW + 60));
+    let outcomes = race(store, |_| Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+    let winners: Vec<_> = outcomes.iter().filter(|o| matches!(o, Outcome::Applied(_))).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let Outcome::Applied(slots) = winners[0] else { unreachable!() };
+    assert_eq!(slots[0].as_ref().map(|e| e.value.as_slice()), Some(&b"once"[..]));
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Applied(_) | Outcome::Conflict(0))));
+    assert_eq!(get(store, S, b"k", NOW), None);
+}
+
+fn concurrent_creates_of_one_key_have_exactly_one_winner(store: &Arc<dyn Store>) {
+    let outcomes =
+        race(store, |i| Batch::new().require_absent(S, b"k").put(S, b"k", i.to_string().into_bytes(), None));
+    let winners: Vec<usize> =
+        (0..CONTENDERS).filter(|&i| matches!(outcomes[i], Outcome::Applied(_))).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let entry = get(store, S, b"k", NOW).expect("present");
+    assert_eq!((entry.value, entry.version), (winners[0].to_string().into_bytes(), 1));
+}
+
+fn purge_removes_exactly_the_expired_entries_after_overwrites_deletes_and_takes(store: &Arc<dyn Store>) {
+    put(store, S, b"expires", b"", Some(NOW + 10));
+    put(store, S, b"extended", b"", Some(NOW + 10));
+    put(store, S, b"extended", b"", Some(NOW + 100));
+    put(store, S, b"shortened", b"", Some(NOW + 100));
+    put(store, S, b"shortened", b"", Some(NOW + 5));
+    put(store, S, b"made-permanent", b"", Some(NOW + 5));
+    put(store, S, b"made-permanent", b"", None);
+    put(store, S, b"deleted", b"", Some(NOW + 5));
+    put(store, S, b"taken", b"", Some(NOW + 5));
+    put(store, M, b"expires", b"", Some(NOW + 10));
+    put(store, M, b"permanent", b"", None);
+    apply(store, Batch::new().delete(S, b"deleted").take(S, b"taken"), NOW);
+
+    assert_eq!(store.purge_expired(NOW + 4, 100).expect("purge"), 0);
+    assert_eq!(store.purge_expired(NOW + 10, 100).expect("purge"), 3);
+    assert_eq!(store.purge_expired(NOW + 10, 100).expect("purge"), 0);
+    let left = |ks| keys(&store.scan_prefix(ks, b"", 0, 100).expect("scan"));
+    assert_eq!(left(S), vec![b"extended".to_vec(), b"made-permanent".to_vec()]);
+    assert_eq!(left(M), vec![b"permanent".to_vec()]);
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 100));
+    assert_eq!(store.purge_expired(NOW + 100, 100).expect("purge"), 1);
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+    assert_eq!(store.count(S).expect("count") + store.count(M).expect("count"), 2);
+}
+
+fn next_expiry_is_the_true_minimum_after_overwrites_and_deletes(store: &Arc<dyn Store>) {
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+    put(store, S, b"a", b"", Some(NOW + 30));
+    put(store, M, b"b", b"", Some(NOW + 20));
+    put(store, S, b"c", b"", None);
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 20));
+    put(store, M, b"b", b"", Some(NOW + 40));
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 30));
+    put(store, S, b"c", b"", Some(NOW + 10));
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 10));
+    apply(store, Batch::new().delete(S, b"c").take(S, b"a"), NOW);
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 40));
+    // Unpurged expired entries still count: the reaper needs to know they are due.
+    assert_eq!(get(store, M, b"b", NOW + 50), None);
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 40));
+}
+
+fn a_key_re_put_with_a_later_expiry_is_not_purged_at_its_old_expiry(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"first", Some(NOW + 10));
+    put(store, S, b"k", b"second", Some(NOW + 100));
+    assert_eq!(store.purge_expired(NOW + 50, 10).expect("purge"), 0);
+    assert_eq!(get(store, S, b"k", NOW + 50).expect("present").value, b"second");
+    // The same after the first generation expired and the key was created afresh.
+    put(store, S, b"j", b"first", Some(NOW + 10));
+    let later = NOW + 10;
+    apply(
+        store,
+        Batch::new().require_absent(S, b"j").put(S, b"j", b"second".to_vec(), Some(NOW + 100)),
+        later,
+    );
+    assert_eq!(store.purge_expired(NOW + 50, 10).expect("purge"), 0);
+    assert_eq!(get(store, S, b"j", NOW + 50).expect("present").version, 1);
+}
+
+fn purge_removes_at_most_limit_entries_and_repeated_passes_remove_all(store: &Arc<dyn Store>) {
+    for i in 0..25u8 {
+        put(store, S, &[i], b"", Some(NOW + 1 + u64::from(i % 3)));
+    }
+    put(store, S, b"live", b"", Some(NOW + 500));
+    let now = NOW + 10;
+    assert_eq!(store.purge_expired(now, 10).expect("purge"), 10);
+    assert_eq!(store.count(S).expect("count"), 16);
+    assert_eq!(store.purge_expired(now, 0).expect("purge"), 0);
+    let mut passes = 1;
+    while store.purge_expired(now, 10).expect("purge") > 0 {
+        passes += 1;
+    }
+    assert_eq!(passes, 3);
+    assert_eq!(store.count(S).expect("count"), 1);
+    assert!(get(store, S, b"live", now).is_some());
+}
+
+fn count_counts_unpurged_entries_per_keyspace(store: &Arc<dyn Store>) {
+    for ks in Keyspace::ALL {
+        assert_eq!(store.count(ks).expect("count"), 0);
+    }
+    put(store, S, b"a", b"", None);
+    put(store, S, b"b", b"", Some(NOW + 1));
+    put(store, S, b"b", b"", Some(NOW + 2));
+    put(store, Keyspace::Request, b"a", b"", None);
+    assert_eq!(store.count(S).expect("count"), 2);
+    assert_eq!(store.count(Keyspace::Request).expect("count"), 1);
+    assert_eq!(store.count(M).expect("count"), 0);
+    store.purge_expired(NOW + 2, 10).expect("purge");
+    assert_eq!(store.count(S).expect("count"), 1);
+}
+
+fn check_succeeds_on_an_open_store(store: &Arc<dyn Store>) {
+    store.check().expect("check");
+}
+
+fn many_concurrent_batches_from_several_threads_are_all_applied(store: &Arc<dyn Store>) {
+    const THREADS: usize = 8;
+    const EACH: usize = 40;
+    thread::scope(|scope| {
+        for t in 0..THREADS {
+            let store = Arc::clone(store);
+            scope.spawn(move || {
+                for i in 0..EACH {
+                    let key = format!("{t}/{i:03}");
+                    let batch = Batch::new().require_absent(S, key.as_str()).put(
+                        S,
+                        key.as_str(),
+                        key.clone().into_bytes(),
+                        None,
+                    );
+                    assert_eq!(store.apply(batch, NOW).expect("apply"), Outcome::Applied(vec![None]));
+                }
+            });
+        }
+    });
+    assert_eq!(store.count(S).expect("count"), (THREADS * EACH) as u64);
+    for t in 0..THREADS {
+        let found = store.scan_prefix(S, format!("{t}/").as_bytes(), NOW, 1_000).expect("scan");
+        assert_eq!(found.len(), EACH);
+        assert!(found.iter().all(|(key, entry)| *key == entry.value));
+    }
+}
+
+fn concurrent_conflicting_batches_do_not_affect_their_neighbours(store: &Arc<dyn Store>) {
+    // Odd contenders carry a condition that cannot hold, plus a write that must not happen.
+    let outcomes = race(store, |i| {
+        let key = format!("k{i:02}");
+        let batch = Batch::new().put(S, key.as_str(), vec![1], None);
+        if i % 2 == 1 { batch.require_present(S, b"never").put(S, b"poison", vec![], None) } else { batch }
+    });
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let expected = if i % 2 == 1 { Outcome::Conflict(0) } else { Outcome::Applied(vec![None]) };
+        assert_eq!(*outcome, expected, "contender {i}");
+        assert_eq!(get(store, S, format!("k{i:02}").as_bytes(), NOW).is_some(), i % 2 == 0);
+    }
+    assert_eq!(get(store, S, b"poison", NOW), None);
+    assert_eq!(store.count(S).expect("count"), (CONTENDERS / 2) as u64);
+}
+
+// Backend-specific behaviour.
+
+#[test]
+fn redb_data_and_expiry_index_survive_close_and_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(REDB_FILE);
+    {
+        let store = RedbStore::open(&path).expect("open");
+        let batch = Batch::new()
+            .put(S, b"kept", b"value".to_vec(), None)
+            .put(S, b"kept", b"value2".to_vec(), None)
+            .put(M, b"expiring", b"m".to_vec(), Some(NOW + 10));
+        store.apply(batch, NOW).expect("apply");
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    let entry = store.get(S, b"kept", NOW).expect("get").expect("present");
+    assert_eq!((entry.value.as_slice(), entry.version), (&b"value2"[..], 2));
+    assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 10));
+    assert_eq!(store.purge_expired(NOW + 10, 10).expect("purge"), 1);
+    assert_eq!(store.count(M).expect("count"), 0);
+}
+
+#[test]
+fn redb_second_open_of_the_same_file_is_locked() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(REDB_FILE);
+    let first = RedbStore::open(&path).expect("open");
+    first.apply(Batch::new().put(S, b"k", b"v".to_vec(), None), NOW).expect("apply");
+    assert!(matches!(RedbStore::open(&path), Err(StoreError::Locked)));
+    // The failed open leaves the first store working.
+    assert!(first.get(S, b"k", NOW).expect("get").is_some());
+    drop(first);
+    RedbStore::open(&path).expect("open once the first store is closed");
+}
+
+#[test]
+fn redb_open_of_an_unusable_path_is_an_io_error() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("missing-dir").join(REDB_FILE);
+    assert!(matches!(RedbStore::open(&path), Err(StoreError::Io(_))));
+}
+
+#[test]
+fn the_memory_store_debug_output_shows_no_keys_or_values() {
+    let memory = MemoryStore::new();
+    memory.apply(Batch::new().put(S, b"key-material", b"plaintext".to_vec(), None), NOW).expect("apply");
+    let shown = format!("{memory:?}");
+    assert!(!shown.contains("key-material") && !shown.contains("plaintext"), "{shown}");
+}

@@ -336,11 +336,13 @@ fn run_jobs(txn: &WriteTransaction, group: &[Job]) -> Result<Vec<Done>, StoreErr
     Ok(done)
 }
 
+type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
 /// Every table of one write transaction, opened once per group.
 struct Tables<'txn> {
     /// In [`Keyspace::ALL`] order.
-    keyspaces: Vec<(Keyspace, Table<'txn, &'static [u8], &'static [u8]>)>,
-    expiry: Table<'txn, &'static [u8], &'static [u8]>,
+    keyspaces: Vec<(Keyspace, BytesTable<'txn>)>,
+    expiry: BytesTable<'txn>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -353,7 +355,7 @@ impl<'txn> Tables<'txn> {
         Ok(Tables { keyspaces, expiry })
     }
 
-    fn table(&mut self, ks: Keyspace) -> Result<&mut Table<'txn, &'static [u8], &'static [u8]>, StoreError> {
+    fn table(&mut self, ks: Keyspace) -> Result<&mut BytesTable<'txn>, StoreError> {
         self.keyspaces
             .iter_mut()
             .find(|(k, _)| *k == ks)
@@ -470,5 +472,74 @@ impl<'txn> Tables<'txn> {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Group commit, driven directly: these build a group by hand so that the batches are known to
+    //! share one transaction, which racing threads cannot guarantee.
+
+    use super::*;
+
+    const S: Keyspace = Keyspace::Secret;
+
+    fn job(batch: Batch) -> (Job, mpsc::Receiver<Result<Outcome, StoreError>>) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        (Job::Apply { batch, now: 100, reply }, answer)
+    }
+
+    fn outcomes(done: Vec<Done>) -> Vec<Outcome> {
+        done.into_iter()
+            .map(|d| match d {
+                Done::Apply(outcome) => outcome,
+                Done::Purge(_) => panic!("no purge was sent"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_conflicting_batch_in_a_group_does_not_affect_its_neighbours() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        let (a, _) = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
+        let (b, _) = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
+        let (c, _) = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
+        let done = run_group(&store.db, &[a, b, c]).expect("group");
+        assert_eq!(
+            outcomes(done),
+            vec![Outcome::Applied(vec![None]), Outcome::Conflict(0), Outcome::Applied(vec![None])]
+        );
+        assert!(store.get(S, b"a", 100).expect("get").is_some());
+        assert!(store.get(S, b"b", 100).expect("get").is_none());
+        assert!(store.get(S, b"c", 100).expect("get").is_some());
+        assert_eq!(store.next_expiry().expect("next expiry"), Some(500));
+    }
+
+    #[test]
+    fn later_batches_in_a_group_see_the_earlier_ones() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        let create = || Batch::new().require_absent(S, b"k").put(S, b"k", b"v".to_vec(), None);
+        let (first, _) = job(create());
+        let (second, _) = job(create());
+        let (take, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let (again, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let done = outcomes(run_group(&store.db, &[first, second, take, again]).expect("group"));
+        assert_eq!(done[0], Outcome::Applied(vec![None]));
+        assert_eq!(done[1], Outcome::Conflict(0));
+        assert!(matches!(&done[2], Outcome::Applied(slots) if slots[0].is_some()));
+        assert_eq!(done[3], Outcome::Conflict(0));
+        assert!(store.get(S, b"k", 100).expect("get").is_none());
+    }
+
+    #[test]
+    fn a_short_entry_header_is_reported_as_corrupt() {
+        assert!(matches!(Stored::decode(&[0; HEADER_LEN - 1]), Err(StoreError::Corrupt(_))));
+        let stored = Stored { value: b"v".to_vec(), version: 7, expires_at: Some(9) };
+        let decoded = Stored::decode(&stored.encode()).expect("decode");
+        assert_eq!((decoded.value, decoded.version, decoded.expires_at), (b"v".to_vec(), 7, Some(9)));
+        assert_eq!(parse_index_key(&index_key(5, S, b"key")), Some((5, S.tag(), &b"key"[..])));
+        assert_eq!(parse_index_key(&[0; 8]), None);
     }
 }
