@@ -157,14 +157,17 @@ fn account(settings: &Arc<Settings>, command: Command) -> Result<Reply, String> 
         Err(err) => return Err(format!("cannot reach the running daemon's admin socket: {err}")),
     }
     if settings.storage == Engine::Memory {
-        return Err("no daemon is running and the memory store keeps no accounts; start `lethe serve` first".into());
+        return Err(
+            "no daemon is running and the memory store keeps no accounts; start `lethe serve` first".into()
+        );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async {
-        let domain = server::open_domain(Arc::clone(settings), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+        let domain =
+            server::open_domain(Arc::clone(settings), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
         Ok(admin::execute(&domain, command).await)
     })
 }
@@ -180,7 +183,9 @@ fn print_reply(reply: Reply) -> ExitCode {
         Reply::Error { failure, message } => {
             eprintln!("lethe: {message}");
             return match failure {
-                Failure::Exists | Failure::Unknown | Failure::Invalid | Failure::Internal => ExitCode::from(1),
+                Failure::Exists | Failure::Unknown | Failure::Invalid | Failure::Internal => {
+                    ExitCode::from(1)
+                }
             };
         }
     };

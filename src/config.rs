@@ -418,7 +418,10 @@ impl RawConfig {
             return Err(ConfigError::new("expirations", "at least one expiration is required"));
         }
         if let Some(bad) = self.expirations.iter().find(|&&e| e == 0 || e > TEN_YEARS) {
-            return Err(ConfigError::new("expirations", format!("{bad} is not between 1 second and ten years")));
+            return Err(ConfigError::new(
+                "expirations",
+                format!("{bad} is not between 1 second and ten years"),
+            ));
         }
         if !(4..=31).contains(&self.passphrase.bcrypt_cost) {
             return Err(ConfigError::new("passphrase.bcrypt_cost", "must be between 4 and 31"));
@@ -450,7 +453,10 @@ impl RawConfig {
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             let ip_part = p.split('/').next().unwrap_or_default();
             if ip_part.parse::<IpAddr>().is_err() {
-                return Err(ConfigError::new(&format!("trusted_proxies[{i}]"), "must be an IP address or CIDR"));
+                return Err(ConfigError::new(
+                    &format!("trusted_proxies[{i}]"),
+                    "must be an IP address or CIDR",
+                ));
             }
         }
         if let Some(addr) = &self.metrics.listen
@@ -596,7 +602,10 @@ mod tests {
 
             let s = load_in_jail(Sources {
                 file: Some("lethe.toml".into()),
-                overrides: Overrides { public_url: Some("https://flag.example/".into()), ..Overrides::default() },
+                overrides: Overrides {
+                    public_url: Some("https://flag.example/".into()),
+                    ..Overrides::default()
+                },
             })
             .unwrap();
             assert_eq!(s.public_url, "https://flag.example");
@@ -614,13 +623,15 @@ mod tests {
         });
         Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[ttl]\nmin = \"soon\"\n")?;
-            let err = load_in_jail(Sources { file: Some("bad.toml".into()), ..Sources::default() }).unwrap_err();
+            let err =
+                load_in_jail(Sources { file: Some("bad.toml".into()), ..Sources::default() }).unwrap_err();
             assert_eq!(err.key, "ttl.min");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "listner = 1\n")?;
-            let err = load_in_jail(Sources { file: Some("typo.toml".into()), ..Sources::default() }).unwrap_err();
+            let err =
+                load_in_jail(Sources { file: Some("typo.toml".into()), ..Sources::default() }).unwrap_err();
             assert!(err.to_string().contains("listner"), "{err}");
             Ok(())
         });

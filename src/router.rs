@@ -26,9 +26,15 @@ pub enum V1 {
     /// `/share` and its alias `/create`.
     Share,
     Generate,
-    Reveal { secret_key: String },
-    Metadata { metadata_key: String },
-    Burn { metadata_key: String },
+    Reveal {
+        secret_key: String,
+    },
+    Metadata {
+        metadata_key: String,
+    },
+    Burn {
+        metadata_key: String,
+    },
     Recent,
     /// Any other path under `/api/v1`, answered in the v1 dialect.
     Unknown,
@@ -40,12 +46,20 @@ pub enum Web {
     Home,
     Stylesheet,
     /// The recipient's page with the Reveal button; never consumes.
-    SecretPage { id: String },
+    SecretPage {
+        id: String,
+    },
     /// The Reveal button's POST.
-    SecretReveal { id: String },
+    SecretReveal {
+        id: String,
+    },
     /// The creator's state page.
-    PrivatePage { metadata_key: String },
-    PrivateBurn { metadata_key: String },
+    PrivatePage {
+        metadata_key: String,
+    },
+    PrivateBurn {
+        metadata_key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +105,9 @@ impl Endpoint {
 /// A path segment that can be an id: non-empty, bounded, URL-safe. Anything else is not routed to a
 /// handler at all.
 fn id_segment(s: &str) -> Option<String> {
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then(|| s.to_owned())
 }
 
@@ -138,7 +154,9 @@ fn route_v1(rest: &[&str], get: bool, post: bool, full: bool) -> V1 {
         ["authcheck"] if get || post => V1::Authcheck,
         ["share" | "create"] if post && full => V1::Share,
         ["generate"] if post && full => V1::Generate,
-        ["secret", key] if post => id_segment(key).map_or(V1::Unknown, |secret_key| V1::Reveal { secret_key }),
+        ["secret", key] if post => {
+            id_segment(key).map_or(V1::Unknown, |secret_key| V1::Reveal { secret_key })
+        }
         // `recent` is a fixed word, so it must win over a metadata key of that spelling.
         ["private" | "metadata" | "receipt", "recent"] if get || post => V1::Recent,
         ["private" | "metadata" | "receipt", key] if get || post => {
@@ -166,7 +184,10 @@ mod tests {
         assert_eq!(r(Method::POST, "/api/v1/share"), Endpoint::V1(V1::Share));
         assert_eq!(r(Method::POST, "/api/v1/create"), Endpoint::V1(V1::Share));
         assert_eq!(r(Method::POST, "/api/v1/generate"), Endpoint::V1(V1::Generate));
-        assert_eq!(r(Method::POST, "/api/v1/secret/abc"), Endpoint::V1(V1::Reveal { secret_key: "abc".into() }));
+        assert_eq!(
+            r(Method::POST, "/api/v1/secret/abc"),
+            Endpoint::V1(V1::Reveal { secret_key: "abc".into() })
+        );
         for alias in ["private", "metadata", "receipt"] {
             assert_eq!(
                 r(Method::GET, &format!("/api/v1/{alias}/abc")),
@@ -189,7 +210,10 @@ mod tests {
         let ro = |m: Method, p: &str| route(&m, p, Mode::ReadOnly);
         assert_eq!(ro(Method::POST, "/api/v1/share"), Endpoint::V1(V1::Unknown));
         assert_eq!(ro(Method::POST, "/api/v1/generate"), Endpoint::V1(V1::Unknown));
-        assert_eq!(ro(Method::POST, "/api/v1/secret/abc"), Endpoint::V1(V1::Reveal { secret_key: "abc".into() }));
+        assert_eq!(
+            ro(Method::POST, "/api/v1/secret/abc"),
+            Endpoint::V1(V1::Reveal { secret_key: "abc".into() })
+        );
         assert_eq!(ro(Method::GET, "/secret/abc"), Endpoint::Web(Web::SecretPage { id: "abc".into() }));
     }
 
@@ -197,7 +221,10 @@ mod tests {
     fn pages_and_operations() {
         assert_eq!(r(Method::GET, "/secret/abc"), Endpoint::Web(Web::SecretPage { id: "abc".into() }));
         assert_eq!(r(Method::POST, "/secret/abc"), Endpoint::Web(Web::SecretReveal { id: "abc".into() }));
-        assert_eq!(r(Method::GET, "/private/abc"), Endpoint::Web(Web::PrivatePage { metadata_key: "abc".into() }));
+        assert_eq!(
+            r(Method::GET, "/private/abc"),
+            Endpoint::Web(Web::PrivatePage { metadata_key: "abc".into() })
+        );
         assert_eq!(
             r(Method::POST, "/private/abc/burn"),
             Endpoint::Web(Web::PrivateBurn { metadata_key: "abc".into() })

@@ -59,9 +59,9 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::DataDir(err) => write!(f, "data directory: {err}"),
-            StartError::Store(StoreError::Locked) => {
-                f.write_str("the database is in use by another process (is another lethe running on this data_dir?)")
-            }
+            StartError::Store(StoreError::Locked) => f.write_str(
+                "the database is in use by another process (is another lethe running on this data_dir?)",
+            ),
             StartError::Store(err) => write!(f, "store: {err}"),
             StartError::Key(err) => err.fmt(f),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),

@@ -15,7 +15,8 @@ pub fn init(settings: Option<&Settings>) {
         Some(_) => false,
         None => !terminal,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
     // A second init (tests) is harmless; the first subscriber stays.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }

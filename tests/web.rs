@@ -39,7 +39,10 @@ async fn opening_a_link_shows_a_button_and_consumes_nothing(s: &TestServer) {
     let m = s.share("secret=stay").await;
     let r = s.request(Method::DELETE, &format!("/secret/{}", key(&m, "secret_key")), &[], "").await;
     assert_ne!(r.status, StatusCode::OK);
-    assert_eq!(s.post_form(&format!("/api/v1/secret/{}", key(&m, "secret_key")), "").await.json()["value"], "stay");
+    assert_eq!(
+        s.post_form(&format!("/api/v1/secret/{}", key(&m, "secret_key")), "").await.json()["value"],
+        "stay"
+    );
 }
 
 async fn the_reveal_button_shows_the_value_once_and_escapes_it(s: &TestServer) {
@@ -101,7 +104,10 @@ async fn every_response_carries_the_security_headers(s: &TestServer) {
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
         let csp = r.header("content-security-policy").unwrap_or_default();
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{path}: {csp}"
+        );
     }
 }
 

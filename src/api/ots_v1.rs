@@ -49,12 +49,18 @@ impl V1Error {
             SecretError::TooLarge(limit) => {
                 V1Error::Invalid(format!("Secret value exceeds the maximum size of {limit} bytes"))
             }
-            SecretError::PassphraseTooLong => V1Error::Invalid("Passphrase must be no more than 72 bytes".into()),
-            SecretError::RecipientNeedsAccount => V1Error::Invalid("An account is required to send emails.".into()),
-            SecretError::InvalidRecipient => V1Error::Invalid("Recipient must be a valid email address".into()),
-            SecretError::MailUnavailable => {
-                V1Error::Invalid("Email delivery is not configured on this server; share the link yourself".into())
+            SecretError::PassphraseTooLong => {
+                V1Error::Invalid("Passphrase must be no more than 72 bytes".into())
             }
+            SecretError::RecipientNeedsAccount => {
+                V1Error::Invalid("An account is required to send emails.".into())
+            }
+            SecretError::InvalidRecipient => {
+                V1Error::Invalid("Recipient must be a valid email address".into())
+            }
+            SecretError::MailUnavailable => V1Error::Invalid(
+                "Email delivery is not configured on this server; share the link yourself".into(),
+            ),
             SecretError::UnknownDomain(domain) => V1Error::Invalid(format!("Unknown domain: {domain}")),
             SecretError::InvalidLength => V1Error::Invalid(format!(
                 "Generated password length must be between {GENERATE_MIN_LENGTH} and {GENERATE_MAX_LENGTH} characters"
@@ -192,9 +198,13 @@ async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Pa
     let bytes = match body::read(incoming, limit).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
-            return Err(V1Error::Invalid(format!("Secret value exceeds the maximum size of {max_secret} bytes")));
+            return Err(V1Error::Invalid(format!(
+                "Secret value exceeds the maximum size of {max_secret} bytes"
+            )));
         }
-        Err(BodyError::Read(err)) => return Err(V1Error::Invalid(format!("Could not read the request body: {err}"))),
+        Err(BodyError::Read(err)) => {
+            return Err(V1Error::Invalid(format!("Could not read the request body: {err}")));
+        }
     };
     let content_type = body::content_type(&parts.headers);
     let body = if bytes.is_empty() {
@@ -203,7 +213,11 @@ async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Pa
         match content_type.as_deref() {
             Some(ct) if ct == "application/json" || ct.ends_with("+json") => json_pairs(&bytes)?,
             Some("multipart/form-data") => {
-                let raw = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let raw = parts
+                    .headers
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 multipart_pairs(&bytes, raw)?
             }
             _ => body::parse_form(&String::from_utf8_lossy(&bytes)),
@@ -241,7 +255,11 @@ fn metadata_json(view: &MetadataView, recent: bool) -> Map<String, Value> {
     m.insert("metadata_key".into(), json!(view.metadata_key));
     let secret_exists = view.secret_ttl.is_some();
     if !recent && view.state != State::Received {
-        let key = if view.state.is_terminal() { String::new() } else { view.secret_key.clone().unwrap_or_default() };
+        let key = if view.state.is_terminal() {
+            String::new()
+        } else {
+            view.secret_key.clone().unwrap_or_default()
+        };
         m.insert("secret_key".into(), json!(key));
     }
     m.insert("ttl".into(), json!(view.ttl));
@@ -295,7 +313,11 @@ async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Res
                 _ => None,
             };
             let input = ShareInput {
-                secret: if generate { None } else { Some(params.get("secret").unwrap_or("").as_bytes().to_vec()) },
+                secret: if generate {
+                    None
+                } else {
+                    Some(params.get("secret").unwrap_or("").as_bytes().to_vec())
+                },
                 passphrase: params.passphrase(),
                 ttl: parse_ttl(params.get("ttl")),
                 recipient: params.recipient().map(str::to_owned),
@@ -314,8 +336,10 @@ async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Res
                 return Err(V1Error::Unknown(secret_key));
             }
             let passphrase = params.passphrase();
-            let revealed =
-                d.reveal(&secret_key, passphrase.as_ref()).await.map_err(|e| V1Error::from_secret(e, &secret_key))?;
+            let revealed = d
+                .reveal(&secret_key, passphrase.as_ref())
+                .await
+                .map_err(|e| V1Error::from_secret(e, &secret_key))?;
             Ok(ok(json!({
                 "value": String::from_utf8_lossy(&revealed.value),
                 "secret_key": secret_key,
@@ -326,7 +350,8 @@ async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Res
             if !is_key_shaped(&metadata_key) {
                 return Err(V1Error::Unknown(metadata_key));
             }
-            let view = d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let view =
+                d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
             Ok(ok(Value::Object(metadata_json(&view, false))))
         }
         V1::Burn { metadata_key } => {
@@ -334,8 +359,10 @@ async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Res
                 return Err(V1Error::Unknown(metadata_key));
             }
             let passphrase = params.passphrase();
-            let (view, secret_key) =
-                d.burn(&metadata_key, passphrase.as_ref()).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let (view, secret_key) = d
+                .burn(&metadata_key, passphrase.as_ref())
+                .await
+                .map_err(|e| V1Error::from_secret(e, &metadata_key))?;
             let short: String = secret_key.chars().take(8).collect();
             Ok(ok(json!({"state": Value::Object(metadata_json(&view, false)), "secret_shortkey": short})))
         }
@@ -365,7 +392,8 @@ mod tests {
 
     #[test]
     fn json_bodies_flatten_to_parameters() {
-        let pairs = json_pairs(br#"{"secret":"s","ttl":3600,"recipient":["a@b.c","d@e.f"],"x":{"y":1}}"#).unwrap();
+        let pairs =
+            json_pairs(br#"{"secret":"s","ttl":3600,"recipient":["a@b.c","d@e.f"],"x":{"y":1}}"#).unwrap();
         assert!(pairs.contains(&("ttl".into(), "3600".into())));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "recipient").count(), 2);
         assert!(json_pairs(b"[1,2]").is_err());

@@ -63,7 +63,11 @@ fn error_page(err: &SecretError) -> Response<Body> {
         SecretError::Unknown => gone_page(),
         other => {
             tracing::warn!(error = %other, "page request failed");
-            page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "<p>An unexpected error occurred.</p>")
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "<p>An unexpected error occurred.</p>",
+            )
         }
     }
 }
@@ -113,7 +117,9 @@ pub async fn handle(app: &App, endpoint: Web, req: Request<Incoming>) -> Respons
                 return gone_page();
             }
             match d.peek(&id).await {
-                Ok(Some(peek)) => page(StatusCode::OK, "A secret for you", &reveal_form(&id, peek.passphrase_required, "")),
+                Ok(Some(peek)) => {
+                    page(StatusCode::OK, "A secret for you", &reveal_form(&id, peek.passphrase_required, ""))
+                }
                 Ok(None) => gone_page(),
                 Err(err) => error_page(&err),
             }
@@ -145,7 +151,11 @@ pub async fn handle(app: &App, endpoint: Web, req: Request<Incoming>) -> Respons
                     Ok(Some(peek)) => page(
                         StatusCode::OK,
                         "A secret for you",
-                        &reveal_form(&id, peek.passphrase_required, "<p class=\"error\">That passphrase is not right.</p>"),
+                        &reveal_form(
+                            &id,
+                            peek.passphrase_required,
+                            "<p class=\"error\">That passphrase is not right.</p>",
+                        ),
                     ),
                     Ok(None) => gone_page(),
                     Err(err) => error_page(&err),
@@ -199,9 +209,11 @@ pub async fn handle(app: &App, endpoint: Web, req: Request<Incoming>) -> Respons
             };
             match d.burn(&metadata_key, passphrase.as_ref()).await {
                 Ok(_) => page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>"),
-                Err(SecretError::IncorrectPassphrase) => {
-                    page(StatusCode::BAD_REQUEST, "Incorrect passphrase", "<p>That passphrase is not right.</p>")
-                }
+                Err(SecretError::IncorrectPassphrase) => page(
+                    StatusCode::BAD_REQUEST,
+                    "Incorrect passphrase",
+                    "<p>That passphrase is not right.</p>",
+                ),
                 Err(err) => error_page(&err),
             }
         }

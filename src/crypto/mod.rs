@@ -104,7 +104,9 @@ pub enum CryptoError {
 impl fmt::Display for CryptoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CryptoError::KeyFile { path, source } => write!(f, "master key file {}: {source}", path.display()),
+            CryptoError::KeyFile { path, source } => {
+                write!(f, "master key file {}: {source}", path.display())
+            }
             CryptoError::KeyFilePermissions { path, mode } => write!(
                 f,
                 "master key file {} is readable by group or others (mode {mode:04o}); run chmod 600 on it",
@@ -228,7 +230,8 @@ impl MasterKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
         let mut body = body.to_vec();
         let key = self.aead_key(purpose, id);
-        let plain_len = key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| CryptoError::Unseal)?.len();
+        let plain_len =
+            key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| CryptoError::Unseal)?.len();
         body.truncate(plain_len);
         Ok(body)
     }

@@ -84,7 +84,8 @@ impl Hasher {
     ) -> Result<T, PassphraseError> {
         self.queued.fetch_add(1, Ordering::Relaxed);
         let result = async {
-            let _permit = self.permits.acquire().await.map_err(|e| PassphraseError::Internal(e.to_string()))?;
+            let _permit =
+                self.permits.acquire().await.map_err(|e| PassphraseError::Internal(e.to_string()))?;
             match tokio::task::spawn_blocking(f).await {
                 Ok(result) => result,
                 Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
@@ -102,7 +103,9 @@ impl Hasher {
         }
         let (pass, cost) = (passphrase.clone(), self.cost);
         self.run(move || {
-            bcrypt::non_truncating_hash(pass.expose(), cost).map_err(|e| PassphraseError::Internal(e.to_string()))
+            // Our own length check above guarantees nothing is truncated; the crate's non-truncating
+            // variant would also refuse exactly 72 bytes, since it counts the C terminator.
+            bcrypt::hash(pass.expose(), cost).map_err(|e| PassphraseError::Internal(e.to_string()))
         })
         .await
     }
@@ -114,7 +117,7 @@ impl Hasher {
         }
         let (pass, hash) = (passphrase.clone(), hash.to_owned());
         self.run(move || {
-            bcrypt::non_truncating_verify(pass.expose(), &hash).map_err(|e| PassphraseError::Internal(e.to_string()))
+            bcrypt::verify(pass.expose(), &hash).map_err(|e| PassphraseError::Internal(e.to_string()))
         })
         .await
     }

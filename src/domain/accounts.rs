@@ -46,9 +46,9 @@ impl fmt::Display for AccountError {
         match self {
             AccountError::Exists => f.write_str("an account with that name already exists"),
             AccountError::Unknown => f.write_str("no account with that name"),
-            AccountError::InvalidName => f.write_str(
-                "account names are 1 to 254 bytes with no spaces, colons or control characters",
-            ),
+            AccountError::InvalidName => {
+                f.write_str("account names are 1 to 254 bytes with no spaces, colons or control characters")
+            }
             AccountError::BadCredentials => f.write_str("bad credentials"),
             AccountError::Store(err) => err.fmt(f),
         }
@@ -115,9 +115,12 @@ impl Domain {
             let mut record: AccountRecord = codec::decode(&entry.value)?;
             let token = new_token();
             record.token_hash = sha256(token.as_bytes());
-            let batch = Batch::new()
-                .require_version(Keyspace::Account, name.as_bytes(), entry.version)
-                .put(Keyspace::Account, name.as_bytes(), codec::encode(&record), None);
+            let batch = Batch::new().require_version(Keyspace::Account, name.as_bytes(), entry.version).put(
+                Keyspace::Account,
+                name.as_bytes(),
+                codec::encode(&record),
+                None,
+            );
             if let Outcome::Applied(_) = self.store.apply(batch, now).await? {
                 return Ok(token);
             }

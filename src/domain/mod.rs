@@ -33,7 +33,12 @@ impl std::fmt::Debug for dyn Clock {
 }
 
 impl Domain {
-    pub fn new(settings: Arc<Settings>, store: StoreHandle, clock: Arc<dyn Clock>, keys: MasterKey) -> Domain {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: StoreHandle,
+        clock: Arc<dyn Clock>,
+        keys: MasterKey,
+    ) -> Domain {
         let hasher = Hasher::new(settings.passphrase.bcrypt_cost);
         Domain { settings, store, clock, keys: Arc::new(keys), hasher }
     }

@@ -416,7 +416,8 @@ impl Domain {
             let mut index_key = account_index_key(&account.name).to_vec();
             index_key.extend_from_slice(&(u64::MAX - now).to_be_bytes());
             index_key.extend_from_slice(&metadata_hash);
-            let sealed = self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
+            let sealed =
+                self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
             batch = batch.put(Keyspace::Recent, index_key, sealed, Some(metadata_expires_at));
         }
         match self.store.apply(batch, now).await? {
@@ -518,7 +519,11 @@ impl Domain {
     }
 
     /// Reveals a secret once: returns its value and deletes it in one step.
-    pub async fn reveal(&self, secret_key: &str, passphrase: Option<&Passphrase>) -> Result<Revealed, SecretError> {
+    pub async fn reveal(
+        &self,
+        secret_key: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Revealed, SecretError> {
         let secret_hash = sha256(secret_key.as_bytes());
         // The version whose passphrase was verified, so a retry after a metadata race skips bcrypt.
         let mut verified_version = None;
@@ -542,24 +547,30 @@ impl Domain {
                 .take(Keyspace::Secret, secret_hash)
                 .delete(Keyspace::Attempts, secret_hash);
             let mut share_domain = String::new();
-            if let Some(entry) = self.store.get(Keyspace::Metadata, secret.metadata_hash.to_vec(), now).await? {
+            if let Some(entry) =
+                self.store.get(Keyspace::Metadata, secret.metadata_hash.to_vec(), now).await?
+            {
                 let mut meta: MetadataRecord = codec::decode(&entry.value)?;
                 share_domain = meta.share_domain.clone();
                 if !meta.state.is_terminal() {
                     meta.state = State::Received;
                     meta.received = Some(now);
                     meta.updated = now;
-                    batch = batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
-                        Keyspace::Metadata,
-                        secret.metadata_hash,
-                        codec::encode(&meta),
-                        Some(meta.expires_at),
-                    );
+                    batch =
+                        batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
+                            Keyspace::Metadata,
+                            secret.metadata_hash,
+                            codec::encode(&meta),
+                            Some(meta.expires_at),
+                        );
                 }
             }
             match self.store.apply(batch, now).await? {
                 Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => {
-                    return Ok(Revealed { value, share_domain: origin(&self.link_base(&share_domain)).to_owned() });
+                    return Ok(Revealed {
+                        value,
+                        share_domain: origin(&self.link_base(&share_domain)).to_owned(),
+                    });
                 }
                 // Expired between read and take.
                 Outcome::Applied(_) => return Err(SecretError::Unknown),
@@ -584,7 +595,8 @@ impl Domain {
             let mut secret_exists = false;
             let mut changed = false;
             if !meta.state.is_terminal() {
-                secret_exists = self.store.get(Keyspace::Secret, meta.secret_hash.to_vec(), now).await?.is_some();
+                secret_exists =
+                    self.store.get(Keyspace::Secret, meta.secret_hash.to_vec(), now).await?.is_some();
                 if !secret_exists {
                     meta.state = if now >= meta.secret_expires_at { State::Expired } else { State::Orphaned };
                     meta.updated = now;
@@ -596,12 +608,9 @@ impl Domain {
                 }
             }
             if changed {
-                let batch = Batch::new().require_version(Keyspace::Metadata, metadata_hash, entry.version).put(
-                    Keyspace::Metadata,
-                    metadata_hash,
-                    codec::encode(&meta),
-                    Some(meta.expires_at),
-                );
+                let batch = Batch::new()
+                    .require_version(Keyspace::Metadata, metadata_hash, entry.version)
+                    .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
                 if let Outcome::Conflict(_) = self.store.apply(batch, now).await? {
                     continue;
                 }
@@ -621,7 +630,11 @@ impl Domain {
         now: Timestamp,
     ) -> Result<MetadataView, SecretError> {
         let secret_key = if secret_exists {
-            let key = self.keys.open(Purpose::MetadataSecretKey, metadata_key.as_bytes(), &meta.sealed_secret_key)?;
+            let key = self.keys.open(
+                Purpose::MetadataSecretKey,
+                metadata_key.as_bytes(),
+                &meta.sealed_secret_key,
+            )?;
             Some(String::from_utf8(key).map_err(|_| SecretError::Crypto(CryptoError::Unseal))?)
         } else {
             None
@@ -653,7 +666,8 @@ impl Domain {
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(meta_entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
+            let Some(meta_entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await?
+            else {
                 return Err(SecretError::Unknown);
             };
             let mut meta: MetadataRecord = codec::decode(&meta_entry.value)?;
@@ -706,8 +720,10 @@ impl Domain {
         let rows = self.store.scan_prefix(Keyspace::Recent, prefix, now, MAX_RECENT).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, entry) in rows {
-            let metadata_key = self.keys.open(Purpose::RecentMetadataKey, account.name.as_bytes(), &entry.value)?;
-            let metadata_key = String::from_utf8(metadata_key).map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
+            let metadata_key =
+                self.keys.open(Purpose::RecentMetadataKey, account.name.as_bytes(), &entry.value)?;
+            let metadata_key =
+                String::from_utf8(metadata_key).map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
             match self.metadata(&metadata_key, false).await {
                 Ok(view) => out.push(MetadataView { secret_key: None, ..view }),
                 // Gone since the scan (its metadata expired): skip it.

@@ -1,7 +1,7 @@
 //! Reading request bodies through a hard limit, and decoding the small formats the surfaces share
 //! (query strings and form bodies, HTTP Basic credentials).
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap};
 
@@ -15,13 +15,29 @@ pub enum BodyError {
     Read(String),
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
-pub async fn read(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(err) => Err(BodyError::Read(err.to_string())),
+/// How much past the limit is read and thrown away before answering. A client still sending when the
+/// server answers and closes sees a broken pipe instead of the error; draining a bounded amount lets
+/// ordinary clients read the refusal.
+const DRAIN_PAST_LIMIT: usize = 1024 * 1024;
+
+/// Reads the whole body, keeping at most `limit` bytes, counted on the bytes received (never on
+/// `Content-Length`).
+pub async fn read(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| BodyError::Read(err.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen > limit.saturating_add(DRAIN_PAST_LIMIT) {
+                break;
+            }
+            continue;
+        }
+        kept.extend_from_slice(&data);
     }
+    if seen > limit { Err(BodyError::TooLarge) } else { Ok(Bytes::from(kept)) }
 }
 
 /// The media type of a request, lower-cased, without parameters; `None` when absent.
@@ -50,7 +66,10 @@ pub fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                match (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value)) {
+                match (
+                    bytes.get(i + 1).copied().and_then(hex_value),
+                    bytes.get(i + 2).copied().and_then(hex_value),
+                ) {
                     (Some(hi), Some(lo)) => {
                         out.push(hi << 4 | lo);
                         i += 2;
@@ -106,7 +125,11 @@ mod tests {
         assert_eq!(percent_decode("%e2%9c%93"), "✓");
         assert_eq!(
             parse_form("secret=x%3Dy&ttl=&&recipient%5B%5D=a"),
-            vec![("secret".into(), "x=y".into()), ("ttl".into(), "".into()), ("recipient[]".into(), "a".into())]
+            vec![
+                ("secret".into(), "x=y".into()),
+                ("ttl".into(), "".into()),
+                ("recipient[]".into(), "a".into())
+            ]
         );
     }
 

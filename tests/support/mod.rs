@@ -1,7 +1,6 @@
 //! Test support: a real lethe server on `127.0.0.1:0` with a controllable clock, and a small HTTP
 //! client. Every server gets its own temporary data directory.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +25,6 @@ pub const T0: u64 = 1_800_000_000;
 
 pub struct TestServer {
     pub base: String,
-    pub addr: SocketAddr,
     pub clock: ManualClock,
     pub app: Arc<App>,
     pub engine: Engine,
@@ -107,7 +105,7 @@ impl TestServer {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, addr, clock, app, engine, dir, data_dir, stop, task, client }
+        TestServer { base, clock, app, engine, dir, data_dir, stop, task, client }
     }
 
     /// Stops the server gracefully and waits until the store is closed.
@@ -127,7 +125,13 @@ impl TestServer {
         TestServer::launch(engine, dir, data_dir, clock, &|_| {}).await
     }
 
-    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
         let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (k, v) in headers {
             builder = builder.header(*k, *v);
@@ -144,8 +148,13 @@ impl TestServer {
     }
 
     pub async fn post_form(&self, path: &str, form: &str) -> Resp {
-        self.request(Method::POST, path, &[("content-type", "application/x-www-form-urlencoded")], form.to_owned())
-            .await
+        self.request(
+            Method::POST,
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.to_owned(),
+        )
+        .await
     }
 
     pub async fn post_form_as(&self, path: &str, form: &str, user: &str, token: &str) -> Resp {
