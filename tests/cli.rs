@@ -1,1 +1,263 @@
+//! The `lethe` binary: account commands with and without a running daemon, configuration errors,
+//! `lethe config`, `--help`, and a graceful stop on SIGTERM.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lethe");
+
+/// Runs `lethe` with a clean `LETHE_*` environment, so the developer's shell cannot leak in.
+fn lethe(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LETHE_") || k == "STATE_DIRECTORY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run lethe")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn is_token(line: &str) -> bool {
+    line.len() == 40 && line.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn account_cycle(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let add = lethe(&["account", "add", "alice@example.com", "--data-dir", d], &[]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let token = stdout(&add);
+    assert!(token.ends_with('\n') && token.lines().count() == 1, "{token:?}");
+    assert!(is_token(token.trim_end()), "{token:?}");
+
+    let again = lethe(&["account", "add", "alice@example.com", "--data-dir", d], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"));
+    assert!(stdout(&again).is_empty());
+
+    lethe(&["account", "add", "bob@example.com", "--data-dir", d], &[]);
+    let list = lethe(&["account", "list", "--data-dir", d], &[]);
+    assert!(list.status.success());
+    let lines: Vec<String> = stdout(&list).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("alice@example.com\t20") && lines[0].ends_with('Z'), "{lines:?}");
+    assert!(!stdout(&list).contains(token.trim_end()), "list never shows a token");
+
+    let rotated = lethe(&["account", "rotate-token", "alice@example.com", "--data-dir", d], &[]);
+    assert!(rotated.status.success());
+    assert!(is_token(stdout(&rotated).trim_end()));
+    assert_ne!(stdout(&rotated), token);
+    let unknown = lethe(&["account", "rotate-token", "nobody", "--data-dir", d], &[]);
+    assert_eq!(unknown.status.code(), Some(1));
+
+    let removed = lethe(&["account", "remove", "bob@example.com", "--data-dir", d], &[]);
+    assert!(removed.status.success());
+    assert!(stdout(&removed).is_empty());
+    let again = lethe(&["account", "remove", "bob@example.com", "--data-dir", d], &[]);
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn account_commands_work_on_the_store_when_no_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    account_cycle(dir.path());
+}
+
+/// A `lethe serve` child whose stderr is watched for its log lines.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> (Daemon, String) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+            .env_remove("LETHE_STORAGE")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lethe serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut daemon = Daemon { child, lines };
+        let addr_line = daemon.wait_for("listening");
+        let addr = addr_line
+            .split("\"addr\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no address in {addr_line}"))
+            .to_owned();
+        daemon.wait_for("lethe ready");
+        (daemon, addr)
+    }
+
+    /// The next log line containing `needle`; fails after 20 s.
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(err) => panic!("lethe serve never logged {needle:?}: {err}"),
+            }
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(killed.success());
+        self.wait_for("stopped");
+        self.child.wait().expect("wait")
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket; returns the status line and the body.
+fn http(addr: &str, request: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn account_commands_reach_a_running_daemon_which_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, addr) = Daemon::start(dir.path());
+    let socket = dir.path().join("admin.sock");
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The daemon holds the database; these go through its admin socket.
+    account_cycle(dir.path());
+    let rotated = lethe(
+        &["account", "rotate-token", "alice@example.com", "--data-dir", dir.path().to_str().unwrap()],
+        &[],
+    );
+    let token = stdout(&rotated).trim_end().to_owned();
+
+    let auth = lethe_auth("alice@example.com", &token);
+    let (status, body) = http(
+        &addr,
+        &format!(
+            "GET /api/v1/authcheck HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(body.contains("nominal"));
+
+    let (status, _) = http(&addr, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(status.contains("200"));
+
+    let exit = daemon.terminate();
+    assert!(exit.success(), "graceful stop exits 0: {exit:?}");
+    assert!(!socket.exists(), "the admin socket is removed on stop");
+
+    // And with the daemon gone, the same data directory still holds the account.
+    let list = lethe(&["account", "list", "--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(stdout(&list).contains("alice@example.com"));
+}
+
+fn lethe_auth(user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}")))
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = lethe(&["serve", "--data-dir", d], &[("LETHE_STORAGE", "foo")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("storage: unknown engine \"foo\"; expected redb or memory"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = lethe(&["serve", "--data-dir", d, "--listen", "not-an-address"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("listeners[0].addr"), "{}", stderr(&o));
+
+    let o = lethe(&["serve", "--data-dir", d], &[("LETHE_TTL__MIN", "0")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ttl.min"), "{}", stderr(&o));
+
+    let o = lethe(&["config", "--config", "/nonexistent/lethe.toml"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("config: file /nonexistent/lethe.toml not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_master_key_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, [0u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = lethe(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_prints_the_resolved_layers_as_toml() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/lethe.toml");
+    let o = lethe(
+        &["config", "--config", example, "--storage", "memory", "--public-url", "https://s.example/"],
+        &[("LETHE_TTL__MAX_ANONYMOUS", "3600")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("storage = \"memory\""), "{out}");
+    assert!(out.contains("public_url = \"https://s.example\""), "{out}");
+    assert!(out.contains("max_anonymous = 3600"), "{out}");
+    assert!(out.contains("[[listeners]]"), "{out}");
+}
+
+#[test]
+fn every_command_explains_its_flags() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["account", "--help"],
+        &["account", "add", "--help"],
+        &["account", "list", "--help"],
+        &["account", "remove", "--help"],
+        &["account", "rotate-token", "--help"],
+        &["config", "--help"],
+    ] {
+        let o = lethe(args, &[]);
+        assert!(o.status.success(), "{args:?}");
+        let out = stdout(&o);
+        assert!(out.contains("--config") && out.contains("--data-dir"), "{args:?}: {out}");
+    }
+    let serve = stdout(&lethe(&["serve", "--help"], &[]));
+    for flag in ["--listen", "--storage", "--public-url", "--read-only"] {
+        assert!(serve.contains(flag), "{flag}");
+    }
+}
