@@ -6,13 +6,14 @@
 //! Every validation error names the offending key, so an operator can fix the file without guessing.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::http::client_ip::TrustedProxies;
 use crate::store::Engine;
 
 /// Where the config file is looked for when `--config` is not given.
@@ -344,7 +345,7 @@ pub struct Settings {
     pub secret_requests: bool,
     pub audit: Audit,
     pub rate_limit: RateLimit,
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
     pub log: Log,
     pub http: Http,
@@ -450,15 +451,8 @@ impl RawConfig {
             }
             share_domains.push(d);
         }
-        for (i, p) in self.trusted_proxies.iter().enumerate() {
-            let ip_part = p.split('/').next().unwrap_or_default();
-            if ip_part.parse::<IpAddr>().is_err() {
-                return Err(ConfigError::new(
-                    &format!("trusted_proxies[{i}]"),
-                    "must be an IP address or CIDR",
-                ));
-            }
-        }
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|msg| ConfigError::new("trusted_proxies", msg))?;
         if let Some(addr) = &self.metrics.listen
             && addr.parse::<SocketAddr>().is_err()
         {
@@ -494,7 +488,7 @@ impl RawConfig {
             secret_requests: self.secret_requests.enabled && !self.disable_secret_requests,
             audit: self.audit.clone(),
             rate_limit: self.rate_limit.clone(),
-            trusted_proxies: self.trusted_proxies.clone(),
+            trusted_proxies,
             metrics: self.metrics.clone(),
             log: self.log.clone(),
             http: self.http.clone(),

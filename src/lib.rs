@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -18,8 +19,42 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 
+use std::net::IpAddr;
+
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct App {
     pub domain: domain::Domain,
+    pub audit: audit::AuditSink,
+}
+
+/// What a handler knows about where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// Trusted-proxy aware.
+    pub client_ip: IpAddr,
+    pub mode: config::Mode,
+}
+
+impl App {
+    pub fn new(domain: domain::Domain, audit: audit::AuditSink) -> App {
+        App { domain, audit }
+    }
+
+    /// Records an audit event; `id` is hashed with the server's key before it is written.
+    pub fn audit(
+        &self,
+        ctx: &Ctx,
+        event: &'static str,
+        outcome: audit::Outcome,
+        reason: Option<&'static str>,
+        id: Option<&str>,
+        account: Option<&str>,
+    ) {
+        let mut e = audit::Event::new(self.domain.now(), event, outcome, ctx.client_ip);
+        e.reason = reason;
+        e.id_hash = id.map(|id| self.domain.keys.id_hash(id));
+        e.account = account.map(str::to_owned);
+        self.audit.record(&e);
+    }
 }

@@ -7,10 +7,13 @@
 use hyper::Method;
 
 use crate::config::Mode;
+use crate::crypto;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     V1(V1),
+    Client(Client),
+    Requests(Requests),
     Web(Web),
     Ops(Ops),
     NotFound,
@@ -40,6 +43,43 @@ pub enum V1 {
     Unknown,
 }
 
+/// Client-encrypted secrets: the server stores ciphertext only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Client {
+    /// `POST /create/secret` and the older `POST /secret`.
+    Create,
+    Read {
+        id: String,
+    },
+    Status {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    CreateFile,
+    ReadFile {
+        id: String,
+    },
+    DeleteFile {
+        id: String,
+    },
+    /// A path of this surface that is not a route here (or not on a read-only listener).
+    Unknown,
+}
+
+/// Secret requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requests {
+    Create,
+    View { id: String },
+    Submit { id: String },
+    Collect { id: String },
+    Revoke { id: String },
+    RotateKey { id: String },
+    Unknown,
+}
+
 /// Server-rendered pages for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Web {
@@ -64,6 +104,7 @@ pub enum Web {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ops {
+    Config,
     Health,
     Ready,
     Version,
@@ -83,6 +124,25 @@ impl Endpoint {
                 V1::Recent => "v1.recent",
                 V1::Unknown => "v1.unknown",
             },
+            Endpoint::Client(c) => match c {
+                Client::Create => "client.create",
+                Client::Read { .. } => "client.read",
+                Client::Status { .. } => "client.status",
+                Client::Delete { .. } => "client.delete",
+                Client::CreateFile => "client.create_file",
+                Client::ReadFile { .. } => "client.read_file",
+                Client::DeleteFile { .. } => "client.delete_file",
+                Client::Unknown => "client.unknown",
+            },
+            Endpoint::Requests(r) => match r {
+                Requests::Create => "requests.create",
+                Requests::View { .. } => "requests.view",
+                Requests::Submit { .. } => "requests.submit",
+                Requests::Collect { .. } => "requests.collect",
+                Requests::Revoke { .. } => "requests.revoke",
+                Requests::RotateKey { .. } => "requests.rotate_key",
+                Requests::Unknown => "requests.unknown",
+            },
             Endpoint::Web(web) => match web {
                 Web::Home => "web.home",
                 Web::Stylesheet => "web.stylesheet",
@@ -92,6 +152,7 @@ impl Endpoint {
                 Web::PrivateBurn { .. } => "web.private_burn",
             },
             Endpoint::Ops(ops) => match ops {
+                Ops::Config => "ops.config",
                 Ops::Health => "ops.health",
                 Ops::Ready => "ops.ready",
                 Ops::Version => "ops.version",
@@ -116,6 +177,8 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
     let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
     let (get, post) = (method == Method::GET || method == Method::HEAD, method == Method::POST);
+    let delete = method == Method::DELETE;
+    let client_id = |s: &str| crypto::is_id_shaped(s).then(|| s.to_owned());
 
     if let ["api", "v1", rest @ ..] = segments.as_slice() {
         return Endpoint::V1(route_v1(rest, get, post, full));
@@ -124,12 +187,39 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
         [""] if get => Endpoint::Web(Web::Home),
         [""] => Endpoint::MethodNotAllowed("GET, HEAD"),
         ["static", "lethe.css"] if get => Endpoint::Web(Web::Stylesheet),
+        ["create", "secret"] | ["secret"] if post => {
+            Endpoint::Client(if full { Client::Create } else { Client::Unknown })
+        }
+        ["create", "file"] if post => {
+            Endpoint::Client(if full { Client::CreateFile } else { Client::Unknown })
+        }
+        // A client-encrypted id and a v1 key differ in shape, so the path alone picks the dialect.
+        ["secret", id] if crypto::is_id_shaped(id) => match client_id(id) {
+            Some(id) if get => Endpoint::Client(Client::Read { id }),
+            Some(id) if delete => Endpoint::Client(Client::Delete { id }),
+            _ => Endpoint::MethodNotAllowed("GET, HEAD, DELETE"),
+        },
         ["secret", id] => match id_segment(id) {
             Some(id) if get => Endpoint::Web(Web::SecretPage { id }),
             Some(id) if post => Endpoint::Web(Web::SecretReveal { id }),
+            // DELETE never burns a v1 secret: burning needs the metadata key.
+            Some(_) if delete => Endpoint::Client(Client::Unknown),
             Some(_) => Endpoint::MethodNotAllowed("GET, HEAD, POST"),
             None => Endpoint::NotFound,
         },
+        ["secret", id, "status"] => match client_id(id) {
+            Some(id) if get => Endpoint::Client(Client::Status { id }),
+            Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
+            None => Endpoint::Client(Client::Unknown),
+        },
+        ["file", id] => match client_id(id) {
+            Some(id) if get => Endpoint::Client(Client::ReadFile { id }),
+            Some(id) if delete => Endpoint::Client(Client::DeleteFile { id }),
+            Some(_) => Endpoint::MethodNotAllowed("GET, HEAD, DELETE"),
+            None => Endpoint::Client(Client::Unknown),
+        },
+        ["request"] if post => Endpoint::Requests(if full { Requests::Create } else { Requests::Unknown }),
+        ["request", rest @ ..] => Endpoint::Requests(route_requests(rest, method, full)),
         ["private", key] => match id_segment(key) {
             Some(metadata_key) if get => Endpoint::Web(Web::PrivatePage { metadata_key }),
             Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
@@ -140,11 +230,36 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
             Some(_) => Endpoint::MethodNotAllowed("POST"),
             None => Endpoint::NotFound,
         },
+        ["config"] if get => Endpoint::Ops(Ops::Config),
         ["health"] if get => Endpoint::Ops(Ops::Health),
         ["ready"] if get => Endpoint::Ops(Ops::Ready),
         ["version"] if get => Endpoint::Ops(Ops::Version),
-        ["health" | "ready" | "version"] => Endpoint::MethodNotAllowed("GET, HEAD"),
+        ["config" | "health" | "ready" | "version"] => Endpoint::MethodNotAllowed("GET, HEAD"),
         _ => Endpoint::NotFound,
+    }
+}
+
+/// Routes under `/request/`. The responder side (view, submit) stays on read-only listeners, so request
+/// links can point at a public mirror; the requester side does not.
+fn route_requests(rest: &[&str], method: &Method, full: bool) -> Requests {
+    let get = method == Method::GET || method == Method::HEAD;
+    let id = |s: &str| crypto::is_id_shaped(s).then(|| s.to_owned());
+    match rest {
+        [raw] => match id(raw) {
+            Some(id) if get => Requests::View { id },
+            Some(id) if method == Method::DELETE && full => Requests::Revoke { id },
+            _ => Requests::Unknown,
+        },
+        [raw, "secret"] => match id(raw) {
+            Some(id) if method == Method::POST => Requests::Submit { id },
+            Some(id) if get && full => Requests::Collect { id },
+            _ => Requests::Unknown,
+        },
+        [raw, "key"] => match id(raw) {
+            Some(id) if method == Method::PUT && full => Requests::RotateKey { id },
+            _ => Requests::Unknown,
+        },
+        _ => Requests::Unknown,
     }
 }
 
@@ -235,6 +350,78 @@ mod tests {
         assert_eq!(r(Method::GET, "/"), Endpoint::Web(Web::Home));
         assert_eq!(r(Method::GET, "/nothing/here"), Endpoint::NotFound);
         assert_eq!(r(Method::GET, "/secret/"), Endpoint::NotFound);
+    }
+
+    #[test]
+    fn client_encrypted_and_request_routes() {
+        let id = "A".repeat(32);
+        assert_eq!(r(Method::POST, "/create/secret"), Endpoint::Client(Client::Create));
+        assert_eq!(r(Method::POST, "/secret"), Endpoint::Client(Client::Create));
+        assert_eq!(
+            r(Method::GET, &format!("/secret/{id}")),
+            Endpoint::Client(Client::Read { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::DELETE, &format!("/secret/{id}")),
+            Endpoint::Client(Client::Delete { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::GET, &format!("/secret/{id}/status")),
+            Endpoint::Client(Client::Status { id: id.clone() })
+        );
+        assert_eq!(r(Method::POST, "/create/file"), Endpoint::Client(Client::CreateFile));
+        assert_eq!(
+            r(Method::GET, &format!("/file/{id}")),
+            Endpoint::Client(Client::ReadFile { id: id.clone() })
+        );
+        // A v1 key on the same paths: the page for GET, nothing for DELETE.
+        let v1 = "a".repeat(31);
+        assert_eq!(
+            r(Method::GET, &format!("/secret/{v1}")),
+            Endpoint::Web(Web::SecretPage { id: v1.clone() })
+        );
+        assert_eq!(r(Method::DELETE, &format!("/secret/{v1}")), Endpoint::Client(Client::Unknown));
+
+        assert_eq!(r(Method::POST, "/request"), Endpoint::Requests(Requests::Create));
+        assert_eq!(
+            r(Method::GET, &format!("/request/{id}")),
+            Endpoint::Requests(Requests::View { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::DELETE, &format!("/request/{id}")),
+            Endpoint::Requests(Requests::Revoke { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::POST, &format!("/request/{id}/secret")),
+            Endpoint::Requests(Requests::Submit { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::GET, &format!("/request/{id}/secret")),
+            Endpoint::Requests(Requests::Collect { id: id.clone() })
+        );
+        assert_eq!(
+            r(Method::PUT, &format!("/request/{id}/key")),
+            Endpoint::Requests(Requests::RotateKey { id: id.clone() })
+        );
+        assert_eq!(r(Method::GET, "/request/short"), Endpoint::Requests(Requests::Unknown));
+        assert_eq!(r(Method::GET, "/config"), Endpoint::Ops(Ops::Config));
+
+        let ro = |m: Method, p: &str| route(&m, p, Mode::ReadOnly);
+        assert_eq!(ro(Method::POST, "/create/secret"), Endpoint::Client(Client::Unknown));
+        assert_eq!(ro(Method::POST, "/create/file"), Endpoint::Client(Client::Unknown));
+        assert_eq!(ro(Method::POST, "/request"), Endpoint::Requests(Requests::Unknown));
+        assert_eq!(ro(Method::GET, &format!("/request/{id}/secret")), Endpoint::Requests(Requests::Unknown));
+        assert_eq!(ro(Method::DELETE, &format!("/request/{id}")), Endpoint::Requests(Requests::Unknown));
+        assert_eq!(ro(Method::PUT, &format!("/request/{id}/key")), Endpoint::Requests(Requests::Unknown));
+        assert_eq!(
+            ro(Method::GET, &format!("/request/{id}")),
+            Endpoint::Requests(Requests::View { id: id.clone() })
+        );
+        assert_eq!(
+            ro(Method::POST, &format!("/request/{id}/secret")),
+            Endpoint::Requests(Requests::Submit { id: id.clone() })
+        );
+        assert_eq!(ro(Method::GET, &format!("/secret/{id}")), Endpoint::Client(Client::Read { id }));
     }
 
     #[test]

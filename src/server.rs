@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::App;
 use crate::admin;
+use crate::audit::AuditSink;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Mode, Settings};
 use crate::crypto::MasterKey;
@@ -53,6 +54,7 @@ pub enum StartError {
     Key(crate::crypto::CryptoError),
     Bind { addr: std::net::SocketAddr, source: io::Error },
     Admin(io::Error),
+    Audit(io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -66,6 +68,7 @@ impl std::fmt::Display for StartError {
             StartError::Key(err) => err.fmt(f),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Admin(err) => write!(f, "admin socket: {err}"),
+            StartError::Audit(err) => write!(f, "audit.file: {err}"),
         }
     }
 }
@@ -97,7 +100,12 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
         tracing::info!(addr = %local, mode = ?l.mode, "listening");
         listeners.push((listener, l.mode));
     }
-    let app = Arc::new(App { domain });
+    let audit = match (&settings.audit.enabled, &settings.audit.file) {
+        (false, _) => AuditSink::disabled(),
+        (true, None) => AuditSink::stdout(),
+        (true, Some(path)) => AuditSink::file(path).map_err(StartError::Audit)?,
+    };
+    let app = Arc::new(App::new(domain, audit));
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = admin::start(Arc::clone(&app), stop_rx.clone()).await.map_err(StartError::Admin)?;
     tracing::info!(storage = %settings.storage, data_dir = %settings.data_dir.display(), "lethe ready");

@@ -1,6 +1,100 @@
 //! The surfaces, one module each. Each owns its wire types and its error dialect and calls only the
-//! domain layer; no surface calls another.
+//! domain layer; no surface calls another. The client-encrypted and secret-request surfaces share one
+//! dialect — `{"message": …}` with a real HTTP status — defined here.
 
+pub mod client;
 pub mod ops;
 pub mod ots_v1;
+pub mod requests;
 pub mod web;
+
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::http::body::{self, BodyError};
+use crate::http::{self as h, Body};
+
+/// An error of the JSON dialect.
+#[derive(Debug)]
+pub struct JsonError {
+    status: StatusCode,
+    message: String,
+    /// For 5xx: what went wrong, logged and never sent.
+    detail: Option<String>,
+    /// Seconds to put in `Retry-After`.
+    retry_after: Option<u64>,
+}
+
+impl JsonError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> JsonError {
+        JsonError { status, message: message.into(), detail: None, retry_after: None }
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> JsonError {
+        JsonError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "An unexpected error occurred".into(),
+            detail: Some(detail.to_string()),
+            retry_after: None,
+        }
+    }
+
+    pub fn unavailable(detail: impl std::fmt::Display) -> JsonError {
+        JsonError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "The service is temporarily unavailable".into(),
+            detail: Some(detail.to_string()),
+            retry_after: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The one place this dialect's errors become responses and are logged.
+    pub fn render(self, endpoint: &'static str) -> Response<Body> {
+        match &self.detail {
+            Some(detail) => {
+                tracing::warn!(endpoint, status = self.status.as_u16(), error = %detail, "request failed")
+            }
+            None => tracing::debug!(endpoint, status = self.status.as_u16(), "request refused"),
+        }
+        let mut resp = h::json(self.status, &json!({"message": self.message}));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// A store failure: unavailable (503) rather than a bug (500), since the store being unable to write
+/// (a full disk) is an operational state.
+pub fn store_error(err: crate::store::StoreError) -> JsonError {
+    JsonError::unavailable(err)
+}
+
+/// Reads a JSON body into `T` through a hard limit: 413 over it, 400 `Unable to parse json` when it is
+/// not JSON or a field has the wrong type; unknown fields are ignored.
+pub async fn read_json<T: DeserializeOwned>(incoming: Incoming, limit: usize) -> Result<T, JsonError> {
+    let bytes = match body::read(incoming, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
+            return Err(JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
+        }
+        Err(BodyError::Read(err)) => {
+            return Err(JsonError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Could not read the request body: {err}"),
+            ));
+        }
+    };
+    decode_json(&bytes)
+}
+
+/// The decoding half of [`read_json`], separate so it can be fuzzed without a socket.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    serde_json::from_slice(bytes).map_err(|_| JsonError::new(StatusCode::BAD_REQUEST, "Unable to parse json"))
+}

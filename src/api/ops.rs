@@ -5,12 +5,30 @@ use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use crate::App;
+use crate::config::Mode;
 use crate::http::{self, Body};
 use crate::router::Ops;
+use crate::{App, Ctx};
 
-pub async fn handle(app: &App, endpoint: Ops) -> Response<Body> {
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
     match endpoint {
+        Ops::Config => {
+            let s = &app.domain.settings;
+            let read_only = ctx.mode == Mode::ReadOnly;
+            let default_expiry = if s.expirations.contains(&3600) { 3600 } else { s.expirations[0] };
+            let mut config = json!({
+                "SECRET_REQUESTS": s.secret_requests && !read_only,
+                "SECRET_REQUEST_RESPONSES": s.secret_requests,
+                "READ_ONLY": read_only,
+                "DISABLE_UPLOAD": read_only,
+                "DEFAULT_EXPIRY": default_expiry,
+                "MAX_LENGTH": s.limits.max_message_bytes,
+                "MAX_FILE_SIZE": s.limits.max_file_bytes,
+                "EXPIRATIONS": s.expirations,
+            });
+            config["PUBLIC_URL"] = json!(s.public_url);
+            http::json(StatusCode::OK, &config)
+        }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
         Ops::Ready => match app.domain.store.check().await {
             Ok(()) => http::json(StatusCode::OK, &json!({"status": "ready"})),

@@ -9,7 +9,7 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::App;
+use crate::audit::Outcome;
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::accounts::{Account, AccountError};
@@ -19,6 +19,7 @@ use crate::domain::secrets::{
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
 use crate::router::V1;
+use crate::{App, Ctx};
 
 /// The dialect's errors. Each renders as HTTP 404 with a JSON message.
 #[derive(Debug)]
@@ -285,20 +286,52 @@ fn ok(value: Value) -> Response<Body> {
     http::json(StatusCode::OK, &value)
 }
 
-pub async fn handle(app: &App, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
     let name = crate::router::Endpoint::V1(endpoint.clone()).name();
-    match dispatch(app, endpoint, req).await {
+    let (event, key) = match &endpoint {
+        V1::Share | V1::Generate => (Some("secret.created"), None),
+        V1::Reveal { secret_key } => (Some("secret.revealed"), Some(secret_key.clone())),
+        V1::Burn { metadata_key } => (Some("secret.burned"), Some(metadata_key.clone())),
+        _ => (None, None),
+    };
+    let mut audited = Audited { key, account: None };
+    let result = dispatch(app, endpoint, req, &mut audited).await;
+    if let Some(event) = event {
+        let (outcome, reason) = match &result {
+            Ok(_) => (Outcome::Success, None),
+            Err(V1Error::Unknown(_)) => (Outcome::Failure, Some("not_found")),
+            Err(V1Error::NotAuthorized) => (Outcome::Denied, Some("bad_credentials")),
+            Err(V1Error::TooMany(_)) => (Outcome::Denied, Some("locked")),
+            Err(V1Error::Invalid(_) | V1Error::NoRoute) => (Outcome::Failure, Some("invalid")),
+            Err(V1Error::Internal(_)) => (Outcome::Failure, Some("internal")),
+        };
+        app.audit(ctx, event, outcome, reason, audited.key.as_deref(), audited.account.as_deref());
+    }
+    match result {
         Ok(resp) => resp,
         Err(err) => err.render(name),
     }
 }
 
-async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Response<Body>, V1Error> {
+/// What the audit line of a call needs to know from inside it.
+struct Audited {
+    /// The key the event is about (hashed before it is written).
+    key: Option<String>,
+    account: Option<String>,
+}
+
+async fn dispatch(
+    app: &App,
+    endpoint: V1,
+    req: Request<Incoming>,
+    audited: &mut Audited,
+) -> Result<Response<Body>, V1Error> {
     if endpoint == V1::Unknown {
         return Err(V1Error::NoRoute);
     }
     let (headers, params) = read_params(app, req).await?;
     let account = caller(app, &headers).await?;
+    audited.account = account.as_ref().map(|a| a.name.clone());
     let d = &app.domain;
     match endpoint {
         V1::Status => Ok(ok(json!({"status": "nominal", "locale": "en"}))),
@@ -325,6 +358,7 @@ async fn dispatch(app: &App, endpoint: V1, req: Request<Incoming>) -> Result<Res
                 generate_length,
             };
             let created = d.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            audited.key = created.metadata.secret_key.clone();
             let mut body = metadata_json(&created.metadata, false);
             if let Some(value) = created.value {
                 body.insert("value".into(), json!(value));

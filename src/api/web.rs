@@ -7,13 +7,13 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::App;
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
 use crate::router::Web;
+use crate::{App, Ctx};
 
 const STYLESHEET: &str = include_str!("lethe.css");
 
@@ -102,7 +102,7 @@ fn bad_form() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "Bad request", "<p>The form could not be read.</p>")
 }
 
-pub async fn handle(app: &App, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
     let d = &app.domain;
     match endpoint {
         Web::Home => page(

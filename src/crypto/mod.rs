@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
 
+pub mod openpgp;
 pub mod passphrase;
 
 use std::fmt;
@@ -56,6 +57,31 @@ pub fn new_key() -> String {
 /// store access.
 pub fn is_key_shaped(s: &str) -> bool {
     s.len() == KEY_LEN && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// Length of a client-encrypted secret or secret-request id.
+pub const ID_LEN: usize = 32;
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new id for client-encrypted secrets and secret requests: 192 bits, URL-safe base64, always
+/// [`ID_LEN`] characters. Its length differs from a v1 key's, so a path decides its dialect by shape
+/// alone.
+pub fn new_id() -> String {
+    base64url(&random_bytes::<24>())
+}
+
+/// True for strings that could be an id made by [`new_id`].
+pub fn is_id_shaped(s: &str) -> bool {
+    s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new secret-request management token: 256 bits, URL-safe base64 (43 characters).
+pub fn new_request_token() -> String {
+    base64url(&random_bytes::<32>())
 }
 
 /// A new API token: 160 bits as 40 lower-case hex characters.
@@ -260,6 +286,10 @@ mod tests {
         assert!(!is_key_shaped("UPPERCASE0000000000000000000000"));
         assert!(!is_key_shaped("short"));
         assert_eq!(new_token().len(), 40);
+        let id = new_id();
+        assert!(is_id_shaped(&id) && !is_key_shaped(&id), "{id}");
+        assert!(!is_id_shaped(&a));
+        assert_eq!(new_request_token().len(), 43);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and time comes from the [`Clock`].
 
 pub mod accounts;
+pub mod requests;
 pub mod secrets;
 
 use std::sync::Arc;

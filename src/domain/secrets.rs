@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{Account, account_index_key};
 use super::{CAS_RETRIES, Domain};
+use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
-use crate::crypto::{CryptoError, Purpose, new_key, random_bytes, sha256};
+use crate::crypto::{CryptoError, Purpose, new_id, new_key, random_bytes, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
 /// The record under [`Keyspace::Secret`]. One keyspace holds every kind of one-time secret so that an
@@ -28,6 +29,82 @@ use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum SecretRecord {
     V1(V1Secret),
+    Client(ClientSecret),
+}
+
+/// What a client-encrypted secret carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// An armored PGP MESSAGE (`/create/secret`).
+    Message,
+    /// Raw OpenPGP bytes (`/create/file`).
+    File,
+}
+
+/// A secret the client encrypted: the server holds ciphertext it cannot read, so it stores it as is.
+#[derive(Clone, Serialize, Deserialize)]
+struct ClientSecret {
+    payload: Payload,
+    data: Vec<u8>,
+    /// The expiration given at creation, in seconds; clients expect it back, not the time left.
+    expiration: u64,
+    one_time: bool,
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSecret")
+            .field("payload", &self.payload)
+            .field("bytes", &self.data.len())
+            .field("one_time", &self.one_time)
+            .finish()
+    }
+}
+
+/// A client-encrypted secret as handed back.
+pub struct ClientOpened {
+    pub data: Vec<u8>,
+    pub expiration: u64,
+    pub one_time: bool,
+}
+
+impl fmt::Debug for ClientOpened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOpened").field("one_time", &self.one_time).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// Not one of the allowed expirations.
+    InvalidExpiration,
+    /// Over the size limit.
+    TooLong,
+    /// Not an OpenPGP message: armor, session-key packet, encrypted data.
+    NotEncrypted,
+    /// Unknown, consumed, deleted or expired, or an id of another kind.
+    NotFound,
+    Store(StoreError),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::InvalidExpiration => f.write_str("expiration not allowed"),
+            ClientError::TooLong => f.write_str("ciphertext over the size limit"),
+            ClientError::NotEncrypted => f.write_str("not an OpenPGP encrypted message"),
+            ClientError::NotFound => f.write_str("secret not found"),
+            ClientError::Store(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<StoreError> for ClientError {
+    fn from(err: StoreError) -> ClientError {
+        ClientError::Store(err)
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -238,6 +315,13 @@ fn contention() -> SecretError {
     SecretError::Store(StoreError::Io("record changed concurrently too often".into()))
 }
 
+/// The one-time step every kind of secret shares: take the record if it is still at the version the
+/// caller read (and checked). Its first mutation is the take, so `Applied(taken)` has the old entry in
+/// slot 0 exactly when this caller won.
+fn consume(hash: [u8; 32], version: u64) -> Batch {
+    Batch::new().require_version(Keyspace::Secret, hash, version).take(Keyspace::Secret, hash)
+}
+
 /// Characters of generated values: look-alikes (`i l o 1 I O 0`) removed.
 const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
 const LOWER: &[u8] = b"abcdefghjkmnpqrstuvwxyz";
@@ -443,12 +527,114 @@ impl Domain {
         Ok(Created { metadata: view, value: generated })
     }
 
-    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
+    async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
         let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
             return Ok(None);
         };
-        match codec::decode::<SecretRecord>(&entry.value)? {
-            SecretRecord::V1(secret) => Ok(Some((secret, entry.version))),
+        Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
+    }
+
+    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
+        match self.read_record(secret_hash).await? {
+            Some((SecretRecord::V1(secret), version)) => Ok(Some((secret, version))),
+            Some((SecretRecord::Client(_), _)) | None => Ok(None),
+        }
+    }
+
+    async fn read_client(
+        &self,
+        secret_hash: [u8; 32],
+        payload: Payload,
+    ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
+        match self.read_record(secret_hash).await? {
+            Some((SecretRecord::Client(secret), version)) if secret.payload == payload => {
+                Ok(Some((secret, version)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Stores a client-encrypted secret after checking that it is OpenPGP ciphertext within limits.
+    pub async fn client_create(
+        &self,
+        payload: Payload,
+        data: Vec<u8>,
+        expiration: u64,
+        one_time: bool,
+    ) -> Result<String, ClientError> {
+        if !self.settings.expirations.contains(&expiration) {
+            return Err(ClientError::InvalidExpiration);
+        }
+        let limits = &self.settings.limits;
+        let checked = match payload {
+            Payload::Message => {
+                let text = std::str::from_utf8(&data).map_err(|_| ClientError::NotEncrypted)?;
+                openpgp::inspect_message(text, limits.max_message_bytes)
+            }
+            Payload::File => openpgp::inspect_binary_message(&data, limits.max_file_bytes),
+        };
+        match checked {
+            Ok(_) => {}
+            Err(MessageError::TooLarge) => return Err(ClientError::TooLong),
+            Err(MessageError::NotEncrypted) => return Err(ClientError::NotEncrypted),
+        }
+        let now = self.now();
+        let id = new_id();
+        let hash = sha256(id.as_bytes());
+        let expires_at = now + expiration;
+        let record = SecretRecord::Client(ClientSecret { payload, data, expiration, one_time });
+        let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
+            Keyspace::Secret,
+            hash,
+            codec::encode(&record),
+            Some(expires_at),
+        );
+        match self.store.apply(batch, now).await? {
+            Outcome::Applied(_) => Ok(id),
+            Outcome::Conflict(_) => Err(ClientError::Store(StoreError::Io("id collision".into()))),
+        }
+    }
+
+    /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
+    /// concurrent reads exactly one gets it.
+    pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
+        let hash = sha256(id.as_bytes());
+        for _ in 0..CAS_RETRIES {
+            let Some((secret, version)) = self.read_client(hash, payload).await? else {
+                return Err(ClientError::NotFound);
+            };
+            let opened =
+                ClientOpened { data: secret.data, expiration: secret.expiration, one_time: secret.one_time };
+            if !secret.one_time {
+                return Ok(opened);
+            }
+            match self.store.apply(consume(hash, version), self.now()).await? {
+                Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => return Ok(opened),
+                Outcome::Applied(_) => return Err(ClientError::NotFound),
+                Outcome::Conflict(_) => continue,
+            }
+        }
+        Err(ClientError::Store(StoreError::Io("record changed concurrently too often".into())))
+    }
+
+    /// Whether a client-encrypted secret is one-time; never consumes.
+    pub async fn client_status(&self, id: &str) -> Result<bool, ClientError> {
+        match self.read_client(sha256(id.as_bytes()), Payload::Message).await? {
+            Some((secret, _)) => Ok(secret.one_time),
+            None => Err(ClientError::NotFound),
+        }
+    }
+
+    pub async fn client_delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
+        let hash = sha256(id.as_bytes());
+        let Some((_, version)) = self.read_client(hash, payload).await? else {
+            return Err(ClientError::NotFound);
+        };
+        let batch =
+            Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash);
+        match self.store.apply(batch, self.now()).await? {
+            Outcome::Applied(_) => Ok(()),
+            Outcome::Conflict(_) => Err(ClientError::NotFound),
         }
     }
 
@@ -542,10 +728,7 @@ impl Domain {
             let value = self.keys.open(Purpose::SecretValue, secret_key.as_bytes(), &secret.sealed_value)?;
 
             let now = self.now();
-            let mut batch = Batch::new()
-                .require_version(Keyspace::Secret, secret_hash, version)
-                .take(Keyspace::Secret, secret_hash)
-                .delete(Keyspace::Attempts, secret_hash);
+            let mut batch = consume(secret_hash, version).delete(Keyspace::Attempts, secret_hash);
             let mut share_domain = String::new();
             if let Some(entry) =
                 self.store.get(Keyspace::Metadata, secret.metadata_hash.to_vec(), now).await?

@@ -5,6 +5,7 @@
 //! the surface that owns it, which answers in its own dialect.
 
 pub mod body;
+pub mod client_ip;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,10 +24,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::App;
 use crate::api;
 use crate::config::Mode;
 use crate::router::{self, Endpoint};
+use crate::{App, Ctx};
 
 pub type Body = Full<Bytes>;
 
@@ -97,10 +98,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
 pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let endpoint = router::route(req.method(), req.uri().path(), peer.mode);
     let name = endpoint.name();
+    let client_ip = app.domain.settings.trusted_proxies.client_ip(peer.addr.ip(), req.headers());
+    let ctx = Ctx { client_ip, mode: peer.mode };
     let mut response = match endpoint {
-        Endpoint::V1(ep) => api::ots_v1::handle(app, ep, req).await,
-        Endpoint::Web(ep) => api::web::handle(app, ep, req).await,
-        Endpoint::Ops(ep) => api::ops::handle(app, ep).await,
+        Endpoint::V1(ep) => api::ots_v1::handle(app, &ctx, ep, req).await,
+        Endpoint::Client(ep) => api::client::handle(app, &ctx, ep, req).await,
+        Endpoint::Requests(ep) => api::requests::handle(app, &ctx, ep, req).await,
+        Endpoint::Web(ep) => api::web::handle(app, &ctx, ep, req).await,
+        Endpoint::Ops(ep) => api::ops::handle(app, &ctx, ep).await,
         Endpoint::NotFound => api::ops::not_found(),
         Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
     };

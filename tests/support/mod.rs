@@ -101,7 +101,7 @@ impl TestServer {
         });
         let domain =
             lethe::server::open_domain(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
-        let app = Arc::new(App { domain });
+        let app = Arc::new(App::new(domain, lethe::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();

@@ -1,0 +1,243 @@
+//! Secret requests over HTTP: `/request`, `/request/{id}`, `/request/{id}/secret`, `/request/{id}/key`.
+//! The management token comes in `X-Lethe-Request-Token` (or `X-Yopass-Request-Token`, so existing
+//! integrations keep working). Every attempt, allowed or not, leaves an audit line.
+
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{JsonError, read_json, store_error};
+use crate::audit::Outcome;
+use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
+use crate::domain::accounts::AccountError;
+use crate::domain::requests::RequestError;
+use crate::http::body;
+use crate::http::{self, Body};
+use crate::router::{Endpoint, Requests};
+use crate::{App, Ctx};
+
+/// `POST /request` body.
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    pub public_key: Option<String>,
+    pub label: Option<String>,
+    pub expiration: Option<u64>,
+}
+
+/// `POST /request/{id}/secret` body.
+#[derive(Debug, Deserialize)]
+pub struct SubmitSecret {
+    pub message: Option<String>,
+}
+
+/// `PUT /request/{id}/key` body.
+#[derive(Debug, Deserialize)]
+pub struct RotateKey {
+    pub public_key: Option<String>,
+}
+
+const JSON_OVERHEAD: usize = 4096;
+
+fn request_error(err: RequestError) -> JsonError {
+    use StatusCode as S;
+    match err {
+        RequestError::Disabled => JsonError::new(S::FORBIDDEN, "Secret requests are disabled"),
+        RequestError::InvalidExpiration => JsonError::new(S::BAD_REQUEST, "Invalid expiration specified"),
+        RequestError::LabelTooLong => JsonError::new(S::BAD_REQUEST, "Label is too long"),
+        RequestError::InvalidKey(reason) => {
+            JsonError::new(S::BAD_REQUEST, format!("A valid PGP public key is required: {reason}"))
+        }
+        RequestError::NotEncrypted => JsonError::new(S::BAD_REQUEST, "Message must be PGP encrypted"),
+        RequestError::TooLong => JsonError::new(S::BAD_REQUEST, "The encrypted message is too long"),
+        RequestError::WrongRecipient => {
+            JsonError::new(S::BAD_REQUEST, "Message is not encrypted to this request's key")
+        }
+        RequestError::NotFound => JsonError::new(S::NOT_FOUND, "Secret request not found"),
+        RequestError::BadToken => JsonError::new(S::UNAUTHORIZED, "Invalid request token"),
+        RequestError::AlreadyFulfilled => {
+            JsonError::new(S::CONFLICT, "A secret has already been provided for this request")
+        }
+        RequestError::NotYetFulfilled => JsonError::new(S::CONFLICT, "No secret has been provided yet"),
+        RequestError::Store(err) => store_error(err),
+    }
+}
+
+/// The audit outcome and reason of a failed call.
+fn audit_reason(err: &RequestError) -> (Outcome, &'static str) {
+    match err {
+        RequestError::BadToken => (Outcome::Denied, "bad_token"),
+        RequestError::Disabled => (Outcome::Denied, "disabled"),
+        RequestError::NotFound => (Outcome::Failure, "not_found"),
+        RequestError::AlreadyFulfilled => (Outcome::Failure, "already_fulfilled"),
+        RequestError::NotYetFulfilled => (Outcome::Failure, "not_fulfilled"),
+        RequestError::WrongRecipient => (Outcome::Failure, "not_encrypted_to_key"),
+        RequestError::NotEncrypted | RequestError::TooLong => (Outcome::Failure, "invalid_message"),
+        RequestError::InvalidKey(_) => (Outcome::Failure, "invalid_key"),
+        RequestError::InvalidExpiration | RequestError::LabelTooLong => (Outcome::Failure, "invalid_request"),
+        RequestError::Store(_) => (Outcome::Failure, "internal"),
+    }
+}
+
+fn token(headers: &HeaderMap) -> Option<String> {
+    ["x-lethe-request-token", "x-yopass-request-token"]
+        .iter()
+        .find_map(|n| headers.get(*n))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
+/// An error before the domain was reached: a body that could not be read or decoded.
+enum Failed {
+    Wire(JsonError),
+    Domain(RequestError),
+}
+
+impl From<JsonError> for Failed {
+    fn from(err: JsonError) -> Failed {
+        Failed::Wire(err)
+    }
+}
+
+impl From<RequestError> for Failed {
+    fn from(err: RequestError) -> Failed {
+        Failed::Domain(err)
+    }
+}
+
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Response<Body> {
+    let name = Endpoint::Requests(endpoint.clone()).name();
+    let (event, id) = match &endpoint {
+        Requests::Create => ("request.created", None),
+        Requests::View { id } => ("request.viewed", Some(id.clone())),
+        Requests::Submit { id } => ("request.fulfilled", Some(id.clone())),
+        Requests::Collect { id } => ("request.secret_accessed", Some(id.clone())),
+        Requests::Revoke { id } => ("request.revoked", Some(id.clone())),
+        Requests::RotateKey { id } => ("request.key_rotated", Some(id.clone())),
+        Requests::Unknown => return JsonError::new(StatusCode::NOT_FOUND, "Not found").render(name),
+    };
+    let (result, account) = dispatch(app, endpoint, req).await;
+    match result {
+        Ok((resp, created)) => {
+            let id = created.as_deref().or(id.as_deref());
+            app.audit(ctx, event, Outcome::Success, None, id, account.as_deref());
+            resp
+        }
+        Err(Failed::Domain(err)) => {
+            let (outcome, reason) = audit_reason(&err);
+            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
+            request_error(err).render(name)
+        }
+        Err(Failed::Wire(err)) => {
+            let outcome =
+                if err.status() == StatusCode::UNAUTHORIZED { Outcome::Denied } else { Outcome::Failure };
+            app.audit(ctx, event, outcome, Some("invalid_request"), id.as_deref(), account.as_deref());
+            err.render(name)
+        }
+    }
+}
+
+type Dispatched = (Result<(Response<Body>, Option<String>), Failed>, Option<String>);
+
+async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Dispatched {
+    let d = &app.domain;
+    let message_limit = d.settings.limits.max_message_bytes + JSON_OVERHEAD;
+    let key_limit = MAX_PUBLIC_KEY_BYTES + JSON_OVERHEAD;
+    let token = token(req.headers());
+    match endpoint {
+        Requests::Create => {
+            // An account is optional; credentials that are present must be right.
+            let account = match body::basic_auth(req.headers()) {
+                None => None,
+                Some(Ok((name, secret))) => match d.authenticate(&name, &secret).await {
+                    Ok(account) => Some(account.name),
+                    Err(AccountError::BadCredentials) => {
+                        return (
+                            Err(JsonError::new(StatusCode::UNAUTHORIZED, "Invalid credentials").into()),
+                            None,
+                        );
+                    }
+                    Err(other) => return (Err(JsonError::internal(other).into()), None),
+                },
+                Some(Err(())) => {
+                    return (
+                        Err(JsonError::new(StatusCode::UNAUTHORIZED, "Invalid credentials").into()),
+                        None,
+                    );
+                }
+            };
+            let result = async {
+                let body: CreateRequest = read_json(req.into_body(), key_limit + 512).await?;
+                let Some(expiration) = body.expiration else {
+                    return Err(RequestError::InvalidExpiration.into());
+                };
+                let public_key = body.public_key.unwrap_or_default();
+                let created = d.request_create(&public_key, body.label, expiration, account.clone()).await?;
+                let reply = json!({
+                    "id": created.id,
+                    "token": created.token,
+                    "expires_at": created.expires_at,
+                    "fingerprint": created.fingerprint,
+                    "link": created.link,
+                });
+                Ok((http::json(StatusCode::OK, &reply), Some(created.id)))
+            }
+            .await;
+            (result, account)
+        }
+        Requests::View { id } => {
+            let result = d.request_view(&id).await.map_err(Failed::from).map(|v| {
+                let reply = json!({
+                    "public_key": v.public_key,
+                    "label": v.label,
+                    "state": v.state.as_str(),
+                    "expires_at": v.expires_at,
+                    "fingerprint": v.fingerprint,
+                });
+                (http::json(StatusCode::OK, &reply), None)
+            });
+            (result, None)
+        }
+        Requests::Submit { id } => {
+            let result = async {
+                let body: SubmitSecret = read_json(req.into_body(), message_limit).await?;
+                d.request_submit(&id, &body.message.unwrap_or_default()).await?;
+                Ok((http::json(StatusCode::OK, &json!({"message": "secret provided"})), None))
+            }
+            .await;
+            (result, None)
+        }
+        Requests::Collect { id } => {
+            let result = d
+                .request_collect(&id, token.as_deref())
+                .await
+                .map(|message| (http::json(StatusCode::OK, &json!({"message": message})), None))
+                .map_err(Failed::from);
+            (result, None)
+        }
+        Requests::Revoke { id } => {
+            let result = d
+                .request_revoke(&id, token.as_deref())
+                .await
+                .map(|()| (super::client::no_content(), None))
+                .map_err(Failed::from);
+            (result, None)
+        }
+        Requests::RotateKey { id } => {
+            let result = async {
+                // Existence and the token are checked before the body is even read, so an anonymous
+                // caller learns nothing from key validation errors.
+                d.request_check_pending(&id, token.as_deref()).await?;
+                let body: RotateKey = read_json(req.into_body(), key_limit).await?;
+                let fingerprint =
+                    d.request_rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default()).await?;
+                let reply = json!({"message": "public key updated", "fingerprint": fingerprint});
+                Ok((http::json(StatusCode::OK, &reply), None))
+            }
+            .await;
+            (result, None)
+        }
+        Requests::Unknown => (Err(JsonError::new(StatusCode::NOT_FOUND, "Not found").into()), None),
+    }
+}
