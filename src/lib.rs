@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod ratelimit;
 pub mod reaper;
 pub mod router;
 pub mod server;
@@ -26,6 +27,7 @@ use std::net::IpAddr;
 pub struct App {
     pub domain: domain::Domain,
     pub audit: audit::AuditSink,
+    pub limiter: ratelimit::RateLimiter,
 }
 
 /// What a handler knows about where a request came from.
@@ -38,7 +40,8 @@ pub struct Ctx {
 
 impl App {
     pub fn new(domain: domain::Domain, audit: audit::AuditSink) -> App {
-        App { domain, audit }
+        let limiter = ratelimit::RateLimiter::new(domain.settings.rate_limit.clone());
+        App { domain, audit, limiter }
     }
 
     /// Records an audit event; `id` is hashed with the server's key before it is written.
@@ -56,5 +59,10 @@ impl App {
         e.id_hash = id.map(|id| self.domain.keys.id_hash(id));
         e.account = account.map(str::to_owned);
         self.audit.record(&e);
+    }
+
+    /// Counts one event of `class` for the caller; `Err(retry after seconds)` when over the limit.
+    pub fn rate(&self, ctx: &Ctx, class: ratelimit::Class) -> Result<(), u64> {
+        self.limiter.hit(class, ctx.client_ip, self.domain.now())
     }
 }

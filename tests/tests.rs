@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod limits;
 mod v1;
 mod web;

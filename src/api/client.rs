@@ -14,6 +14,7 @@ use crate::audit::Outcome;
 use crate::domain::secrets::{ClientError, Payload};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
+use crate::ratelimit::Class;
 use crate::router::{Client, Endpoint};
 use crate::{App, Ctx};
 
@@ -52,6 +53,7 @@ fn reason(err: &JsonError) -> &'static str {
     match err.status() {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         _ => "internal",
     }
 }
@@ -68,7 +70,15 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incomin
         Client::Delete { id } | Client::DeleteFile { id } => (Some("secret.deleted"), Some(id.clone())),
         Client::Status { .. } | Client::Unknown => (None, None),
     };
-    let result = dispatch(app, endpoint, req).await;
+    let limited = match &endpoint {
+        Client::Create | Client::CreateFile => app.rate(ctx, Class::Creates),
+        Client::Read { .. } | Client::ReadFile { .. } => app.rate(ctx, Class::Reveals),
+        _ => Ok(()),
+    };
+    let result = match limited {
+        Ok(()) => dispatch(app, endpoint, req).await,
+        Err(retry_after) => Err(JsonError::rate_limited(retry_after)),
+    };
     if let Some(event) = event {
         match &result {
             Ok((_, created)) => {

@@ -50,6 +50,16 @@ impl JsonError {
         }
     }
 
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(retry_after: u64) -> JsonError {
+        JsonError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "Rate limit exceeded. Please try again later.".into(),
+            detail: None,
+            retry_after: Some(retry_after),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -18,6 +18,7 @@ use crate::domain::secrets::{
 };
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
+use crate::ratelimit::Class;
 use crate::router::V1;
 use crate::{App, Ctx};
 
@@ -41,7 +42,7 @@ enum V1Error {
 impl V1Error {
     fn from_secret(err: SecretError, key: &str) -> V1Error {
         match err {
-            SecretError::Unknown => V1Error::Unknown(key.to_owned()),
+            SecretError::Unknown | SecretError::WrongPassphrase => V1Error::Unknown(key.to_owned()),
             SecretError::Locked => {
                 V1Error::TooMany("Too many incorrect passphrase attempts. Please try again later.".into())
             }
@@ -294,14 +295,14 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) 
         V1::Burn { metadata_key } => (Some("secret.burned"), Some(metadata_key.clone())),
         _ => (None, None),
     };
-    let mut audited = Audited { key, account: None };
-    let result = dispatch(app, endpoint, req, &mut audited).await;
+    let mut audited = Audited { key, account: None, reason: None };
+    let result = dispatch(app, ctx, endpoint, req, &mut audited).await;
     if let Some(event) = event {
         let (outcome, reason) = match &result {
             Ok(_) => (Outcome::Success, None),
-            Err(V1Error::Unknown(_)) => (Outcome::Failure, Some("not_found")),
+            Err(V1Error::Unknown(_)) => (Outcome::Failure, Some(audited.reason.unwrap_or("not_found"))),
             Err(V1Error::NotAuthorized) => (Outcome::Denied, Some("bad_credentials")),
-            Err(V1Error::TooMany(_)) => (Outcome::Denied, Some("locked")),
+            Err(V1Error::TooMany(_)) => (Outcome::Denied, Some(audited.reason.unwrap_or("locked"))),
             Err(V1Error::Invalid(_) | V1Error::NoRoute) => (Outcome::Failure, Some("invalid")),
             Err(V1Error::Internal(_)) => (Outcome::Failure, Some("internal")),
         };
@@ -318,10 +319,17 @@ struct Audited {
     /// The key the event is about (hashed before it is written).
     key: Option<String>,
     account: Option<String>,
+    /// A more precise reason than the error shows on the wire (a wrong passphrase looks unknown).
+    reason: Option<&'static str>,
+}
+
+fn rate_limited() -> V1Error {
+    V1Error::TooMany("Rate limit exceeded. Please try again later.".into())
 }
 
 async fn dispatch(
     app: &App,
+    ctx: &Ctx,
     endpoint: V1,
     req: Request<Incoming>,
     audited: &mut Audited,
@@ -340,6 +348,10 @@ async fn dispatch(
             None => Err(V1Error::NotAuthorized),
         },
         V1::Share | V1::Generate => {
+            if app.rate(ctx, Class::Creates).is_err() {
+                audited.reason = Some("rate_limited");
+                return Err(rate_limited());
+            }
             let generate = endpoint == V1::Generate;
             let generate_length = match (generate, params.get("length").map(str::trim)) {
                 (true, Some(raw)) if !raw.is_empty() => Some(raw.parse::<usize>().unwrap_or(0)),
@@ -369,11 +381,22 @@ async fn dispatch(
             if !is_key_shaped(&secret_key) {
                 return Err(V1Error::Unknown(secret_key));
             }
+            if app.rate(ctx, Class::Reveals).is_err()
+                || app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err()
+            {
+                audited.reason = Some("rate_limited");
+                return Err(rate_limited());
+            }
             let passphrase = params.passphrase();
-            let revealed = d
-                .reveal(&secret_key, passphrase.as_ref())
-                .await
-                .map_err(|e| V1Error::from_secret(e, &secret_key))?;
+            let revealed = match d.reveal(&secret_key, passphrase.as_ref()).await {
+                Ok(revealed) => revealed,
+                Err(SecretError::WrongPassphrase) => {
+                    let _ = app.rate(ctx, Class::FailedPassphrases);
+                    audited.reason = Some("wrong_passphrase");
+                    return Err(V1Error::Unknown(secret_key));
+                }
+                Err(err) => return Err(V1Error::from_secret(err, &secret_key)),
+            };
             Ok(ok(json!({
                 "value": String::from_utf8_lossy(&revealed.value),
                 "secret_key": secret_key,
@@ -392,11 +415,19 @@ async fn dispatch(
             if !is_key_shaped(&metadata_key) {
                 return Err(V1Error::Unknown(metadata_key));
             }
+            if app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err() {
+                audited.reason = Some("rate_limited");
+                return Err(rate_limited());
+            }
             let passphrase = params.passphrase();
-            let (view, secret_key) = d
-                .burn(&metadata_key, passphrase.as_ref())
-                .await
-                .map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let (view, secret_key) = match d.burn(&metadata_key, passphrase.as_ref()).await {
+                Ok(burned) => burned,
+                Err(SecretError::IncorrectPassphrase) => {
+                    let _ = app.rate(ctx, Class::FailedPassphrases);
+                    return Err(V1Error::Invalid("Incorrect passphrase".into()));
+                }
+                Err(err) => return Err(V1Error::from_secret(err, &metadata_key)),
+            };
             let short: String = secret_key.chars().take(8).collect();
             Ok(ok(json!({"state": Value::Object(metadata_json(&view, false)), "secret_shortkey": short})))
         }

@@ -15,6 +15,7 @@ use crate::domain::accounts::AccountError;
 use crate::domain::requests::RequestError;
 use crate::http::body;
 use crate::http::{self, Body};
+use crate::ratelimit::Class;
 use crate::router::{Endpoint, Requests};
 use crate::{App, Ctx};
 
@@ -117,6 +118,15 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
         Requests::RotateKey { id } => ("request.key_rotated", Some(id.clone())),
         Requests::Unknown => return JsonError::new(StatusCode::NOT_FOUND, "Not found").render(name),
     };
+    let limited = match &endpoint {
+        Requests::Create => app.rate(ctx, Class::Creates),
+        Requests::Submit { .. } => app.rate(ctx, Class::Submissions),
+        _ => Ok(()),
+    };
+    if let Err(retry_after) = limited {
+        app.audit(ctx, event, Outcome::Denied, Some("rate_limited"), id.as_deref(), None);
+        return JsonError::rate_limited(retry_after).render(name);
+    }
     let (result, account) = dispatch(app, endpoint, req).await;
     match result {
         Ok((resp, created)) => {

@@ -7,11 +7,13 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use crate::audit::Outcome;
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
+use crate::ratelimit::Class;
 use crate::router::Web;
 use crate::{App, Ctx};
 
@@ -60,7 +62,7 @@ fn error_page(err: &SecretError) -> Response<Body> {
             "Too many attempts",
             "<p>Too many incorrect passphrase attempts. Please try again later.</p>",
         ),
-        SecretError::Unknown => gone_page(),
+        SecretError::Unknown | SecretError::WrongPassphrase => gone_page(),
         other => {
             tracing::warn!(error = %other, "page request failed");
             page(
@@ -102,7 +104,15 @@ fn bad_form() -> Response<Body> {
     page(StatusCode::BAD_REQUEST, "Bad request", "<p>The form could not be read.</p>")
 }
 
-pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
+fn too_many() -> Response<Body> {
+    page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "<p>Rate limit exceeded. Please try again later.</p>",
+    )
+}
+
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
     let d = &app.domain;
     match endpoint {
         Web::Home => page(
@@ -128,11 +138,28 @@ pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Web, req: Request<Incoming>
             if !is_key_shaped(&id) {
                 return gone_page();
             }
+            if app.rate(ctx, Class::Reveals).is_err()
+                || app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err()
+            {
+                return too_many();
+            }
             let passphrase = match form_passphrase(req).await {
                 Ok(p) => p,
                 Err(_) => return bad_form(),
             };
-            match d.reveal(&id, passphrase.as_ref()).await {
+            let result = d.reveal(&id, passphrase.as_ref()).await;
+            let (outcome, reason) = match &result {
+                Ok(_) => (Outcome::Success, None),
+                Err(SecretError::WrongPassphrase) => {
+                    let _ = app.rate(ctx, Class::FailedPassphrases);
+                    (Outcome::Failure, Some("wrong_passphrase"))
+                }
+                Err(SecretError::Locked) => (Outcome::Denied, Some("locked")),
+                Err(SecretError::Unknown) => (Outcome::Failure, Some("not_found")),
+                Err(_) => (Outcome::Failure, Some("internal")),
+            };
+            app.audit(ctx, "secret.revealed", outcome, reason, Some(&id), None);
+            match result {
                 Ok(revealed) => {
                     let value = String::from_utf8_lossy(&revealed.value);
                     page(
@@ -147,7 +174,7 @@ pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Web, req: Request<Incoming>
                 }
                 // A wrong passphrase looks like an unknown secret in the API; a person gets the form
                 // again if the secret is still there.
-                Err(SecretError::Unknown) if passphrase.is_some() => match d.peek(&id).await {
+                Err(SecretError::WrongPassphrase) => match d.peek(&id).await {
                     Ok(Some(peek)) => page(
                         StatusCode::OK,
                         "A secret for you",
@@ -207,7 +234,10 @@ pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Web, req: Request<Incoming>
                 Ok(p) => p,
                 Err(_) => return bad_form(),
             };
-            match d.burn(&metadata_key, passphrase.as_ref()).await {
+            let result = d.burn(&metadata_key, passphrase.as_ref()).await;
+            let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+            app.audit(ctx, "secret.burned", outcome, None, Some(&metadata_key), None);
+            match result {
                 Ok(_) => page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>"),
                 Err(SecretError::IncorrectPassphrase) => page(
                     StatusCode::BAD_REQUEST,

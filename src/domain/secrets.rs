@@ -240,9 +240,11 @@ pub const GENERATE_MAX_LENGTH: usize = 128;
 
 #[derive(Debug)]
 pub enum SecretError {
-    /// Unknown, consumed, expired or burned; also a wrong or missing passphrase on reveal, which must
-    /// look the same.
+    /// Unknown, consumed, expired or burned.
     Unknown,
+    /// A wrong or missing passphrase on reveal. Surfaces answer it exactly like [`SecretError::Unknown`];
+    /// it is distinct only so failures can be counted and audited.
+    WrongPassphrase,
     /// Too many failed passphrase attempts; the secret is locked for a while.
     Locked,
     /// Wrong passphrase on burn.
@@ -271,6 +273,7 @@ impl fmt::Display for SecretError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretError::Unknown => f.write_str("unknown secret"),
+            SecretError::WrongPassphrase => f.write_str("wrong passphrase"),
             SecretError::Locked => f.write_str("secret locked after failed passphrase attempts"),
             SecretError::IncorrectPassphrase => f.write_str("incorrect passphrase"),
             SecretError::Empty => f.write_str("empty secret"),
@@ -721,7 +724,7 @@ impl Domain {
                 && verified_version != Some(version)
             {
                 if !self.check_passphrase(secret_hash, hash, passphrase).await? {
-                    return Err(SecretError::Unknown);
+                    return Err(SecretError::WrongPassphrase);
                 }
                 verified_version = Some(version);
             }
