@@ -5,5 +5,6 @@ mod support;
 
 mod cli;
 mod limits;
+mod mirror;
 mod v1;
 mod web;

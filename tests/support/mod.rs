@@ -25,6 +25,8 @@ pub const T0: u64 = 1_800_000_000;
 
 pub struct TestServer {
     pub base: String,
+    /// The read-only listener's base URL, when started with one.
+    pub mirror: Option<String>,
     pub clock: ManualClock,
     pub app: Arc<App>,
     pub engine: Engine,
@@ -81,7 +83,14 @@ impl TestServer {
     pub async fn start_with(engine: Engine, tweak: &dyn Fn(&mut RawConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_owned();
-        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), tweak).await
+        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), false, tweak).await
+    }
+
+    /// One server, two listeners: full at `base`, read-only at `mirror`, links pointing at the mirror.
+    pub async fn start_with_mirror(engine: Engine, tweak: &dyn Fn(&mut RawConfig)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_owned();
+        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), true, tweak).await
     }
 
     async fn launch(
@@ -89,12 +98,20 @@ impl TestServer {
         dir: Option<tempfile::TempDir>,
         data_dir: PathBuf,
         clock: ManualClock,
+        with_mirror: bool,
         tweak: &dyn Fn(&mut RawConfig),
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let base = format!("http://{addr}");
-        let public = base.clone();
+        let mut listeners = vec![(listener, Mode::Full)];
+        let mut mirror = None;
+        if with_mirror {
+            let ro = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            mirror = Some(format!("http://{}", ro.local_addr().expect("local addr")));
+            listeners.push((ro, Mode::ReadOnly));
+        }
+        let public = mirror.clone().unwrap_or_else(|| base.clone());
         let settings = settings(engine, &data_dir, &|raw| {
             raw.public_url = Some(public.clone());
             tweak(raw)
@@ -103,9 +120,9 @@ impl TestServer {
             lethe::server::open_domain(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
         let app = Arc::new(App::new(domain, lethe::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(lethe::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
+        let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, clock, app, engine, dir, data_dir, stop, task, client }
+        TestServer { base, mirror, clock, app, engine, dir, data_dir, stop, task, client }
     }
 
     /// Stops the server gracefully and waits until the store is closed.
@@ -122,7 +139,7 @@ impl TestServer {
     pub async fn restart(self) -> TestServer {
         let (engine, clock, data_dir) = (self.engine, self.clock.clone(), self.data_dir.clone());
         let dir = self.stop().await;
-        TestServer::launch(engine, dir, data_dir, clock, &|_| {}).await
+        TestServer::launch(engine, dir, data_dir, clock, false, &|_| {}).await
     }
 
     pub async fn request(
@@ -132,7 +149,19 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Resp {
-        let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        self.request_at(&self.base, method, path, headers, body).await
+    }
+
+    /// A request to a chosen listener.
+    pub async fn request_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let mut builder = Request::builder().method(method).uri(format!("{base}{path}"));
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }

@@ -1,0 +1,97 @@
+//! One server, two faces: a full listener for staff and a read-only public mirror. Each route's
+//! availability per mode, on both backends.
+
+use hyper::{Method, StatusCode};
+use lethe::store::Engine;
+use serde_json::json;
+
+use crate::support::{TestServer, key};
+
+async fn each_route_is_served_only_where_its_mode_allows(engine: Engine) {
+    let s = TestServer::start_with_mirror(engine, &|_| {}).await;
+    let mirror = s.mirror.clone().expect("mirror");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+
+    // Creation routes do not exist on the mirror, in each surface's own dialect.
+    for path in ["/api/v1/share", "/api/v1/create", "/api/v1/generate"] {
+        let r = s.request_at(&mirror, Method::POST, path, &form, "secret=x").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.json(), json!({"message": "Not found"}), "{path}");
+        assert_eq!(r.intended(), None, "{path}");
+    }
+    for path in ["/create/secret", "/secret", "/create/file", "/request"] {
+        let r = s.request_at(&mirror, Method::POST, path, &[], "{}").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(r.json(), json!({"message": "Not found"}), "{path}");
+    }
+    let id = "A".repeat(32);
+    for (method, path) in [
+        (Method::GET, format!("/request/{id}/secret")),
+        (Method::DELETE, format!("/request/{id}")),
+        (Method::PUT, format!("/request/{id}/key")),
+    ] {
+        let r = s.request_at(&mirror, method, &path, &[], "").await;
+        assert_eq!(r.json(), json!({"message": "Not found"}), "{path}");
+    }
+    // The responder side of requests stays: an unknown request is "not found" in the request dialect.
+    let r = s.request_at(&mirror, Method::GET, &format!("/request/{id}"), &[], "").await;
+    assert_eq!(r.json(), json!({"message": "Secret request not found"}));
+    let r = s.request_at(&mirror, Method::POST, &format!("/request/{id}/secret"), &[], "{}").await;
+    assert_eq!(r.json(), json!({"message": "Secret request not found"}));
+
+    // Made on the full listener, links point at the mirror, where retrieval works.
+    let m = s.share("secret=from+staff&passphrase=pw").await;
+    let (sk, mk) = (key(&m, "secret_key"), key(&m, "metadata_key"));
+    let page = s.get(&format!("/private/{mk}")).await.text();
+    assert!(page.contains(&format!("{mirror}/secret/{sk}")), "{page}");
+    let r = s.request_at(&mirror, Method::GET, &format!("/api/v1/private/{mk}"), &[], "").await;
+    assert_eq!(r.json()["state"], "viewed");
+    let r = s.request_at(&mirror, Method::GET, &format!("/secret/{sk}"), &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("Reveal"));
+    let r =
+        s.request_at(&mirror, Method::POST, &format!("/api/v1/secret/{sk}"), &form, "passphrase=pw").await;
+    assert_eq!(r.json()["value"], "from staff");
+    assert_eq!(r.json()["share_domain"], mirror.as_str());
+    let r = s.request_at(&mirror, Method::GET, "/api/v1/status", &[], "").await;
+    assert_eq!(r.json()["status"], "nominal");
+
+    // /config tells the web UI what each face offers.
+    let full = s.get("/config").await.json();
+    assert_eq!(full["READ_ONLY"], false);
+    assert_eq!(full["SECRET_REQUESTS"], true);
+    assert_eq!(full["SECRET_REQUEST_RESPONSES"], true);
+    assert_eq!(full["PUBLIC_URL"], mirror.as_str());
+    let ro = s.request_at(&mirror, Method::GET, "/config", &[], "").await.json();
+    assert_eq!(ro["READ_ONLY"], true);
+    assert_eq!(ro["SECRET_REQUESTS"], false);
+    assert_eq!(ro["SECRET_REQUEST_RESPONSES"], true);
+    assert_eq!(ro["EXPIRATIONS"], json!([3600, 86400, 604800]));
+    assert_eq!(ro["MAX_LENGTH"], 10000);
+    for path in ["/health", "/ready", "/version"] {
+        assert_eq!(s.request_at(&mirror, Method::GET, path, &[], "").await.status, StatusCode::OK, "{path}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_each_route_is_served_only_where_its_mode_allows() {
+    each_route_is_served_only_where_its_mode_allows(Engine::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_each_route_is_served_only_where_its_mode_allows() {
+    each_route_is_served_only_where_its_mode_allows(Engine::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_secret_requests_refuse_creation_and_say_so() {
+    let s = TestServer::start_with(Engine::Memory, &|raw| raw.disable_secret_requests = true).await;
+    let r = s.post_json("/request", &json!({"public_key": "x", "expiration": 3600})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json(), json!({"message": "Secret requests are disabled"}));
+    let config = s.get("/config").await.json();
+    assert_eq!(config["SECRET_REQUESTS"], false);
+    assert_eq!(config["SECRET_REQUEST_RESPONSES"], false);
+    s.stop().await;
+}
