@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::http::client_ip::TrustedProxies;
 use crate::store::Engine;
 
-/// Where the config file is looked for when `--config` is not given.
+/// Where the config file is looked for when `--config` is not given (after
+/// `$CONFIGURATION_DIRECTORY/lethe.toml` under systemd).
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/lethe/lethe.toml";
 
 /// A configuration error that names the key it is about.
@@ -271,10 +272,16 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+        None => {
+            // Under systemd, `ConfigurationDirectory=` names where the unit's config lives.
+            let from_systemd = std::env::var_os("CONFIGURATION_DIRECTORY")
+                .map(|dir| PathBuf::from(dir).join("lethe.toml"))
+                .filter(|p| p.is_file());
+            let default = Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file());
+            if let Some(path) = from_systemd.or(default) {
+                figment = figment.merge(Toml::file_exact(path));
+            }
         }
-        None => {}
     }
     // `LETHE_CONFIG` names the file itself and is read by the CLI, not a key.
     figment = figment.merge(Env::prefixed("LETHE_").split("__").ignore(&["config"]));

@@ -18,6 +18,7 @@ pub mod reaper;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 
 use std::net::IpAddr;

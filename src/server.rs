@@ -18,6 +18,7 @@ use crate::crypto::MasterKey;
 use crate::domain::Domain;
 use crate::reaper;
 use crate::store::{self, StoreError};
+use crate::systemd;
 
 /// Entries the reaper removes per pass; bounded so a pass never holds the writer for long.
 const REAPER_BATCH: usize = 1000;
@@ -109,10 +110,27 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = admin::start(Arc::clone(&app), stop_rx.clone()).await.map_err(StartError::Admin)?;
     tracing::info!(storage = %settings.storage, data_dir = %settings.data_dir.display(), "lethe ready");
+    // Ready only now: the store is open and every listener is bound.
+    systemd::notify_or_warn("READY=1\nSTATUS=serving");
+    if let Some(interval) = systemd::watchdog_interval() {
+        let stop = wait_for(stop_rx.clone());
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            // Twice per interval, so one late tick does not trip the watchdog.
+            let mut ticks = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => systemd::notify_or_warn("WATCHDOG=1"),
+                    () = &mut stop => break,
+                }
+            }
+        });
+    }
 
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("stop signal received; finishing in-flight requests");
+        systemd::notify_or_warn("STOPPING=1");
         let _ = stop_tx.send(true);
     });
     run(app, listeners, stop_rx).await;

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod deploy;
 mod limits;
 mod mirror;
 mod v1;
