@@ -327,6 +327,8 @@ pub enum Mode {
     Full,
     /// No creation routes; retrieval, status and the responder side of requests stay.
     ReadOnly,
+    /// Only `/metrics` (the `metrics.listen` address); never configured as a listener mode.
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

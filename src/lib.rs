@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reaper;
 pub mod router;
@@ -29,6 +30,7 @@ pub struct App {
     pub domain: domain::Domain,
     pub audit: audit::AuditSink,
     pub limiter: ratelimit::RateLimiter,
+    pub metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 /// What a handler knows about where a request came from.
@@ -42,7 +44,7 @@ pub struct Ctx {
 impl App {
     pub fn new(domain: domain::Domain, audit: audit::AuditSink) -> App {
         let limiter = ratelimit::RateLimiter::new(domain.settings.rate_limit.clone());
-        App { domain, audit, limiter }
+        App { domain, audit, limiter, metrics: std::sync::Arc::default() }
     }
 
     /// Records an audit event; `id` is hashed with the server's key before it is written.

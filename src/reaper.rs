@@ -8,6 +8,7 @@
 //! one long one that would hold up every write behind it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -26,10 +27,20 @@ const ERROR_PAUSE: Duration = Duration::from_secs(10);
 /// Runs until `shutdown` becomes `true` (or its sender is dropped): purges up to `batch` expired
 /// entries per pass, goes straight on while passes come back full, otherwise sleeps until the next
 /// expiry. A `batch` of 0 is treated as 1 so the reaper always makes progress.
+/// What the reaper has done, for metrics.
+#[derive(Debug, Default)]
+pub struct ReaperStats {
+    /// Purge passes run.
+    pub passes: AtomicU64,
+    /// Expired entries removed.
+    pub removed: AtomicU64,
+}
+
 pub async fn run(
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     batch: usize,
+    stats: Arc<ReaperStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let batch = batch.max(1);
@@ -38,7 +49,12 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let pause = match store.purge_expired(clock.now(), batch).await {
+        let purged = store.purge_expired(clock.now(), batch).await;
+        if let Ok(removed) = &purged {
+            stats.passes.fetch_add(1, Ordering::Relaxed);
+            stats.removed.fetch_add(*removed as u64, Ordering::Relaxed);
+        }
+        let pause = match purged {
             Ok(removed) if removed >= batch => {
                 tracing::debug!(removed, "reaper pass was full; continuing");
                 // Let requests and shutdown in between back-to-back passes.
@@ -149,7 +165,7 @@ mod tests {
         seeded(&store).await;
         let clock = Arc::new(ManualClock::new(NOW));
         let (stop, shutdown) = watch::channel(false);
-        let reaper = tokio::spawn(run(store.clone(), clock, 10, shutdown));
+        let reaper = tokio::spawn(run(store.clone(), clock, 10, Arc::default(), shutdown));
         let drained = async {
             while store.count(Keyspace::Secret).await.expect("count") > 0 {
                 tokio::task::yield_now().await;
@@ -165,7 +181,8 @@ mod tests {
     #[tokio::test]
     async fn run_stops_when_the_shutdown_sender_is_dropped() {
         let (stop, shutdown) = watch::channel(false);
-        let reaper = tokio::spawn(run(memory(), Arc::new(ManualClock::new(NOW)), 10, shutdown));
+        let reaper =
+            tokio::spawn(run(memory(), Arc::new(ManualClock::new(NOW)), 10, Arc::default(), shutdown));
         drop(stop);
         tokio::time::timeout(Duration::from_secs(10), reaper).await.expect("reaper stopped").expect("join");
     }

@@ -105,6 +105,7 @@ pub enum Web {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ops {
     Config,
+    Metrics,
     Health,
     Ready,
     Version,
@@ -153,6 +154,7 @@ impl Endpoint {
             },
             Endpoint::Ops(ops) => match ops {
                 Ops::Config => "ops.config",
+                Ops::Metrics => "ops.metrics",
                 Ops::Health => "ops.health",
                 Ops::Ready => "ops.ready",
                 Ops::Version => "ops.version",
@@ -173,10 +175,16 @@ fn id_segment(s: &str) -> Option<String> {
 }
 
 pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
+    let (get, post) = (method == Method::GET || method == Method::HEAD, method == Method::POST);
     let full = mode == Mode::Full;
+    if mode == Mode::Metrics {
+        return match (get, path) {
+            (true, "/metrics") => Endpoint::Ops(Ops::Metrics),
+            _ => Endpoint::NotFound,
+        };
+    }
     let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
-    let (get, post) = (method == Method::GET || method == Method::HEAD, method == Method::POST);
     let delete = method == Method::DELETE;
     let client_id = |s: &str| crypto::is_id_shaped(s).then(|| s.to_owned());
 
@@ -231,6 +239,8 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
             None => Endpoint::NotFound,
         },
         ["config"] if get => Endpoint::Ops(Ops::Config),
+        // Metrics stay off the public read-only face.
+        ["metrics"] if get && full => Endpoint::Ops(Ops::Metrics),
         ["health"] if get => Endpoint::Ops(Ops::Health),
         ["ready"] if get => Endpoint::Ops(Ops::Ready),
         ["version"] if get => Endpoint::Ops(Ops::Version),

@@ -33,7 +33,8 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
         tasks.spawn(async move { crate::http::serve(app, listener, mode, wait_for(shutdown)).await });
     }
     let d = &app.domain;
-    tasks.spawn(reaper::run(d.store.clone(), Arc::clone(&d.clock), REAPER_BATCH, shutdown.clone()));
+    let stats = Arc::clone(&app.metrics.reaper);
+    tasks.spawn(reaper::run(d.store.clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
             && err.is_panic()
@@ -100,6 +101,16 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
         let local = listener.local_addr().unwrap_or(l.addr);
         tracing::info!(addr = %local, mode = ?l.mode, "listening");
         listeners.push((listener, l.mode));
+    }
+    if let (true, Some(addr)) = (settings.metrics.enabled, &settings.metrics.listen) {
+        // Validated at load time.
+        let addr: std::net::SocketAddr = addr.parse().map_err(|_| StartError::Bind {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: io::Error::other("metrics.listen is not an address"),
+        })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics listening");
+        listeners.push((listener, Mode::Metrics));
     }
     let audit = match (&settings.audit.enabled, &settings.audit.file) {
         (false, _) => AuditSink::disabled(),

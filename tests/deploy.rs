@@ -82,3 +82,47 @@ fn the_daemon_notifies_ready_pings_the_watchdog_and_says_when_it_stops() {
     let log = log.join().unwrap();
     assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
 }
+
+#[test]
+fn metrics_can_live_on_their_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+        .env("LETHE_METRICS__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let addr_of =
+        |line: &str| line.split("\"addr\":\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_owned);
+    let (mut api, mut metrics) = (None, None);
+    for line in lines.by_ref() {
+        if line.contains("metrics listening") {
+            metrics = addr_of(&line);
+        } else if line.contains("\"listening\"") || line.contains("message\":\"listening") {
+            api = addr_of(&line);
+        }
+        if line.contains("lethe ready") {
+            break;
+        }
+    }
+    let (api, metrics) = (api.expect("api address"), metrics.expect("metrics address"));
+    let get = |addr: &str, path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let scraped = get(&metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(scraped.contains("lethe_bcrypt_queue_depth"));
+    assert!(get(&metrics, "/health").starts_with("HTTP/1.1 404"));
+    assert!(get(&api, "/metrics").starts_with("HTTP/1.1 404"), "not on the API face when separate");
+    assert!(get(&api, "/health").starts_with("HTTP/1.1 200"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -95,3 +95,36 @@ async fn disabled_secret_requests_refuse_creation_and_say_so() {
     assert_eq!(config["SECRET_REQUEST_RESPONSES"], false);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_endpoint_and_stay_off_the_mirror() {
+    let s = TestServer::start_with_mirror(Engine::Redb, &|_| {}).await;
+    let m = s.share("secret=counted").await;
+    let sk = key(&m, "secret_key");
+    s.post_form(&format!("/api/v1/secret/{sk}"), "").await;
+    s.post_form(&format!("/api/v1/secret/{sk}"), "").await;
+    let r = s.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = r.text();
+    for line in [
+        "lethe_http_requests_total{endpoint=\"v1.share\",status=\"200\"} 1",
+        "lethe_http_requests_total{endpoint=\"v1.reveal\",status=\"200\"} 1",
+        "lethe_http_requests_total{endpoint=\"v1.reveal\",status=\"404\"} 1",
+        "lethe_http_request_duration_seconds_count{endpoint=\"v1.reveal\"} 2",
+        "lethe_live_records{kind=\"secret\"} 0",
+        "lethe_live_records{kind=\"metadata\"} 1",
+        "lethe_bcrypt_queue_depth 0",
+        "# TYPE lethe_reaper_passes_total counter",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains(&sk), "a raw id reached the metrics");
+    let mirror = s.mirror.clone().unwrap();
+    assert_eq!(s.request_at(&mirror, Method::GET, "/metrics", &[], "").await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+
+    let s = TestServer::start_with(Engine::Memory, &|raw| raw.metrics.enabled = false).await;
+    assert_eq!(s.get("/metrics").await.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}

@@ -29,6 +29,15 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
             config["PUBLIC_URL"] = json!(s.public_url);
             http::json(StatusCode::OK, &config)
         }
+        Ops::Metrics => {
+            let m = &app.domain.settings.metrics;
+            // On a full listener only when no separate metrics address is configured.
+            if !m.enabled || (m.listen.is_some() && ctx.mode != Mode::Metrics) {
+                return not_found();
+            }
+            let text = app.metrics.render(&app.domain).await;
+            http::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+        }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
         Ops::Ready => match app.domain.store.check().await {
             Ok(()) => http::json(StatusCode::OK, &json!({"status": "ready"})),

@@ -96,6 +96,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
 
 /// Routes one request and decorates the response.
 pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
     let endpoint = router::route(req.method(), req.uri().path(), peer.mode);
     let name = endpoint.name();
     let client_ip = app.domain.settings.trusted_proxies.client_ip(peer.addr.ip(), req.headers());
@@ -109,7 +110,9 @@ pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<B
         Endpoint::NotFound => api::ops::not_found(),
         Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
     };
-    tracing::debug!(endpoint = name, status = response.status().as_u16(), "request");
+    let status = response.status().as_u16();
+    app.metrics.observe(name, status, started.elapsed().as_secs_f64());
+    tracing::debug!(endpoint = name, status, "request");
     security_headers(response.headers_mut());
     response
 }

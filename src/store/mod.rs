@@ -269,6 +269,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap check that the store can serve reads (for `/ready`).
     fn check(&self) -> Result<(), StoreError>;
+
+    /// Group-commit observations, for backends that commit durably.
+    fn commit_metrics(&self) -> Option<&crate::metrics::CommitMetrics> {
+        None
+    }
 }
 
 /// Which backend to open.
