@@ -92,6 +92,7 @@ impl Default for CommitMetrics {
     }
 }
 
+#[derive(Default)]
 pub struct Metrics {
     /// Requests by (endpoint name, status); a mutex held for one map update per request.
     requests: Mutex<HashMap<(&'static str, u16), u64>>,
@@ -103,12 +104,6 @@ pub struct Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics { requests: Mutex::default(), latency: Mutex::default(), reaper: Arc::default() }
     }
 }
 
