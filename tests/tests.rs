@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod deploy;
+mod faults;
 mod limits;
 mod mirror;
 mod v1;

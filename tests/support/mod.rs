@@ -1,6 +1,8 @@
 //! Test support: a real lethe server on `127.0.0.1:0` with a controllable clock, and a small HTTP
 //! client. Every server gets its own temporary data directory.
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct TestServer {
     pub clock: ManualClock,
     pub app: Arc<App>,
     pub engine: Engine,
+    /// Switches for the fault-injecting store every test server runs on.
+    pub faults: Arc<faults::Faults>,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
     stop: watch::Sender<bool>,
@@ -116,13 +120,16 @@ impl TestServer {
             raw.public_url = Some(public.clone());
             tweak(raw)
         });
-        let domain =
+        let mut domain =
             lethe::server::open_domain(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
+        let faults = Arc::new(faults::Faults::default());
+        let faulty = faults::Faulty { inner: domain.store.clone(), faults: Arc::clone(&faults) };
+        domain.store = lethe::store::StoreHandle::new(Arc::new(faulty));
         let app = Arc::new(App::new(domain, lethe::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, mirror, clock, app, engine, dir, data_dir, stop, task, client }
+        TestServer { base, mirror, faults, clock, app, engine, dir, data_dir, stop, task, client }
     }
 
     /// Stops the server gracefully and waits until the store is closed.
