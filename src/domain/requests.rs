@@ -151,6 +151,16 @@ impl From<StoreError> for RequestError {
     }
 }
 
+/// Writes `record` over the version the caller read; a concurrent change makes it a conflict.
+fn replace(hash: [u8; 32], version: u64, record: &RequestRecord) -> Batch {
+    Batch::new().require_version(Keyspace::Request, hash, version).put(
+        Keyspace::Request,
+        hash,
+        codec::encode(record),
+        Some(record.expires_at),
+    )
+}
+
 fn contention() -> RequestError {
     RequestError::Store(StoreError::Io("request changed concurrently too often".into()))
 }
@@ -286,13 +296,7 @@ impl Domain {
             }
             record.state = RequestState::Fulfilled;
             record.message = Some(message.to_owned());
-            let batch = Batch::new().require_version(Keyspace::Request, hash, version).put(
-                Keyspace::Request,
-                hash,
-                codec::encode(&record),
-                Some(record.expires_at),
-            );
-            match self.store.apply(batch, self.now()).await? {
+            match self.store.apply(replace(hash, version, &record), self.now()).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Conflict(_) => continue,
             }
@@ -343,13 +347,7 @@ impl Domain {
             }
             record.key = self.request_key(public_key, record.expires_at)?;
             record.public_key = public_key.to_owned();
-            let batch = Batch::new().require_version(Keyspace::Request, hash, version).put(
-                Keyspace::Request,
-                hash,
-                codec::encode(&record),
-                Some(record.expires_at),
-            );
-            match self.store.apply(batch, self.now()).await? {
+            match self.store.apply(replace(hash, version, &record), self.now()).await? {
                 Outcome::Applied(_) => return Ok(record.key.fingerprint),
                 Outcome::Conflict(_) => continue,
             }
