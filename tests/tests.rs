@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod deploy;
 mod faults;
+mod http;
 mod limits;
 mod mirror;
 mod v1;
