@@ -405,36 +405,13 @@ async fn fifty_concurrent_reveals_yield_exactly_one_value(s: &TestServer) {
         let req = s.post_form(&path, "");
         tasks.push(req);
     }
-    let results = futures_join_all(tasks).await;
+    let results = crate::support::join_all(tasks).await;
     let values: Vec<_> = results.iter().filter(|r| r.status == StatusCode::OK).collect();
     assert_eq!(values.len(), 1, "exactly one reveal wins");
     assert_eq!(values[0].json()["value"], "only once");
     for r in results.iter().filter(|r| r.status != StatusCode::OK) {
         assert_unknown(r, &sk);
     }
-}
-
-/// Polls every future concurrently on this task (no extra crate for `join_all`).
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futures.len());
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut outputs: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 async fn unknown_routes_and_malformed_keys_answer_not_found(s: &TestServer) {

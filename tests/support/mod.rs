@@ -34,6 +34,8 @@ pub struct TestServer {
     pub engine: Engine,
     /// Switches for the fault-injecting store every test server runs on.
     pub faults: Arc<faults::Faults>,
+    /// Everything the audit sink wrote.
+    audit: AuditBuffer,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
     stop: watch::Sender<bool>,
@@ -125,11 +127,12 @@ impl TestServer {
         let faults = Arc::new(faults::Faults::default());
         let faulty = faults::Faulty { inner: domain.store.clone(), faults: Arc::clone(&faults) };
         domain.store = lethe::store::StoreHandle::new(Arc::new(faulty));
-        let app = Arc::new(App::new(domain, lethe::audit::AuditSink::disabled()));
+        let audit = AuditBuffer::default();
+        let app = Arc::new(App::new(domain, lethe::audit::AuditSink::to_writer(Box::new(audit.clone()))));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, mirror, faults, clock, app, engine, dir, data_dir, stop, task, client }
+        TestServer { base, mirror, faults, audit, clock, app, engine, dir, data_dir, stop, task, client }
     }
 
     /// Stops the server gracefully and waits until the store is closed.
@@ -140,6 +143,23 @@ impl TestServer {
         // The redb file is released when the last handle is gone.
         drop(self.app);
         self.dir
+    }
+
+    /// Stops the server and returns every audit line it wrote.
+    pub async fn stop_with_audit(self) -> Vec<Value> {
+        let audit = self.audit.clone();
+        self.stop().await;
+        let bytes = audit.0.lock().expect("audit buffer").clone();
+        String::from_utf8(bytes)
+            .expect("audit is UTF-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
+            .collect()
+    }
+
+    /// The raw audit text so far (lines may still be queued in the writer).
+    pub fn audit_text_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.audit.0.lock().expect("audit buffer")).into_owned()
     }
 
     /// Stops and starts again on the same data directory and clock.
@@ -226,6 +246,42 @@ impl TestServer {
 
     pub async fn account(&self, name: &str) -> String {
         self.app.domain.account_add(name).await.expect("account")
+    }
+}
+
+/// Polls every future concurrently on this task, returning outputs in order (no extra crate for a
+/// `join_all`).
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, f) in outputs.iter_mut().zip(pinned.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => *slot = Some(out),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+/// Collects audit output; shared with the sink's writer thread.
+#[derive(Clone, Default)]
+pub struct AuditBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for AuditBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("audit buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
