@@ -487,3 +487,40 @@ async fn the_database_file_holds_no_key_or_value_in_clear() {
     // The account name is not secret and is stored as it is; this proves the scan can find text.
     assert!(contains("erin@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_events_are_audited_without_keys_values_or_passphrases() {
+    let s = TestServer::start(Engine::Memory).await;
+    let token = s.account("frank@example.com").await;
+    let m = s
+        .post_form_as(
+            "/api/v1/share",
+            "secret=audited-value&passphrase=audited-pass",
+            "frank@example.com",
+            &token,
+        )
+        .await
+        .json();
+    let (sk, mk) = (key(&m, "secret_key"), key(&m, "metadata_key"));
+    s.post_form(&format!("/api/v1/secret/{sk}"), "passphrase=nope").await;
+    s.post_form(&format!("/api/v1/secret/{sk}"), "passphrase=audited-pass").await;
+    s.post_form(&format!("/api/v1/private/{mk}/burn"), "").await;
+    let lines = s.stop_with_audit().await;
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    for forbidden in [sk.as_str(), mk.as_str(), token.as_str(), "audited-value", "audited-pass", "nope"] {
+        assert!(!text.contains(forbidden), "audit leaked {forbidden:?}:\n{text}");
+    }
+    let find = |event: &str, outcome: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"] == event && l["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("{event} {outcome}: {text}"))
+    };
+    assert_eq!(find("secret.created", "success")["account"], "frank@example.com");
+    assert_eq!(find("secret.revealed", "failure")["reason"], "wrong_passphrase");
+    let revealed = find("secret.revealed", "success");
+    assert_eq!(revealed["id_hash"].as_str().unwrap().len(), 12);
+    assert_eq!(find("secret.burned", "failure")["reason"], "not_found");
+    // The created and revealed events name the same secret by the same keyed hash.
+    assert_eq!(find("secret.created", "success")["id_hash"], revealed["id_hash"]);
+}

@@ -157,11 +157,6 @@ impl TestServer {
             .collect()
     }
 
-    /// The raw audit text so far (lines may still be queued in the writer).
-    pub fn audit_text_so_far(&self) -> String {
-        String::from_utf8_lossy(&self.audit.0.lock().expect("audit buffer")).into_owned()
-    }
-
     /// Stops and starts again on the same data directory and clock.
     pub async fn restart(self) -> TestServer {
         let (engine, clock, data_dir) = (self.engine, self.clock.clone(), self.data_dir.clone());
