@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::App;
 use crate::domain::Domain;
 use crate::domain::accounts::AccountError;
+use crate::store;
 
 pub const SOCKET_FILE: &str = "admin.sock";
 
@@ -34,10 +35,20 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Command {
-    AccountAdd { name: String },
+    AccountAdd {
+        name: String,
+    },
     AccountList,
-    AccountRotateToken { name: String },
-    AccountRemove { name: String },
+    AccountRotateToken {
+        name: String,
+    },
+    AccountRemove {
+        name: String,
+    },
+    /// Write a consistent snapshot of the store to `out` (an absolute path on the daemon's machine).
+    Backup {
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +66,7 @@ pub enum Reply {
     Token { token: String },
     Accounts { accounts: Vec<(String, u64)> },
     Done,
+    BackedUp { path: PathBuf, bytes: u64 },
     Error { failure: Failure, message: String },
 }
 
@@ -81,6 +93,20 @@ pub async fn execute(domain: &Domain, command: Command) -> Reply {
             domain.account_rotate_token(&name).await.map(|token| Reply::Token { token })
         }
         Command::AccountRemove { name } => domain.account_remove(&name).await.map(|()| Reply::Done),
+        Command::Backup { out } => {
+            let (store, now) = (domain.store.clone(), domain.now());
+            let path = out.clone();
+            let done = tokio::task::spawn_blocking(move || store::backup(store.blocking(), &path, now)).await;
+            return match done {
+                Ok(Ok(bytes)) => Reply::BackedUp { path: out, bytes },
+                Ok(Err(err)) => {
+                    Reply::Error { failure: Failure::Internal, message: format!("backup failed: {err}") }
+                }
+                Err(err) => {
+                    Reply::Error { failure: Failure::Internal, message: format!("backup failed: {err}") }
+                }
+            };
+        }
     };
     result.unwrap_or_else(Reply::from)
 }
@@ -133,6 +159,7 @@ async fn serve_one(app: &App, stream: tokio::net::UnixStream) -> io::Result<()> 
                 Command::AccountList => "account-list",
                 Command::AccountRotateToken { .. } => "account-rotate-token",
                 Command::AccountRemove { .. } => "account-remove",
+                Command::Backup { .. } => "backup",
             };
             tracing::info!(op, "admin command");
             execute(&app.domain, command).await

@@ -37,6 +37,13 @@ pub enum Cmd {
     Account(AccountCmd),
     /// Print the resolved configuration as TOML, secrets redacted.
     Config(ServeArgs),
+    /// Write a consistent snapshot of the database while the daemon serves (or of the stopped
+    /// store); `lethe serve` runs on it together with the same master key.
+    Backup {
+        /// Where to write the snapshot (a new file; an existing one is never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Default, Args)]
@@ -102,7 +109,7 @@ fn load(cli: &Cli, args: &ServeArgs) -> Result<Settings, ExitCode> {
 pub fn run(cli: Cli) -> ExitCode {
     let settings = match &cli.command {
         Cmd::Serve(args) | Cmd::Config(args) => load(&cli, args),
-        Cmd::Account(_) => load(&cli, &ServeArgs::default()),
+        Cmd::Account(_) | Cmd::Backup { .. } => load(&cli, &ServeArgs::default()),
     };
     let settings = match settings {
         Ok(s) => Arc::new(s),
@@ -131,6 +138,23 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Cmd::Backup { out } => {
+            // The daemon may run elsewhere in the file system: send it an absolute path.
+            let out = match std::path::absolute(out) {
+                Ok(out) => out,
+                Err(err) => {
+                    eprintln!("lethe: {}: {err}", out.display());
+                    return ExitCode::from(1);
+                }
+            };
+            match admin_command(&settings, Command::Backup { out }) {
+                Ok(reply) => print_reply(reply),
+                Err(message) => {
+                    eprintln!("lethe: {message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Cmd::Account(cmd) => {
             let command = match cmd {
                 AccountCmd::Add { name } => Command::AccountAdd { name: name.clone() },
@@ -138,7 +162,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 AccountCmd::Remove { name } => Command::AccountRemove { name: name.clone() },
                 AccountCmd::RotateToken { name } => Command::AccountRotateToken { name: name.clone() },
             };
-            match account(&settings, command) {
+            match admin_command(&settings, command) {
                 Ok(reply) => print_reply(reply),
                 Err(message) => {
                     eprintln!("lethe: {message}");
@@ -150,7 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// Through the running daemon's admin socket, or on the store directly when none runs.
-fn account(settings: &Arc<Settings>, command: Command) -> Result<Reply, String> {
+fn admin_command(settings: &Arc<Settings>, command: Command) -> Result<Reply, String> {
     match admin::call(&settings.data_dir, &command) {
         Ok(Some(reply)) => return Ok(reply),
         Ok(None) => {}
@@ -158,7 +182,8 @@ fn account(settings: &Arc<Settings>, command: Command) -> Result<Reply, String> 
     }
     if settings.storage == Engine::Memory {
         return Err(
-            "no daemon is running and the memory store keeps no accounts; start `lethe serve` first".into()
+            "no daemon is running and the memory store keeps nothing between runs; start `lethe serve` first"
+                .into(),
         );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -180,6 +205,7 @@ fn print_reply(reply: Reply) -> ExitCode {
             accounts.iter().try_for_each(|(name, created)| writeln!(out, "{name}\t{}", rfc3339(*created)))
         }
         Reply::Done => Ok(()),
+        Reply::BackedUp { path, bytes } => writeln!(out, "{}\t{bytes} bytes", path.display()),
         Reply::Error { failure, message } => {
             eprintln!("lethe: {message}");
             return match failure {

@@ -180,6 +180,25 @@ impl Store for MemoryStore {
         Ok(self.lock().expiry.first().map(|(at, _, _)| *at))
     }
 
+    fn visit_all(&self, now: Timestamp, visit: &mut super::Visitor<'_>) -> Result<(), StoreError> {
+        // Copy under the lock, visit after it: the visitor may be slow (it writes a file) and must not
+        // stall every request meanwhile.
+        let snapshot: Vec<(Keyspace, Vec<u8>, Entry)> = {
+            let state = self.lock();
+            state
+                .tables
+                .iter()
+                .flat_map(|(ks, table)| {
+                    table
+                        .iter()
+                        .filter(|(_, s)| s.is_live(now))
+                        .map(move |(k, s)| (*ks, k.clone(), s.to_entry()))
+                })
+                .collect()
+        };
+        snapshot.iter().try_for_each(|(ks, key, entry)| visit(*ks, key, entry))
+    }
+
     fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
         Ok(self.lock().tables.get(&ks).map_or(0, |table| table.len() as u64))
     }

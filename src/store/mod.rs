@@ -270,10 +270,67 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap check that the store can serve reads (for `/ready`).
     fn check(&self) -> Result<(), StoreError>;
 
+    /// Calls `visit` for every live entry of every keyspace, all from one consistent view of the
+    /// store (for backups). An error from `visit` stops the walk and is returned.
+    fn visit_all(&self, now: Timestamp, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        let _ = (now, visit);
+        Err(StoreError::Io("this backend cannot take a consistent snapshot".into()))
+    }
+
     /// Group-commit observations, for backends that commit durably.
     fn commit_metrics(&self) -> Option<&crate::metrics::CommitMetrics> {
         None
     }
+}
+
+/// The callback of [`Store::visit_all`].
+pub type Visitor<'a> = dyn FnMut(Keyspace, &[u8], &Entry) -> Result<(), StoreError> + 'a;
+
+/// Entries per write transaction while copying a backup.
+const BACKUP_CHUNK: usize = 1000;
+
+/// Writes a consistent copy of every live entry of `source` to a new redb file at `out`, which must
+/// not exist yet; returns its size in bytes. The copy is written next to `out` and renamed into place
+/// only when complete, so a failed backup never leaves a half-written file under that name. Versions
+/// start over at 1 in the copy, which no stored record depends on.
+pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, StoreError> {
+    let io = |err: std::io::Error| StoreError::Io(err.to_string());
+    if out.exists() {
+        return Err(StoreError::Io(format!("{} already exists", out.display())));
+    }
+    let file_name =
+        out.file_name().ok_or_else(|| StoreError::Io("the backup path has no file name".into()))?;
+    let mut partial_name = file_name.to_owned();
+    partial_name.push(".partial");
+    let partial = out.with_file_name(partial_name);
+    let _ = std::fs::remove_file(&partial);
+    let result = (|| {
+        let target = RedbStore::open(&partial)?;
+        let mut batch = Batch::new();
+        source.visit_all(now, &mut |ks, key, entry| {
+            batch.mutations.push(Mutation::Put {
+                ks,
+                key: key.to_vec(),
+                value: entry.value.clone(),
+                expires_at: entry.expires_at,
+            });
+            if batch.mutations.len() >= BACKUP_CHUNK {
+                target.apply(std::mem::take(&mut batch), now)?;
+            }
+            Ok(())
+        })?;
+        if !batch.mutations.is_empty() {
+            target.apply(batch, now)?;
+        }
+        // Dropping the store joins its writer and closes the file before the rename.
+        drop(target);
+        std::fs::rename(&partial, out).map_err(io)?;
+        Ok(std::fs::metadata(out).map_err(io)?.len())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
 }
 
 /// Which backend to open.

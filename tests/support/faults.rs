@@ -85,6 +85,11 @@ impl Store for Faulty {
         self.inner.blocking().check()
     }
 
+    fn visit_all(&self, now: Timestamp, visit: &mut lethe::store::Visitor<'_>) -> Result<(), StoreError> {
+        self.read()?;
+        self.inner.blocking().visit_all(now, visit)
+    }
+
     fn commit_metrics(&self) -> Option<&lethe::metrics::CommitMetrics> {
         self.inner.blocking().commit_metrics()
     }
