@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
 
+pub mod openpgp;
 pub mod passphrase;
 
 use std::fmt;
