@@ -261,3 +261,27 @@ fn every_command_explains_its_flags() {
         assert!(serve.contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn backup_reaches_a_running_daemon_and_the_copy_is_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (daemon, _addr) = Daemon::start(dir.path());
+    lethe(&["account", "add", "grace@example.com", "--data-dir", d], &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("snapshot.redb");
+    let o = lethe(&["backup", "--out", out.to_str().unwrap(), "--data-dir", d], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
+    let size = std::fs::metadata(&out).unwrap().len();
+    assert_eq!(printed, format!("{}\t{size} bytes\n", out.display()));
+    let again = lethe(&["backup", "--out", out.to_str().unwrap(), "--data-dir", d], &[]);
+    assert_eq!(again.status.code(), Some(1), "an existing file is never overwritten");
+    assert!(daemon.terminate().success());
+
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&out, restored.path().join("lethe.redb")).unwrap();
+    std::fs::copy(dir.path().join("master.key"), restored.path().join("master.key")).unwrap();
+    let list = lethe(&["account", "list", "--data-dir", restored.path().to_str().unwrap()], &[]);
+    assert!(stdout(&list).contains("grace@example.com"), "{}", stderr(&list));
+}

@@ -10,9 +10,24 @@ use crate::per_backend;
 use crate::support::TestServer;
 use crate::support::gpg::Gpg;
 
+/// One keyring for the module, with one key (for signing and file recipients), made once: gpg does
+/// not like two processes generating keys in one home at the same time.
+struct Keys {
+    gpg: Gpg,
+    key: String,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let gpg = Gpg::new();
+        let key = gpg.gen_key("File Owner <file@example.com>", "future-default", "never");
+        Keys { gpg, key }
+    })
+}
+
 fn gpg() -> &'static Gpg {
-    static GPG: OnceLock<Gpg> = OnceLock::new();
-    GPG.get_or_init(Gpg::new)
+    &keys().gpg
 }
 
 fn message(r: &crate::support::Resp) -> Value {
@@ -48,18 +63,28 @@ async fn a_one_time_secret_is_read_once(s: &TestServer) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
     assert_eq!(r.json(), json!({"message": armored, "expiration": 3600, "one_time": true}));
-    assert_eq!(gpg().run(&["--batch", "--pinentry-mode", "loopback", "--passphrase", "link-key", "--decrypt"], armored.as_bytes()), b"hello from the browser");
+    assert_eq!(
+        gpg().run(
+            &["--batch", "--pinentry-mode", "loopback", "--passphrase", "link-key", "--decrypt"],
+            armored.as_bytes()
+        ),
+        b"hello from the browser"
+    );
 
     let r = s.get(&format!("/secret/{id}")).await;
     assert_eq!((r.status, message(&r)), (StatusCode::NOT_FOUND, json!("Secret not found")));
     assert_eq!(s.get(&format!("/secret/{id}/status")).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(s.request(Method::DELETE, &format!("/secret/{id}"), &[], "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.request(Method::DELETE, &format!("/secret/{id}"), &[], "").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 async fn a_reusable_secret_is_read_until_deleted(s: &TestServer) {
     let armored = gpg().encrypt_symmetric("k", b"reusable");
     // The older creation path.
-    let r = s.post_json("/secret", &json!({"message": armored, "expiration": 86400, "one_time": false})).await;
+    let r =
+        s.post_json("/secret", &json!({"message": armored, "expiration": 86400, "one_time": false})).await;
     let id = message(&r).as_str().unwrap().to_owned();
     assert_eq!(s.get(&format!("/secret/{id}/status")).await.json(), json!({"oneTime": false}));
     for _ in 0..3 {
@@ -80,27 +105,61 @@ async fn bad_messages_are_refused_with_the_contract_messages(s: &TestServer) {
         assert_eq!(message(&r), json!(text));
     };
     let ok = g.encrypt_symmetric("k", b"x");
-    bad(create(s, json!({"message": ok, "expiration": 1234})).await, StatusCode::BAD_REQUEST, "Invalid expiration specified");
+    bad(
+        create(s, json!({"message": ok, "expiration": 1234})).await,
+        StatusCode::BAD_REQUEST,
+        "Invalid expiration specified",
+    );
     bad(create(s, json!({"message": ok})).await, StatusCode::BAD_REQUEST, "Invalid expiration specified");
-    bad(create(s, json!({"message": "plain text", "expiration": 3600})).await, StatusCode::BAD_REQUEST, "Message must be PGP encrypted");
-    bad(create(s, json!({"expiration": 3600})).await, StatusCode::BAD_REQUEST, "Message must be PGP encrypted");
-    bad(create(s, json!({"message": g.sign(b"signed only"), "expiration": 3600})).await, StatusCode::BAD_REQUEST, "Message must be PGP encrypted");
-    bad(create(s, json!({"message": ok, "expiration": "3600"})).await, StatusCode::BAD_REQUEST, "Unable to parse json");
-    bad(create(s, json!({"message": ok, "expiration": 3600, "one_time": "yes"})).await, StatusCode::BAD_REQUEST, "Unable to parse json");
-    let long = g.encrypt_symmetric("k", &vec![b'x'; 9_000]);
+    bad(
+        create(s, json!({"message": "plain text", "expiration": 3600})).await,
+        StatusCode::BAD_REQUEST,
+        "Message must be PGP encrypted",
+    );
+    bad(
+        create(s, json!({"expiration": 3600})).await,
+        StatusCode::BAD_REQUEST,
+        "Message must be PGP encrypted",
+    );
+    bad(
+        create(s, json!({"message": g.sign(b"signed only"), "expiration": 3600})).await,
+        StatusCode::BAD_REQUEST,
+        "Message must be PGP encrypted",
+    );
+    bad(
+        create(s, json!({"message": ok, "expiration": "3600"})).await,
+        StatusCode::BAD_REQUEST,
+        "Unable to parse json",
+    );
+    bad(
+        create(s, json!({"message": ok, "expiration": 3600, "one_time": "yes"})).await,
+        StatusCode::BAD_REQUEST,
+        "Unable to parse json",
+    );
+    let long = g.encrypt_symmetric("k", &crate::support::noise(8_000));
     assert!(long.len() > 10_000 && long.len() < 14_000, "{}", long.len());
-    bad(create(s, json!({"message": long, "expiration": 3600})).await, StatusCode::BAD_REQUEST, "The encrypted message is too long");
+    bad(
+        create(s, json!({"message": long, "expiration": 3600})).await,
+        StatusCode::BAD_REQUEST,
+        "The encrypted message is too long",
+    );
     let huge = "x".repeat(20_000);
-    bad(create(s, json!({"message": huge, "expiration": 3600})).await, StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    bad(
+        create(s, json!({"message": huge, "expiration": 3600})).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Request body too large",
+    );
     // Unknown fields are ignored.
-    assert_eq!(create(s, json!({"message": ok, "expiration": 3600, "extra": [1]})).await.status, StatusCode::OK);
+    assert_eq!(
+        create(s, json!({"message": ok, "expiration": 3600, "extra": [1]})).await.status,
+        StatusCode::OK
+    );
     assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap(), 1);
 }
 
 async fn files_go_in_as_bytes_and_come_back_once(s: &TestServer) {
     let g = gpg();
-    let key = g.gen_key("File Owner <file@example.com>", "future-default", "never");
-    let bytes = g.encrypt_to_binary(&key, &vec![7u8; 50_000]);
+    let bytes = g.encrypt_to_binary(&keys().key, &crate::support::noise(50_000));
     let headers = [("content-type", "application/octet-stream"), ("x-lethe-expiration", "3600")];
     let r = s.request(Method::POST, "/create/file", &headers, bytes.clone()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -114,14 +173,23 @@ async fn files_go_in_as_bytes_and_come_back_once(s: &TestServer) {
     assert_eq!(s.get(&format!("/secret/{id}")).await.status, StatusCode::NOT_FOUND);
 
     let headers = [("x-yopass-expiration", "86400"), ("x-yopass-onetime", "false")];
-    let id = message(&s.request(Method::POST, "/create/file", &headers, bytes.clone()).await).as_str().unwrap().to_owned();
+    let id = message(&s.request(Method::POST, "/create/file", &headers, bytes.clone()).await)
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(s.get(&format!("/file/{id}")).await.status, StatusCode::OK);
     assert_eq!(s.get(&format!("/file/{id}")).await.status, StatusCode::OK);
-    assert_eq!(s.request(Method::DELETE, &format!("/file/{id}"), &[], "").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.request(Method::DELETE, &format!("/file/{id}"), &[], "").await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(s.get(&format!("/file/{id}")).await.status, StatusCode::NOT_FOUND);
 
     let r = s.request(Method::POST, "/create/file", &[], bytes.clone()).await;
-    assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, json!("X-Lethe-Expiration header required")));
+    assert_eq!(
+        (r.status, message(&r)),
+        (StatusCode::BAD_REQUEST, json!("X-Lethe-Expiration header required"))
+    );
     let r = s.request(Method::POST, "/create/file", &[("x-lethe-expiration", "3600")], "not openpgp").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = s.request(Method::POST, "/create/file", &[("x-lethe-expiration", "77")], bytes.clone()).await;

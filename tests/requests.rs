@@ -31,14 +31,30 @@ fn keys() -> &'static Keys {
 }
 
 async fn create(s: &TestServer, public_key: &str, expiration: u64) -> Value {
-    let r = s.post_json("/request", &json!({"public_key": public_key, "label": "ticket #4711", "expiration": expiration})).await;
+    let r = s
+        .post_json(
+            "/request",
+            &json!({"public_key": public_key, "label": "ticket #4711", "expiration": expiration}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()
 }
 
-async fn with_token(s: &TestServer, method: Method, path: &str, token: &str, body: &str) -> crate::support::Resp {
-    s.request(method, path, &[("x-lethe-request-token", token), ("content-type", "application/json")], body.to_owned())
-        .await
+async fn with_token(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> crate::support::Resp {
+    s.request(
+        method,
+        path,
+        &[("x-lethe-request-token", token), ("content-type", "application/json")],
+        body.to_owned(),
+    )
+    .await
 }
 
 async fn submit(s: &TestServer, id: &str, message: &str) -> crate::support::Resp {
@@ -86,14 +102,18 @@ async fn a_request_goes_from_created_to_collected_and_then_is_gone(s: &TestServe
     assert_eq!(s.get(&format!("/request/{id}")).await.json()["state"], "fulfilled");
 
     // The older header spelling works too.
-    let r = s.request(Method::GET, &format!("/request/{id}/secret"), &[("x-yopass-request-token", &token)], "").await;
+    let r = s
+        .request(Method::GET, &format!("/request/{id}/secret"), &[("x-yopass-request-token", &token)], "")
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let collected = message(&r);
     assert_eq!(collected, armored);
     assert_eq!(k.gpg.decrypt(&collected), secret.as_bytes());
 
-    for (method, path) in [(Method::GET, format!("/request/{id}")), (Method::GET, format!("/request/{id}/secret"))] {
+    for (method, path) in
+        [(Method::GET, format!("/request/{id}")), (Method::GET, format!("/request/{id}/secret"))]
+    {
         let r = with_token(s, method, &path, &token, "").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(r.json(), json!({"message": "Secret request not found"}));
@@ -112,7 +132,13 @@ async fn keys_are_checked_strictly(s: &TestServer) {
 
     let m = reason(&s.post_json("/request", &body(&k.gpg.export_secret(&k.main))).await);
     assert!(m.contains("secret"), "{m}");
-    reason(&s.post_json("/request", &body("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n-----END PGP PUBLIC KEY BLOCK-----\n")).await);
+    reason(
+        &s.post_json(
+            "/request",
+            &body("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n-----END PGP PUBLIC KEY BLOCK-----\n"),
+        )
+        .await,
+    );
     reason(&s.post_json("/request", &body("")).await);
     let two = k.gpg.export_public_many(&[&k.main, &k.other]);
     reason(&s.post_json("/request", &body(&two)).await);
@@ -130,7 +156,12 @@ async fn keys_are_checked_strictly(s: &TestServer) {
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Invalid expiration specified".into()));
     let r = s.post_json("/request", &json!({"public_key": public_key})).await;
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Invalid expiration specified".into()));
-    let r = s.post_json("/request", &json!({"public_key": public_key, "expiration": 3600, "label": "x".repeat(101)})).await;
+    let r = s
+        .post_json(
+            "/request",
+            &json!({"public_key": public_key, "expiration": 3600, "label": "x".repeat(101)}),
+        )
+        .await;
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Label is too long".into()));
     let r = s.post_json("/request", &json!({"public_key": public_key, "expiration": "soon"})).await;
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Unable to parse json".into()));
@@ -138,7 +169,10 @@ async fn keys_are_checked_strictly(s: &TestServer) {
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Unable to parse json".into()));
     // A label of exactly 100 bytes and unknown fields are fine.
     let r = s
-        .post_json("/request", &json!({"public_key": public_key, "expiration": 3600, "label": "x".repeat(100), "color": 1}))
+        .post_json(
+            "/request",
+            &json!({"public_key": public_key, "expiration": 3600, "label": "x".repeat(100), "color": 1}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
@@ -151,9 +185,18 @@ async fn submissions_must_be_encrypted_to_the_request_key(s: &TestServer) {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
         assert_eq!(message(&r), expected);
     };
-    refuse(submit(s, &id, &k.gpg.encrypt_to(&k.other, b"x")).await, "Message is not encrypted to this request's key");
-    refuse(submit(s, &id, &k.gpg.encrypt_to_hidden(&k.main, b"x")).await, "Message is not encrypted to this request's key");
-    refuse(submit(s, &id, &k.gpg.encrypt_symmetric("pw", b"x")).await, "Message is not encrypted to this request's key");
+    refuse(
+        submit(s, &id, &k.gpg.encrypt_to(&k.other, b"x")).await,
+        "Message is not encrypted to this request's key",
+    );
+    refuse(
+        submit(s, &id, &k.gpg.encrypt_to_hidden(&k.main, b"x")).await,
+        "Message is not encrypted to this request's key",
+    );
+    refuse(
+        submit(s, &id, &k.gpg.encrypt_symmetric("pw", b"x")).await,
+        "Message is not encrypted to this request's key",
+    );
     refuse(submit(s, &id, &k.gpg.sign(b"x")).await, "Message must be PGP encrypted");
     refuse(submit(s, &id, "hello").await, "Message must be PGP encrypted");
     refuse(submit(s, &id, &k.gpg.export_public(&k.main)).await, "Message must be PGP encrypted");
@@ -161,7 +204,7 @@ async fn submissions_must_be_encrypted_to_the_request_key(s: &TestServer) {
     let cut = tampered.len() / 3;
     tampered.truncate(cut);
     refuse(submit(s, &id, &String::from_utf8(tampered).unwrap()).await, "Message must be PGP encrypted");
-    let big = k.gpg.encrypt_to(&k.main, &vec![b'x'; 12_000]);
+    let big = k.gpg.encrypt_to(&k.main, &crate::support::noise(8_000));
     refuse(submit(s, &id, &big).await, "The encrypted message is too long");
     let r = s.post_json(&format!("/request/{id}/secret"), &json!({"message": 5})).await;
     assert_eq!((r.status, message(&r)), (StatusCode::BAD_REQUEST, "Unable to parse json".into()));
@@ -194,7 +237,8 @@ async fn token_routes_check_existence_then_token_then_state(s: &TestServer) {
     let r = with_token(s, Method::DELETE, &format!("/request/{id}"), "wrong", "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Key validation happens after the token check: garbage key, wrong token → 401, not 400.
-    let r = with_token(s, Method::PUT, &format!("/request/{id}/key"), "wrong", "{\"public_key\":\"junk\"}").await;
+    let r =
+        with_token(s, Method::PUT, &format!("/request/{id}/key"), "wrong", "{\"public_key\":\"junk\"}").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = with_token(s, Method::PUT, &format!("/request/{unknown}/key"), "wrong", "junk").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -218,9 +262,15 @@ async fn revoking_deletes_a_provided_secret(s: &TestServer) {
     let r = with_token(s, Method::DELETE, &format!("/request/{id}"), &token, "").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(r.body.is_empty());
-    assert_eq!(with_token(s, Method::GET, &format!("/request/{id}/secret"), &token, "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        with_token(s, Method::GET, &format!("/request/{id}/secret"), &token, "").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(s.get(&format!("/request/{id}")).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(with_token(s, Method::DELETE, &format!("/request/{id}"), &token, "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        with_token(s, Method::DELETE, &format!("/request/{id}"), &token, "").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Request).await.unwrap(), 0);
 }
 
@@ -253,7 +303,8 @@ async fn concurrent_submissions_and_collections_have_one_winner(s: &TestServer) 
     let created = create(s, &k.gpg.export_public(&k.main), 3600).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let token = created["token"].as_str().unwrap().to_owned();
-    let messages: Vec<String> = (0..8).map(|i| k.gpg.encrypt_to(&k.main, format!("answer {i}").as_bytes())).collect();
+    let messages: Vec<String> =
+        (0..8).map(|i| k.gpg.encrypt_to(&k.main, format!("answer {i}").as_bytes())).collect();
     let submissions = messages.iter().map(|m| submit(s, &id, m));
     let results = crate::support::join_all(submissions.collect()).await;
     assert_eq!(results.iter().filter(|r| r.status == StatusCode::OK).count(), 1);
@@ -325,7 +376,8 @@ async fn no_audit_line_holds_a_secret_a_token_or_a_raw_id() {
     with_token(&s, Method::GET, &format!("/request/{id}/secret"), "bad-token-value", "").await;
     with_token(&s, Method::GET, &format!("/request/{id}/secret"), &token, "").await;
     let second = create(&s, &k.gpg.export_public(&k.main), 3600).await;
-    let (id2, token2) = (second["id"].as_str().unwrap().to_owned(), second["token"].as_str().unwrap().to_owned());
+    let (id2, token2) =
+        (second["id"].as_str().unwrap().to_owned(), second["token"].as_str().unwrap().to_owned());
     let key = json!({"public_key": k.gpg.export_public(&k.other)}).to_string();
     with_token(&s, Method::PUT, &format!("/request/{id2}/key"), &token2, &key).await;
     with_token(&s, Method::DELETE, &format!("/request/{id2}"), &token2, "").await;
@@ -354,9 +406,8 @@ async fn no_audit_line_holds_a_secret_a_token_or_a_raw_id() {
     ] {
         assert!(!text.contains(forbidden), "audit leaked {forbidden:?}:\n{text}");
     }
-    let seen = |event: &str, outcome: &str| {
-        lines.iter().any(|l| l["event"] == event && l["outcome"] == outcome)
-    };
+    let seen =
+        |event: &str, outcome: &str| lines.iter().any(|l| l["event"] == event && l["outcome"] == outcome);
     for (event, outcome) in [
         ("request.created", "success"),
         ("request.viewed", "success"),
@@ -377,8 +428,10 @@ async fn no_audit_line_holds_a_secret_a_token_or_a_raw_id() {
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
         assert_eq!(line["client_ip"], "127.0.0.1");
     }
-    let denied = lines.iter().find(|l| l["event"] == "request.secret_accessed" && l["outcome"] == "denied").unwrap();
+    let denied =
+        lines.iter().find(|l| l["event"] == "request.secret_accessed" && l["outcome"] == "denied").unwrap();
     assert_eq!(denied["reason"], "bad_token");
-    let wrong = lines.iter().find(|l| l["event"] == "request.fulfilled" && l["outcome"] == "failure").unwrap();
+    let wrong =
+        lines.iter().find(|l| l["event"] == "request.fulfilled" && l["outcome"] == "failure").unwrap();
     assert_eq!(wrong["reason"], "not_encrypted_to_key");
 }

@@ -3,11 +3,14 @@
 
 mod support;
 
+mod backup;
 mod cli;
+mod client;
 mod deploy;
 mod faults;
 mod http;
 mod limits;
 mod mirror;
+mod requests;
 mod v1;
 mod web;

@@ -122,9 +122,19 @@ async fn dispatch(
             Ok((http::json(StatusCode::OK, &json!({"message": id})), Some(id)))
         }
         Client::CreateFile => {
-            let headers = req.headers();
-            let expiration = header(headers, &["x-lethe-expiration", "x-yopass-expiration"]);
-            let Some(expiration) = expiration else {
+            // The body is read before the headers are judged: answering first and closing on an
+            // unread upload resets the connection under the client, which then never sees the answer.
+            let (parts, incoming) = req.into_parts();
+            let bytes = match body::read(incoming, limits.max_file_bytes).await {
+                Ok(bytes) => bytes,
+                Err(BodyError::TooLarge) => return Err(client_error(ClientError::TooLong, Payload::File)),
+                Err(BodyError::Read(err)) => {
+                    let message = format!("Could not read the request body: {err}");
+                    return Err(JsonError::new(StatusCode::BAD_REQUEST, message));
+                }
+            };
+            let headers = &parts.headers;
+            let Some(expiration) = header(headers, &["x-lethe-expiration", "x-yopass-expiration"]) else {
                 return Err(JsonError::new(StatusCode::BAD_REQUEST, "X-Lethe-Expiration header required"));
             };
             let expiration: u64 = expiration
@@ -138,16 +148,6 @@ async fn dispatch(
                     return Err(JsonError::new(
                         StatusCode::BAD_REQUEST,
                         "X-Lethe-OneTime must be true or false",
-                    ));
-                }
-            };
-            let bytes = match body::read(req.into_body(), limits.max_file_bytes).await {
-                Ok(bytes) => bytes,
-                Err(BodyError::TooLarge) => return Err(client_error(ClientError::TooLong, Payload::File)),
-                Err(BodyError::Read(err)) => {
-                    return Err(JsonError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("Could not read the request body: {err}"),
                     ));
                 }
             };

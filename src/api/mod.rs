@@ -89,19 +89,17 @@ pub fn store_error(err: crate::store::StoreError) -> JsonError {
 /// Reads a JSON body into `T` through a hard limit: 413 over it, 400 `Unable to parse json` when it is
 /// not JSON or a field has the wrong type; unknown fields are ignored.
 pub async fn read_json<T: DeserializeOwned>(incoming: Incoming, limit: usize) -> Result<T, JsonError> {
-    let bytes = match body::read(incoming, limit).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => {
-            return Err(JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
+    decode_json(&read_bytes(incoming, limit).await?)
+}
+
+/// Reads a body through a hard limit in this dialect: 413 over it.
+pub async fn read_bytes(incoming: Incoming, limit: usize) -> Result<hyper::body::Bytes, JsonError> {
+    body::read(incoming, limit).await.map_err(|err| match err {
+        BodyError::TooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+        BodyError::Read(err) => {
+            JsonError::new(StatusCode::BAD_REQUEST, format!("Could not read the request body: {err}"))
         }
-        Err(BodyError::Read(err)) => {
-            return Err(JsonError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Could not read the request body: {err}"),
-            ));
-        }
-    };
-    decode_json(&bytes)
+    })
 }
 
 /// The decoding half of [`read_json`], separate so it can be fuzzed without a socket.

@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{JsonError, read_json, store_error};
+use super::{JsonError, read_bytes, read_json, store_error};
 use crate::audit::Outcome;
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
 use crate::domain::accounts::AccountError;
@@ -236,10 +236,12 @@ async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Disp
         }
         Requests::RotateKey { id } => {
             let result = async {
-                // Existence and the token are checked before the body is even read, so an anonymous
-                // caller learns nothing from key validation errors.
+                // Read the bytes first (an unread body resets the connection under the answer), but
+                // check existence, token and state before even parsing them, so an anonymous caller
+                // learns nothing from key validation errors.
+                let bytes = read_bytes(req.into_body(), key_limit).await?;
                 d.request_check_pending(&id, token.as_deref()).await?;
-                let body: RotateKey = read_json(req.into_body(), key_limit).await?;
+                let body: RotateKey = super::decode_json(&bytes)?;
                 let fingerprint =
                     d.request_rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default()).await?;
                 let reply = json!({"message": "public key updated", "fingerprint": fingerprint});

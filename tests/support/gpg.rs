@@ -6,8 +6,7 @@
 //! ever block a test. Every call panics with gpg's stderr on failure: a test fixture that cannot be
 //! made is a broken test environment, not a case to handle.
 //!
-//! The same helper is copied as `#[cfg(test)] mod gpg` in `src/crypto/openpgp.rs` (unit tests cannot
-//! reach `tests/`); keep the two in step.
+//! The unit tests of `src/crypto/openpgp.rs` include this same file.
 
 #![allow(dead_code)] // a shared helper: each test binary uses a different subset
 
@@ -24,10 +23,7 @@ pub struct Gpg {
 
 impl Gpg {
     pub fn new() -> Gpg {
-        let home = tempfile::Builder::new()
-            .prefix("gpg")
-            .tempdir()
-            .expect("create GNUPGHOME");
+        let home = tempfile::Builder::new().prefix("gpg").tempdir().expect("create GNUPGHOME");
         // gpg warns (and some versions refuse) when the home is readable by others.
         #[cfg(unix)]
         {
@@ -59,11 +55,7 @@ impl Gpg {
             input.write_all(stdin).expect("write to gpg");
         }
         let out = child.wait_with_output().expect("wait for gpg");
-        assert!(
-            out.status.success(),
-            "gpg {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "gpg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
 
@@ -81,10 +73,7 @@ impl Gpg {
         // For an explicit algorithm gpg makes the primary key only; add the encryption subkey.
         let fpr = self.gen_key_with_usage(uid, algo, "sign,cert", expire);
         let sub_algo = if algo == "ed25519" { "cv25519" } else { algo };
-        self.run(
-            &["--passphrase", "", "--quick-add-key", &fpr, sub_algo, "encr", expire],
-            b"",
-        );
+        self.run(&["--passphrase", "", "--quick-add-key", &fpr, sub_algo, "encr", expire], b"");
         fpr
     }
 
@@ -92,17 +81,7 @@ impl Gpg {
     /// makes a primary key only, no encryption subkey.
     pub fn gen_key_with_usage(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
         let status = self.run_text(
-            &[
-                "--passphrase",
-                "",
-                "--status-fd",
-                "1",
-                "--quick-gen-key",
-                uid,
-                algo,
-                usage,
-                expire,
-            ],
+            &["--passphrase", "", "--status-fd", "1", "--quick-gen-key", uid, algo, usage, expire],
             b"",
         );
         status
@@ -125,50 +104,30 @@ impl Gpg {
     }
 
     pub fn export_secret(&self, fpr: &str) -> String {
-        self.run_text(
-            &["--passphrase", "", "--armor", "--export-secret-keys", fpr],
-            b"",
-        )
+        self.run_text(&["--passphrase", "", "--armor", "--export-secret-keys", fpr], b"")
     }
 
     /// Armored message to `fpr`'s encryption subkey.
     pub fn encrypt_to(&self, fpr: &str, plaintext: &[u8]) -> String {
-        self.run_text(
-            &["--trust-model", "always", "--armor", "--encrypt", "-r", fpr],
-            plaintext,
-        )
+        self.run_text(&["--trust-model", "always", "--armor", "--encrypt", "-r", fpr], plaintext)
     }
 
     /// Binary message to `fpr`'s encryption subkey (what `/create/file` receives).
     pub fn encrypt_to_binary(&self, fpr: &str, plaintext: &[u8]) -> Vec<u8> {
-        self.run(
-            &["--trust-model", "always", "--encrypt", "-r", fpr],
-            plaintext,
-        )
+        self.run(&["--trust-model", "always", "--encrypt", "-r", fpr], plaintext)
     }
 
     /// Armored message whose PKESK carries the wildcard key id (`--throw-keyids`).
     pub fn encrypt_to_hidden(&self, fpr: &str, plaintext: &[u8]) -> String {
         self.run_text(
-            &[
-                "--trust-model",
-                "always",
-                "--throw-keyids",
-                "--armor",
-                "--encrypt",
-                "-r",
-                fpr,
-            ],
+            &["--trust-model", "always", "--throw-keyids", "--armor", "--encrypt", "-r", fpr],
             plaintext,
         )
     }
 
     /// Armored password-encrypted message (`gpg -c`).
     pub fn encrypt_symmetric(&self, password: &str, plaintext: &[u8]) -> String {
-        self.run_text(
-            &["--passphrase", password, "--armor", "--symmetric"],
-            plaintext,
-        )
+        self.run_text(&["--passphrase", password, "--armor", "--symmetric"], plaintext)
     }
 
     /// Armored signed (not encrypted) message, signed by the default key.
@@ -182,11 +141,7 @@ impl Gpg {
 
     /// Revokes the whole key with the revocation certificate gpg stored at generation time.
     pub fn revoke_key(&self, fpr: &str) {
-        let path = self
-            .home
-            .path()
-            .join("openpgp-revocs.d")
-            .join(format!("{fpr}.rev"));
+        let path = self.home.path().join("openpgp-revocs.d").join(format!("{fpr}.rev"));
         let cert = std::fs::read_to_string(path).expect("read stored revocation certificate");
         // gpg prefixes the armor line with ':' so that an accidental import does nothing.
         let cert = cert.replace(":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK");
@@ -196,14 +151,7 @@ impl Gpg {
     /// Revokes the first subkey, through `--edit-key` driven on `--command-fd`.
     pub fn revoke_first_subkey(&self, fpr: &str) {
         self.run(
-            &[
-                "--passphrase",
-                "",
-                "--command-fd",
-                "0",
-                "--edit-key",
-                fpr,
-            ],
+            &["--passphrase", "", "--command-fd", "0", "--edit-key", fpr],
             b"key 1\nrevkey\ny\n0\n\ny\nsave\n",
         );
     }

@@ -2,6 +2,7 @@
 //! client. Every server gets its own temporary data directory.
 
 pub mod faults;
+pub mod gpg;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +91,11 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_owned();
         TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), false, tweak).await
+    }
+
+    /// A server on an existing data directory (a restored backup, say), which the caller keeps.
+    pub async fn start_on(engine: Engine, data_dir: &Path) -> TestServer {
+        TestServer::launch(engine, None, data_dir.to_owned(), ManualClock::new(T0), false, &|_| {}).await
     }
 
     /// One server, two listeners: full at `base`, read-only at `mirror`, links pointing at the mirror.
@@ -278,6 +284,16 @@ impl std::io::Write for AuditBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// `n` random bytes: message bodies that compression cannot shrink.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 32);
+    while out.len() < n {
+        out.extend_from_slice(&lethe::crypto::random_bytes::<32>());
+    }
+    out.truncate(n);
+    out
 }
 
 pub fn basic(user: &str, token: &str) -> String {
