@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
