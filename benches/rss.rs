@@ -52,7 +52,11 @@ fn main() {
     let path = dir.path().join(REDB_FILE);
     let store = RedbStore::open_with_cache(&path, cache).expect("open redb");
     let (rss0, _) = rss();
-    eprintln!("rss: loading {secrets} secrets, redb cache {} MiB, resident at start {} KiB", cache >> 20, rss0);
+    eprintln!(
+        "rss: loading {secrets} secrets, redb cache {} MiB, resident at start {} KiB",
+        cache >> 20,
+        rss0
+    );
 
     let started = Instant::now();
     let next = AtomicU64::new(0);
@@ -69,7 +73,12 @@ fn main() {
                         // Sizes of a sealed v1 secret and its metadata record.
                         batch = batch
                             .put(Keyspace::Secret, key(1, n), vec![1; 120], Some(NOW + 604_800 + n % 1000))
-                            .put(Keyspace::Metadata, key(2, n), vec![2; 150], Some(NOW + 1_209_600 + n % 1000));
+                            .put(
+                                Keyspace::Metadata,
+                                key(2, n),
+                                vec![2; 150],
+                                Some(NOW + 1_209_600 + n % 1000),
+                            );
                     }
                     store.apply(batch, NOW).expect("load");
                 }

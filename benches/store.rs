@@ -57,7 +57,13 @@ fn fill(store: &dyn Store, from: u64, to: u64) {
 }
 
 /// Runs `op` on keys `from..from + iters` from `callers` threads and returns the wall time.
-fn parallel(store: &Arc<dyn Store>, callers: usize, from: u64, iters: u64, op: fn(&dyn Store, u64)) -> Duration {
+fn parallel(
+    store: &Arc<dyn Store>,
+    callers: usize,
+    from: u64,
+    iters: u64,
+    op: fn(&dyn Store, u64),
+) -> Duration {
     let next = AtomicU64::new(from);
     let end = from + iters;
     let start = Instant::now();

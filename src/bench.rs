@@ -173,8 +173,10 @@ impl BenchArgs {
         let target = match &self.url {
             Some(url) => {
                 if self.storage.is_some() || self.bcrypt_cost.is_some() {
-                    return Err("--storage and --bcrypt-cost apply to the in-process server only, not to --url"
-                        .into());
+                    return Err(
+                        "--storage and --bcrypt-cost apply to the in-process server only, not to --url"
+                            .into(),
+                    );
                 }
                 Endpoint::parse(url)?;
                 Target::Url(url.clone())
@@ -377,7 +379,12 @@ impl Report {
                 out,
                 "group commit: {} batches in {} durable commits ({:.1} per commit, largest {}), commit \
                  mean {:.2} ms, max {:.2} ms",
-                w.batches, w.commits, w.batches_per_commit, w.largest_group, w.mean_commit_ms, w.max_commit_ms
+                w.batches,
+                w.commits,
+                w.batches_per_commit,
+                w.largest_group,
+                w.mean_commit_ms,
+                w.max_commit_ms
             );
         }
         let c = &self.capacity;
@@ -390,7 +397,12 @@ impl Report {
         );
         match c.disk_bytes {
             Some(bytes) => {
-                let _ = writeln!(out, "{} live secrets need about {} of disk.", c.live_secrets, human_bytes(bytes));
+                let _ = writeln!(
+                    out,
+                    "{} live secrets need about {} of disk.",
+                    c.live_secrets,
+                    human_bytes(bytes)
+                );
             }
             None => {
                 let _ = writeln!(out, "disk for {} live secrets: n/a ({}).", c.live_secrets, self.disk.note);
@@ -446,7 +458,9 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     let mut probe = Connection::new(Arc::clone(&endpoint));
     match probe.send(Method::GET, "/health", None, Bytes::new()).await {
         Ok((status, _)) if status.is_success() => {}
-        Ok((status, _)) => return Err(format!("{}/health answered {status}; is this a lethe server?", endpoint.base)),
+        Ok((status, _)) => {
+            return Err(format!("{}/health answered {status}; is this a lethe server?", endpoint.base));
+        }
         Err(err) => return Err(format!("cannot reach {}: {err}", endpoint.base)),
     }
     drop(probe);
@@ -456,8 +470,8 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     let health_cap = (plan.requests / 5).max(1);
     let create_cap = (plan.requests * 2 / 5).max(1);
 
-    let health = phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoint), |_, _| Work::Health)
-        .await;
+    let health =
+        phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoint), |_, _| Work::Health).await;
 
     let before_file = server.and_then(LocalServer::file_size);
     let before_writer = server.and_then(LocalServer::writer_stats);
@@ -485,12 +499,12 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
 
     let (create_name, read_name) = mix.ops();
     let health_rate = health.rate();
+    let secrets_created = created.ok();
     let operations = vec![
         health.report("health", None),
         created.report(create_name, Some(health_rate)),
         read.report(read_name, Some(health_rate)),
     ];
-    let secrets_created = created.ok();
     let disk = match (server, before_file, after_file) {
         (None, _, _) => Disk {
             bytes_per_secret: None,
@@ -562,9 +576,16 @@ fn writer_report(s: &WriterStats) -> WriterReport {
 /// One request a worker is told to make.
 enum Work {
     Health,
-    Create { mix: Mix, value: String },
+    Create {
+        mix: Mix,
+        value: String,
+    },
     /// `key` names the secret, `value` is what must come back.
-    Read { mix: Mix, key: String, value: String },
+    Read {
+        mix: Mix,
+        key: String,
+        value: String,
+    },
     /// Nothing left to do in this phase.
     Done,
 }
@@ -639,7 +660,13 @@ impl PhaseResult {
 
 /// Runs `concurrency` workers until `cap` requests were started or `time` has passed. `next(worker, i)`
 /// says what the worker's `i`-th request is.
-async fn phase<F>(concurrency: usize, time: Duration, cap: u64, endpoint: Arc<Endpoint>, next: F) -> PhaseResult
+async fn phase<F>(
+    concurrency: usize,
+    time: Duration,
+    cap: u64,
+    endpoint: Arc<Endpoint>,
+    next: F,
+) -> PhaseResult
 where
     F: Fn(usize, u64) -> Work + Send + Sync + 'static,
 {
@@ -662,8 +689,7 @@ where
                     break;
                 }
                 let sent = Instant::now();
-                match tokio::time::timeout(REQUEST_TIMEOUT, conn.perform(&work)).await
-                {
+                match tokio::time::timeout(REQUEST_TIMEOUT, conn.perform(&work)).await {
                     Ok(Ok(made)) => {
                         result.latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
                         if let Some(made) = made {
@@ -708,9 +734,11 @@ impl Endpoint {
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
-                return Err("--url: https is not supported; target the server's plain-HTTP listener (or the \
+                return Err(
+                    "--url: https is not supported; target the server's plain-HTTP listener (or the \
                             proxy's backend address)"
-                    .into());
+                        .into(),
+                );
             }
             _ => return Err(format!("--url {url:?} must start with http://")),
         }
@@ -805,7 +833,8 @@ impl Connection {
         let request = request.body(Full::new(body)).map_err(|e| format!("request: {e}"))?;
         let response = sender.send_request(request).await.map_err(|e| format!("request: {e}"))?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| format!("response body: {e}"))?.to_bytes();
+        let body =
+            response.into_body().collect().await.map_err(|e| format!("response body: {e}"))?.to_bytes();
         self.sender = Some(sender);
         Ok((status, body))
     }
@@ -820,7 +849,8 @@ impl Connection {
                 expect(status, &body).map(|_| None)
             }
             Work::Create { mix: Mix::Client, value } => {
-                let body = serde_json::json!({"message": ARMORED_MESSAGE, "expiration": 3600, "one_time": true});
+                let body =
+                    serde_json::json!({"message": ARMORED_MESSAGE, "expiration": 3600, "one_time": true});
                 let (status, body) =
                     self.send(Method::POST, "/create/secret", JSON, Bytes::from(body.to_string())).await?;
                 let reply = expect(status, &body)?;
@@ -835,7 +865,8 @@ impl Connection {
                     form.push_str("&passphrase=");
                     form.push_str(&PASSPHRASE.replace(' ', "+"));
                 }
-                let (status, body) = self.send(Method::POST, "/api/v1/share", FORM, Bytes::from(form)).await?;
+                let (status, body) =
+                    self.send(Method::POST, "/api/v1/share", FORM, Bytes::from(form)).await?;
                 let reply = expect(status, &body)?;
                 match reply["secret_key"].as_str() {
                     Some(key) => Ok(Some((key.to_owned(), value.clone()))),
@@ -843,7 +874,8 @@ impl Connection {
                 }
             }
             Work::Read { mix: Mix::Client, key, .. } => {
-                let (status, body) = self.send(Method::GET, &format!("/secret/{key}"), None, Bytes::new()).await?;
+                let (status, body) =
+                    self.send(Method::GET, &format!("/secret/{key}"), None, Bytes::new()).await?;
                 let reply = expect(status, &body)?;
                 match reply["message"].as_str() {
                     Some(message) if message == ARMORED_MESSAGE => Ok(None),
@@ -855,8 +887,9 @@ impl Connection {
                     Mix::V1Passphrase => format!("passphrase={}", PASSPHRASE.replace(' ', "+")),
                     _ => String::new(),
                 };
-                let (status, body) =
-                    self.send(Method::POST, &format!("/api/v1/secret/{key}"), FORM, Bytes::from(form)).await?;
+                let (status, body) = self
+                    .send(Method::POST, &format!("/api/v1/secret/{key}"), FORM, Bytes::from(form))
+                    .await?;
                 let reply = expect(status, &body)?;
                 match reply["value"].as_str() {
                     Some(v) if v == value => Ok(None),
@@ -898,7 +931,8 @@ impl LocalServer {
     /// `concurrency` connections.
     pub async fn start(engine: Engine, bcrypt_cost: u32, concurrency: usize) -> Result<LocalServer, String> {
         let dir = TempDir::new()?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
         let base = format!("http://{addr}");
         let raw = RawConfig {
@@ -920,7 +954,9 @@ impl LocalServer {
                 let redb = Arc::new(RedbStore::open(&db_file).map_err(|e| format!("store: {e}"))?);
                 (StoreHandle::new(redb.clone()), Some(redb))
             }
-            Engine::Memory => (store::open(Engine::Memory, dir.path()).map_err(|e| format!("store: {e}"))?, None),
+            Engine::Memory => {
+                (store::open(Engine::Memory, dir.path()).map_err(|e| format!("store: {e}"))?, None)
+            }
         };
         let domain = Domain::new(settings, handle, Arc::new(SystemClock), keys);
         let app = Arc::new(App { domain });
@@ -963,7 +999,8 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> Result<TempDir, String> {
         use std::os::unix::fs::DirBuilderExt;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!("lethe-bench-{}-{nanos}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -1013,7 +1050,10 @@ mod tests {
     async fn a_tiny_v1_run_on_redb_reports_sane_numbers() {
         let plan = args(Mix::V1).plan().expect("plan");
         let report = run(&plan).await.expect("run");
-        assert_eq!(report.operations.iter().map(|o| o.name).collect::<Vec<_>>(), ["health", "share", "reveal"]);
+        assert_eq!(
+            report.operations.iter().map(|o| o.name).collect::<Vec<_>>(),
+            ["health", "share", "reveal"]
+        );
         for op in &report.operations {
             sane(op);
         }

@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lethe");
 /// Most kill-and-restart cycles, and the time after which no new cycle starts.
 const CYCLES: usize = 20;
 const TIME_BUDGET: Duration = Duration::from_secs(30);
-const LOAD_THREADS: usize = 4;
+const LOAD_THREADS: usize = 8;
 /// Per thread and cycle, so a load loop ends even if the kill never comes.
 const MAX_OPS_PER_THREAD: usize = 5_000;
 

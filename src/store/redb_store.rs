@@ -627,7 +627,8 @@ mod tests {
         let (second, _) = job(create());
         let (take, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let (again, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
-        let done = outcomes(run_group(&store.db, &[first, second, take, again], &store.stats).expect("group"));
+        let done =
+            outcomes(run_group(&store.db, &[first, second, take, again], &store.stats).expect("group"));
         assert_eq!(done[0], Outcome::Applied(vec![None]));
         assert_eq!(done[1], Outcome::Conflict(0));
         assert!(matches!(&done[2], Outcome::Applied(slots) if slots[0].is_some()));
