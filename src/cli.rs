@@ -1,5 +1,5 @@
-//! The command line: `lethe serve`, `lethe account …`, `lethe config`. Flags are `Option`s merged last
-//! over the file and environment, so they always win.
+//! The command line: `lethe serve`, `lethe account …`, `lethe config`, `lethe bench`. Flags are
+//! `Option`s merged last over the file and environment, so they always win.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +44,9 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Load-test a server (its own in-process one, or --url) and print throughput, latency and a
+    /// capacity estimate.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Default, Args)]
@@ -110,6 +113,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let settings = match &cli.command {
         Cmd::Serve(args) | Cmd::Config(args) => load(&cli, args),
         Cmd::Account(_) | Cmd::Backup { .. } => load(&cli, &ServeArgs::default()),
+        // The load generator reads no configuration: it starts its own server or targets --url.
+        Cmd::Bench(args) => return crate::bench::main(args),
     };
     let settings = match settings {
         Ok(s) => Arc::new(s),
@@ -155,6 +160,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Cmd::Bench(args) => crate::bench::main(args),
         Cmd::Account(cmd) => {
             let command = match cmd {
                 AccountCmd::Add { name } => Command::AccountAdd { name: name.clone() },

@@ -116,6 +116,8 @@ async fn metrics_count_requests_by_endpoint_and_stay_off_the_mirror() {
         "lethe_live_records{kind=\"metadata\"} 1",
         "lethe_bcrypt_queue_depth 0",
         "# TYPE lethe_reaper_passes_total counter",
+        "# TYPE lethe_store_commit_batches histogram",
+        "lethe_store_commit_seconds_bucket{le=\"+Inf\"}",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }

@@ -6,6 +6,7 @@ mod support;
 mod backup;
 mod cli;
 mod client;
+mod crash;
 mod deploy;
 mod faults;
 mod http;

@@ -70,7 +70,39 @@ conformance!(
     check_succeeds_on_an_open_store,
     many_concurrent_batches_from_several_threads_are_all_applied,
     concurrent_conflicting_batches_do_not_affect_their_neighbours,
+    visit_all_sees_every_live_entry_of_every_keyspace_once,
 );
+
+fn visit_all_sees_every_live_entry_of_every_keyspace_once(store: &Arc<dyn Store>) {
+    put(store, Keyspace::Secret, b"s1", b"one", Some(NOW + 10));
+    put(store, Keyspace::Secret, b"s2", b"expired", Some(NOW + 1));
+    put(store, Keyspace::Metadata, b"m1", b"meta", None);
+    put(store, Keyspace::Account, b"a1", b"acct", None);
+    let mut seen = Vec::new();
+    store
+        .visit_all(NOW + 1, &mut |ks, key, entry| {
+            seen.push((ks, key.to_vec(), entry.value.clone(), entry.expires_at));
+            Ok(())
+        })
+        .expect("visit");
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (Keyspace::Secret, b"s1".to_vec(), b"one".to_vec(), Some(NOW + 10)),
+            (Keyspace::Metadata, b"m1".to_vec(), b"meta".to_vec(), None),
+            (Keyspace::Account, b"a1".to_vec(), b"acct".to_vec(), None),
+        ]
+    );
+    // An error from the visitor stops the walk and comes back.
+    let mut calls = 0;
+    let stopped = store.visit_all(NOW, &mut |_, _, _| {
+        calls += 1;
+        Err(StoreError::Io("stop".into()))
+    });
+    assert!(matches!(stopped, Err(StoreError::Io(_))));
+    assert_eq!(calls, 1);
+}
 
 fn put(store: &Arc<dyn Store>, ks: Keyspace, key: &[u8], value: &[u8], expires_at: Option<Timestamp>) {
     let outcome = store.apply(Batch::new().put(ks, key, value.to_vec(), expires_at), NOW).expect("apply");

@@ -17,11 +17,20 @@
 //!
 //! Reads use their own read transactions and never wait for the writer.
 //!
+//! Memory. redb keeps a page cache (1 GiB by default) that would let a large database grow the
+//! process to that size; [`RedbStore::open`] bounds it to [`DEFAULT_CACHE_BYTES`], so resident memory
+//! stays small however many secrets are stored (pages not cached are read from the file, which the
+//! kernel's page cache serves). [`WriterStats`] counts commits and batches for benches and metrics.
+//!
 //! A put whose `expires_at` is already `<= now` is applied as a delete, as in the memory backend (which
 //! also keeps a 0 expiry from being mistaken for "never" in the header).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::CommitMetrics;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -35,6 +44,11 @@ const HEADER_LEN: usize = 16;
 
 /// Most jobs in one write transaction, so one commit's latency stays bounded under a flood.
 const MAX_GROUP: usize = 1024;
+
+/// redb's page cache, in bytes, unless [`RedbStore::open_with_cache`] says otherwise. Small enough that
+/// a million live secrets fit in well under 64 MiB of resident memory; large enough to hold the upper
+/// levels of every table's B-tree, which is what lookups touch on every request.
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 const EXPIRY: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("expiry");
 
@@ -126,6 +140,66 @@ pub struct RedbStore {
     /// The only way to write; `None` only while dropping.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// Written by the writer thread only; read by anyone (relaxed counters, no ordering implied).
+    stats: Arc<Counters>,
+}
+
+/// The writer's running totals. Each counter is updated independently, so a snapshot taken while the
+/// writer runs may be one commit out of step between fields.
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    failed_commits: AtomicU64,
+    largest_group: AtomicU64,
+    commit_nanos: AtomicU64,
+    max_commit_nanos: AtomicU64,
+    /// The same commits as histograms, for `/metrics`.
+    histograms: CommitMetrics,
+}
+
+/// A snapshot of the group-commit writer's work since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Write transactions committed (each one durable commit).
+    pub commits: u64,
+    /// Batches and purges answered through those commits.
+    pub jobs: u64,
+    /// Transactions that failed and were rolled back; their jobs got the error.
+    pub failed_commits: u64,
+    /// Most jobs that shared one commit.
+    pub largest_group: u64,
+    /// Time spent in `commit()` (the durable flush), summed over every commit.
+    pub commit_time: Duration,
+    /// Slowest single commit.
+    pub max_commit_time: Duration,
+}
+
+impl WriterStats {
+    /// Mean jobs per commit: how much group commit is sharing the cost of a flush.
+    pub fn jobs_per_commit(&self) -> f64 {
+        if self.commits == 0 { 0.0 } else { self.jobs as f64 / self.commits as f64 }
+    }
+
+    /// Mean time of one durable commit.
+    pub fn mean_commit_time(&self) -> Duration {
+        match u32::try_from(self.commits) {
+            Ok(n) if n > 0 => self.commit_time / n,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The work done between an earlier snapshot and this one (the maxima are kept as they are).
+    pub fn since(&self, earlier: &WriterStats) -> WriterStats {
+        WriterStats {
+            commits: self.commits.saturating_sub(earlier.commits),
+            jobs: self.jobs.saturating_sub(earlier.jobs),
+            failed_commits: self.failed_commits.saturating_sub(earlier.failed_commits),
+            largest_group: self.largest_group,
+            commit_time: self.commit_time.saturating_sub(earlier.commit_time),
+            max_commit_time: self.max_commit_time,
+        }
+    }
 }
 
 impl fmt::Debug for RedbStore {
@@ -138,7 +212,12 @@ impl RedbStore {
     /// Opens or creates the database at `path`, creates every table, and starts the writer thread.
     /// Fails with [`StoreError::Locked`] if another process (or another store in this one) has it open.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(io_error)?;
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(io_error)?;
         let mut txn = db.begin_write().map_err(io_error)?;
         txn.set_durability(Durability::Immediate).map_err(io_error)?;
         for ks in Keyspace::ALL {
@@ -150,11 +229,26 @@ impl RedbStore {
         let db = Arc::new(db);
         let (jobs, receiver) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let stats = Arc::new(Counters::default());
+        let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("lethe-store-writer".into())
-            .spawn(move || writer_loop(&writer_db, &receiver))
+            .spawn(move || writer_loop(&writer_db, &receiver, &writer_stats))
             .map_err(|err| StoreError::Io(format!("cannot start the writer thread: {err}")))?;
-        Ok(RedbStore { db, jobs: Some(jobs), writer: Some(writer) })
+        Ok(RedbStore { db, jobs: Some(jobs), writer: Some(writer), stats })
+    }
+
+    /// What the group-commit writer has done so far.
+    pub fn writer_stats(&self) -> WriterStats {
+        let c = &self.stats;
+        WriterStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            largest_group: c.largest_group.load(Ordering::Relaxed),
+            commit_time: Duration::from_nanos(c.commit_nanos.load(Ordering::Relaxed)),
+            max_commit_time: Duration::from_nanos(c.max_commit_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -254,10 +348,31 @@ impl Store for RedbStore {
         txn.open_table(EXPIRY).map_err(io_error)?;
         Ok(())
     }
+
+    fn visit_all(&self, now: Timestamp, visit: &mut super::Visitor<'_>) -> Result<(), StoreError> {
+        // One read transaction for every table: the visit sees a single committed state, while
+        // writers go on committing newer ones.
+        let txn = self.db.begin_read().map_err(io_error)?;
+        for ks in Keyspace::ALL {
+            let table = txn.open_table(table(ks)).map_err(io_error)?;
+            for row in table.iter().map_err(io_error)? {
+                let (key, bytes) = row.map_err(io_error)?;
+                let stored = Stored::decode(bytes.value())?;
+                if stored.is_live(now) {
+                    visit(ks, key.value(), &stored.into_entry())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_metrics(&self) -> Option<&CommitMetrics> {
+        Some(&self.stats.histograms)
+    }
 }
 
 /// The writer thread: runs until every sender is gone, which happens when the store is dropped.
-fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>) {
+fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -266,7 +381,7 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match run_group(db, &group) {
+        match run_group(db, &group, stats) {
             Ok(done) => {
                 for (job, done) in group.into_iter().zip(done) {
                     // A caller that stopped waiting has nothing to be told; its batch is committed.
@@ -309,7 +424,7 @@ fn fail(job: Job, err: &StoreError) {
 }
 
 /// Runs every job of a group in one transaction and commits it; on any error nothing is committed.
-fn run_group(db: &Database, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+fn run_group(db: &Database, group: &[Job], stats: &Counters) -> Result<Vec<Done>, StoreError> {
     let mut txn = db.begin_write().map_err(io_error)?;
     txn.set_durability(Durability::Immediate).map_err(io_error)?;
     let done = match run_jobs(&txn, group) {
@@ -317,10 +432,24 @@ fn run_group(db: &Database, group: &[Job]) -> Result<Vec<Done>, StoreError> {
         Err(err) => {
             // Dropping would abort too; aborting explicitly surfaces nothing new but says what happens.
             let _ = txn.abort();
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             return Err(err);
         }
     };
-    txn.commit().map_err(io_error)?;
+    let started = Instant::now();
+    if let Err(err) = txn.commit() {
+        stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        return Err(io_error(err));
+    }
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let jobs = group.len() as u64;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.jobs.fetch_add(jobs, Ordering::Relaxed);
+    stats.largest_group.fetch_max(jobs, Ordering::Relaxed);
+    stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+    stats.max_commit_nanos.fetch_max(nanos, Ordering::Relaxed);
+    stats.histograms.group_size.observe(jobs as f64);
+    stats.histograms.commit_seconds.observe(nanos as f64 / 1e9);
     Ok(done)
 }
 
@@ -505,7 +634,7 @@ mod tests {
         let (a, _) = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
         let (b, _) = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
         let (c, _) = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
-        let done = run_group(&store.db, &[a, b, c]).expect("group");
+        let done = run_group(&store.db, &[a, b, c], &store.stats).expect("group");
         assert_eq!(
             outcomes(done),
             vec![Outcome::Applied(vec![None]), Outcome::Conflict(0), Outcome::Applied(vec![None])]
@@ -525,12 +654,40 @@ mod tests {
         let (second, _) = job(create());
         let (take, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let (again, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
-        let done = outcomes(run_group(&store.db, &[first, second, take, again]).expect("group"));
+        let done =
+            outcomes(run_group(&store.db, &[first, second, take, again], &store.stats).expect("group"));
         assert_eq!(done[0], Outcome::Applied(vec![None]));
         assert_eq!(done[1], Outcome::Conflict(0));
         assert!(matches!(&done[2], Outcome::Applied(slots) if slots[0].is_some()));
         assert_eq!(done[3], Outcome::Conflict(0));
         assert!(store.get(S, b"k", 100).expect("get").is_none());
+    }
+
+    #[test]
+    fn writer_stats_count_every_commit_and_the_batches_it_answered() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open_with_cache(&dir.path().join(REDB_FILE), 1 << 20).expect("open");
+        let before = store.writer_stats();
+        assert_eq!(before.commits, 0);
+        std::thread::scope(|scope| {
+            for t in 0..8u8 {
+                let store = &store;
+                scope.spawn(move || {
+                    for i in 0..10u8 {
+                        let key = [t, i];
+                        let batch = Batch::new().require_absent(S, key).put(S, key, b"v".to_vec(), None);
+                        assert_eq!(store.apply(batch, 100).expect("apply"), Outcome::Applied(vec![None]));
+                    }
+                });
+            }
+        });
+        let stats = store.writer_stats().since(&before);
+        assert_eq!(stats.jobs, 80);
+        assert!(stats.commits >= 1 && stats.commits <= 80, "{stats:?}");
+        assert!(stats.largest_group >= 1 && stats.jobs_per_commit() >= 1.0);
+        assert_eq!(stats.failed_commits, 0);
+        assert!(stats.max_commit_time <= stats.commit_time);
+        assert_eq!(store.count(S).expect("count"), 80);
     }
 
     #[test]
