@@ -190,6 +190,24 @@ fn multipart_pairs(bytes: &[u8], content_type: &str) -> Result<Vec<(String, Stri
     Ok(pairs)
 }
 
+/// The parameters of a v1 body by its `Content-Type` (the whole header value): JSON object, multipart,
+/// or a form (also when there is no type). `Err` carries the message for the client.
+pub fn decode_params(bytes: &[u8], content_type: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let media = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let pairs = match media.as_deref() {
+        Some(ct) if ct == "application/json" || ct.ends_with("+json") => json_pairs(bytes),
+        Some("multipart/form-data") => multipart_pairs(bytes, content_type.unwrap_or_default()),
+        _ => Ok(body::parse_form(&String::from_utf8_lossy(bytes))),
+    };
+    pairs.map_err(|err| match err {
+        V1Error::Invalid(message) => message,
+        other => format!("{other:?}"),
+    })
+}
+
 async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Params), V1Error> {
     let query = req.uri().query().map(body::parse_form).unwrap_or_default();
     let (parts, incoming) = req.into_parts();
@@ -208,23 +226,8 @@ async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Pa
             return Err(V1Error::Invalid(format!("Could not read the request body: {err}")));
         }
     };
-    let content_type = body::content_type(&parts.headers);
-    let body = if bytes.is_empty() {
-        Vec::new()
-    } else {
-        match content_type.as_deref() {
-            Some(ct) if ct == "application/json" || ct.ends_with("+json") => json_pairs(&bytes)?,
-            Some("multipart/form-data") => {
-                let raw = parts
-                    .headers
-                    .get(hyper::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                multipart_pairs(&bytes, raw)?
-            }
-            _ => body::parse_form(&String::from_utf8_lossy(&bytes)),
-        }
-    };
+    let raw_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = decode_params(&bytes, raw_type).map_err(V1Error::Invalid)?;
     Ok((parts.headers, Params { query, body }))
 }
 

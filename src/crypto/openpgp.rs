@@ -876,40 +876,6 @@ mod tests {
         assert_eq!(MessageError::NotEncrypted.to_string(), "the message is not PGP encrypted");
     }
 
-    /// Replays the committed fuzz seeds through what the fuzz targets call, so a seed that once
-    /// crashed stays fixed without running the fuzzer.
-    #[test]
-    fn seed_corpora_never_panic() {
-        let dirs = [
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/public_key"),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/message"),
-        ];
-        let mut seen = 0;
-        for dir in dirs {
-            for entry in std::fs::read_dir(dir).expect("seed corpus directory") {
-                let data = std::fs::read(entry.unwrap().path()).unwrap();
-                fuzz_public_key(&data);
-                fuzz_message(&data);
-                seen += 1;
-            }
-        }
-        assert!(seen > 0, "no seeds found");
-    }
-
-    /// What `fuzz/fuzz_targets/public_key.rs` runs.
-    fn fuzz_public_key(data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
-        let _ = validate_public_key(&text, 1_700_000_000);
-        let _ = validate_public_key(&text, u64::MAX);
-    }
-
-    /// What `fuzz/fuzz_targets/message.rs` runs.
-    fn fuzz_message(data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
-        let _ = inspect_message(&text, 64 * 1024);
-        let _ = inspect_binary_message(data, 64 * 1024);
-    }
-
     /// Ed25519 primary with an X25519 encryption subkey, made by rPGP; returns it armored and parsed.
     fn rpgp_key(version: KeyVersion) -> (String, SignedPublicKey) {
         let mut rng = rand::thread_rng();

@@ -40,13 +40,6 @@ pub async fn read(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> 
     if seen > limit { Err(BodyError::TooLarge) } else { Ok(Bytes::from(kept)) }
 }
 
-/// The media type of a request, lower-cased, without parameters; `None` when absent.
-pub fn content_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    (!media.is_empty()).then_some(media)
-}
-
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
