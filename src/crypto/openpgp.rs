@@ -229,10 +229,10 @@ fn subkey_status(key: &SignedPublicKey, sub: &SignedPublicSubKey, now: u64) -> S
     else {
         return SubkeyStatus::NotForEncryption;
     };
-    if let Some(flags) = key_flags(binding) {
-        if !(flags.encrypt_comms() || flags.encrypt_storage()) {
-            return SubkeyStatus::NotForEncryption;
-        }
+    if let Some(flags) = key_flags(binding)
+        && !(flags.encrypt_comms() || flags.encrypt_storage())
+    {
+        return SubkeyStatus::NotForEncryption;
     }
     let revoked = sub.signatures.iter().any(|s| {
         s.typ() == Some(SignatureType::SubkeyRevocation) && s.verify_subkey_binding(primary, &sub.key).is_ok()
@@ -459,10 +459,10 @@ fn dearmor(text: &str, limit: usize) -> Result<(BlockType, Vec<u8>), ArmorError>
     // The CRC is optional in RFC 9580, but when present and wrong the text was damaged in transit;
     // refuse it rather than parse bytes nobody wrote. Checked here because rPGP 0.21's own check
     // (`enable_crc24_check`) hashes into a copy of its hasher and so rejects every valid block.
-    if let Some(expected) = armor_checksum(text) {
-        if crc24(&bytes) != expected {
-            return Err(ArmorError::Invalid);
-        }
+    if let Some(expected) = armor_checksum(text)
+        && crc24(&bytes) != expected
+    {
+        return Err(ArmorError::Invalid);
     }
     Ok((typ, bytes))
 }
