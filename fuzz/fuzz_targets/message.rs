@@ -3,8 +3,8 @@
 //! normal test run.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lethe::crypto::openpgp::{inspect_binary_message, inspect_message};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -1065,11 +1065,12 @@ mod tests {
         assert!(seen > 0, "no seeds found");
     }
 
-    /// What `fuzz/fuzz_targets/public_key.rs` runs.
+    /// What `fuzz/fuzz_targets/public_key.rs` runs (it armors with its own encoder; same result).
     fn fuzz_public_key(data: &[u8]) {
         let text = String::from_utf8_lossy(data);
         let _ = validate_public_key(&text, 1_700_000_000);
         let _ = validate_public_key(&text, u64::MAX);
+        let _ = validate_public_key(&armor("PGP PUBLIC KEY BLOCK", data), 1_700_000_000);
     }
 
     /// What `fuzz/fuzz_targets/message.rs` runs.
