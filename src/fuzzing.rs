@@ -6,12 +6,28 @@ use crate::api;
 use crate::crypto::openpgp::{inspect_binary_message, inspect_message, validate_public_key};
 use crate::http::body;
 
-/// Armored public keys (`fuzz_targets/public_key.rs`). Input is taken as lossy UTF-8 so that every
-/// byte string is explored.
+/// Armored public keys (`fuzz_targets/public_key.rs`). The input is tried twice: as lossy UTF-8 text
+/// (the armor parser), and as packet bytes wrapped in a well-formed armor block, because random bytes
+/// seldom get past the armor and the packet, composition and signature checks are where rPGP does most
+/// of its work.
 pub fn public_key(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = validate_public_key(&text, 1_700_000_000);
     let _ = validate_public_key(&text, u64::MAX);
+    let _ = validate_public_key(&armored(data), 1_700_000_000);
+}
+
+/// `data` as the body of a PGP PUBLIC KEY BLOCK (without the optional checksum line).
+fn armored(data: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = String::from("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END PGP PUBLIC KEY BLOCK-----\n");
+    out
 }
 
 /// Armored and binary messages (`fuzz_targets/message.rs`).
