@@ -130,3 +130,31 @@ async fn metrics_count_requests_by_endpoint_and_stay_off_the_mirror() {
     assert_eq!(s.get("/metrics").await.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_inside_is_answered_on_the_mirror_and_collected_inside() {
+    let gpg = crate::support::gpg::Gpg::new();
+    let fpr = gpg.gen_key("Staff <staff@example.com>", "future-default", "never");
+    let s = TestServer::start_with_mirror(Engine::Redb, &|_| {}).await;
+    let mirror = s.mirror.clone().expect("mirror");
+    let created =
+        s.post_json("/request", &json!({"public_key": gpg.export_public(&fpr), "expiration": 3600})).await;
+    let created = created.json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(created["link"].as_str().unwrap().starts_with(&format!("{mirror}/#/r/{id}/")));
+
+    let view = s.request_at(&mirror, Method::GET, &format!("/request/{id}"), &[], "").await;
+    assert_eq!(view.json()["state"], "pending");
+    let body = json!({"message": gpg.encrypt_to(&fpr, b"answered publicly")}).to_string();
+    let json_type = [("content-type", "application/json")];
+    let r = s.request_at(&mirror, Method::POST, &format!("/request/{id}/secret"), &json_type, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Collection is not on the public face, even with the token.
+    let auth = [("x-lethe-request-token", token.as_str())];
+    let r = s.request_at(&mirror, Method::GET, &format!("/request/{id}/secret"), &auth, "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = s.request(Method::GET, &format!("/request/{id}/secret"), &auth, "").await;
+    assert_eq!(gpg.decrypt(r.json()["message"].as_str().unwrap()), b"answered publicly");
+    s.stop().await;
+}
