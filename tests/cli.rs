@@ -1,15 +1,14 @@
 //! The `lethe` binary: account commands with and without a running daemon, configuration errors,
 //! `lethe config`, `--help`, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lethe");
+use crate::support::daemon::{BIN, Daemon};
 
 /// Runs `lethe` with a clean `LETHE_*` environment, so the developer's shell cannot leak in.
 fn lethe(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -75,63 +74,6 @@ fn account_cycle(dir: &Path) {
 fn account_commands_work_on_the_store_when_no_daemon_runs() {
     let dir = tempfile::tempdir().unwrap();
     account_cycle(dir.path());
-}
-
-/// A `lethe serve` child whose stderr is watched for its log lines.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> (Daemon, String) {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
-            .env_remove("LETHE_STORAGE")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn lethe serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon { child, lines };
-        let addr_line = daemon.wait_for("listening");
-        let addr = addr_line
-            .split("\"addr\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no address in {addr_line}"))
-            .to_owned();
-        daemon.wait_for("lethe ready");
-        (daemon, addr)
-    }
-
-    /// The next log line containing `needle`; fails after 20 s.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(err) => panic!("lethe serve never logged {needle:?}: {err}"),
-            }
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(killed.success());
-        self.wait_for("stopped");
-        self.child.wait().expect("wait")
-    }
 }
 
 /// One HTTP/1.1 request over a plain socket; returns the status line and the body.

@@ -3,17 +3,15 @@
 //! whose 200 reached the client is still revealable exactly once, and no secret whose reveal returned
 //! 200 is ever served again. Requests whose response was lost in the crash may have gone either way.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lethe");
+use crate::support::daemon::Daemon;
 
 /// Most kill-and-restart cycles, and the time after which no new cycle starts.
 const CYCLES: usize = 20;
@@ -21,69 +19,6 @@ const TIME_BUDGET: Duration = Duration::from_secs(30);
 const LOAD_THREADS: usize = 8;
 /// Per thread and cycle, so a load loop ends even if the kill never comes.
 const MAX_OPS_PER_THREAD: usize = 5_000;
-
-/// A `lethe serve` child whose stderr is watched for its log lines (as in `cli.rs`).
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> (Daemon, String) {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
-            .env_remove("LETHE_STORAGE")
-            .env_remove("LETHE_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn lethe serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon { child, lines };
-        let addr_line = daemon.wait_for("listening");
-        let addr = addr_line
-            .split("\"addr\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no address in {addr_line}"))
-            .to_owned();
-        daemon.wait_for("lethe ready");
-        (daemon, addr)
-    }
-
-    /// The next log line containing `needle`; fails after 20 s.
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(err) => panic!("lethe serve never logged {needle:?}: {err}"),
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL lethe serve");
-        self.child.wait().expect("reap lethe serve");
-    }
-
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(killed.success());
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "graceful stop exits 0: {status:?}");
-    }
-}
 
 /// One HTTP/1.1 POST with a form body over a fresh connection; `Err` when the server is gone.
 fn post(addr: &str, path: &str, form: &str) -> std::io::Result<(u16, Value)> {
@@ -245,7 +180,7 @@ fn sigkill_under_load_never_loses_an_acknowledged_share_nor_serves_a_revealed_on
         }
         cycles += 1;
     }
-    daemon.terminate();
+    assert!(daemon.terminate().success(), "graceful stop exits 0");
     eprintln!(
         "crash test: {cycles} SIGKILL cycles, {load_ops} operations under load, {checked} secrets checked \
          after restart with {verify_requests} reveals, in {:.1} s",

@@ -1,6 +1,7 @@
 //! Test support: a real lethe server on `127.0.0.1:0` with a controllable clock, and a small HTTP
 //! client. Every server gets its own temporary data directory.
 
+pub mod daemon;
 pub mod faults;
 pub mod gpg;
 
