@@ -656,6 +656,17 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_shaped_environment_variable_disables_secret_requests() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LETHE_DISABLE_SECRET_REQUESTS", "true");
+            assert!(!load_in_jail(Sources::default()).unwrap().secret_requests);
+            jail.set_env("LETHE_DISABLE_SECRET_REQUESTS", "false");
+            assert!(load_in_jail(Sources::default()).unwrap().secret_requests);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn read_only_makes_every_listener_read_only_and_disable_flag_turns_requests_off() {
         let raw = RawConfig {
             read_only: true,
