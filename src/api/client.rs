@@ -183,18 +183,12 @@ async fn dispatch(
         }
         Client::Delete { id } => {
             d.client_delete(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
-            Ok((no_content(), None))
+            Ok((http::no_content(), None))
         }
         Client::DeleteFile { id } => {
             d.client_delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
-            Ok((no_content(), None))
+            Ok((http::no_content(), None))
         }
         Client::Unknown => Err(JsonError::new(StatusCode::NOT_FOUND, "Not found")),
     }
-}
-
-pub fn no_content() -> Response<Body> {
-    let mut resp = Response::new(Full::default());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp
 }

@@ -230,7 +230,7 @@ async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Disp
             let result = d
                 .request_revoke(&id, token.as_deref())
                 .await
-                .map(|()| (super::client::no_content(), None))
+                .map(|()| (http::no_content(), None))
                 .map_err(Failed::from);
             (result, None)
         }

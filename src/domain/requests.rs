@@ -274,25 +274,28 @@ impl Domain {
 
     /// The responder's side: store a message encrypted to the request's key, once.
     pub async fn request_submit(&self, id: &str, message: &str) -> Result<(), RequestError> {
-        let (record, _) = self.request_read(id).await?;
-        let info = match openpgp::inspect_message(message, self.settings.limits.max_message_bytes) {
-            Ok(info) => info,
-            Err(MessageError::TooLarge) => return Err(RequestError::TooLong),
-            Err(MessageError::NotEncrypted) => return Err(RequestError::NotEncrypted),
-        };
-        // An anonymous recipient could be anyone; the server cannot vouch for it, so it is refused.
-        if info.anonymous_recipients > 0 || !info.is_encrypted_to(&record.key.info()) {
-            return Err(RequestError::WrongRecipient);
-        }
         let hash = sha256(id.as_bytes());
+        // Parsed once, on the first pass, after the request is known to exist (404 before 400).
+        let mut info = None;
         for _ in 0..CAS_RETRIES {
             let (mut record, version) = self.request_read(id).await?;
+            let info = match &info {
+                Some(info) => info,
+                None => info.insert(
+                    match openpgp::inspect_message(message, self.settings.limits.max_message_bytes) {
+                        Ok(info) => info,
+                        Err(MessageError::TooLarge) => return Err(RequestError::TooLong),
+                        Err(MessageError::NotEncrypted) => return Err(RequestError::NotEncrypted),
+                    },
+                ),
+            };
+            // An anonymous recipient could be anyone; the server cannot vouch for it, so it is refused.
+            // Checked against the current key on every pass: it may have been rotated meanwhile.
+            if info.anonymous_recipients > 0 || !info.is_encrypted_to(&record.key.info()) {
+                return Err(RequestError::WrongRecipient);
+            }
             if record.state != RequestState::Pending {
                 return Err(RequestError::AlreadyFulfilled);
-            }
-            // The key may have been rotated since the check above; the message must fit the current one.
-            if !info.is_encrypted_to(&record.key.info()) {
-                return Err(RequestError::WrongRecipient);
             }
             record.state = RequestState::Fulfilled;
             record.message = Some(message.to_owned());

@@ -137,6 +137,13 @@ pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<
     resp
 }
 
+/// 204 with no body.
+pub fn no_content() -> Response<Body> {
+    let mut resp = Response::new(Full::default());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
 pub const JSON: &str = "application/json; charset=utf-8";
 pub const HTML: &str = "text/html; charset=utf-8";
 
