@@ -1,7 +1,6 @@
 //! The one-time-secret v1 dialect, route by route, state by state, error by error.
 
 use hyper::{Method, StatusCode};
-use lethe::crypto::sha256;
 use lethe::store::{Batch, Engine, Keyspace};
 use serde_json::{Value, json};
 
@@ -286,7 +285,7 @@ async fn expired_and_orphaned_secrets_are_reported_as_such(s: &TestServer) {
     s.app
         .domain
         .store
-        .apply(Batch::new().delete(Keyspace::Secret, sha256(sk.as_bytes())), now)
+        .apply(Batch::new().delete(Keyspace::Secret, s.app.domain.keys.store_key(&sk)), now)
         .await
         .unwrap();
     let meta = s.get(&format!("/api/v1/private/{mk}")).await.json();

@@ -1,5 +1,6 @@
-//! Cryptographic building blocks: ids and tokens from the OS CSPRNG, SHA-256 store keys, constant-time
-//! comparison, the master key with at-rest AEAD, keyed id hashes for logs, and passphrase hashing.
+//! Cryptographic building blocks: ids and tokens from the OS CSPRNG, the store keys ids are kept under,
+//! constant-time comparison, the master key with at-rest AEAD, keyed id hashes for logs, and passphrase
+//! hashing.
 //!
 //! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
 
@@ -11,6 +12,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::digest::{SHA256, digest};
@@ -30,15 +33,13 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
-/// Length of a v1 key: 160 random bits written in base 36 take at most 31 digits.
+/// Length of a v1 key: 160 bits written in base 36 take at most 31 digits.
 pub const KEY_LEN: usize = 31;
 
-/// A new bearer key for links: 160 bits, lower-case base 36, always [`KEY_LEN`] characters (the shape
-/// v1 clients know from the reference server).
-pub fn new_key() -> String {
-    let bytes = random_bytes::<20>();
+/// Writes a 160-bit big-endian number as exactly [`KEY_LEN`] lower-case base-36 digits.
+fn encode_base36(bytes: &[u8; 20]) -> String {
     // Repeated division of a big-endian byte number by 36.
-    let mut n = bytes.to_vec();
+    let mut n = *bytes;
     let mut digits = Vec::with_capacity(KEY_LEN);
     while digits.len() < KEY_LEN {
         let mut rem = 0u32;
@@ -53,8 +54,26 @@ pub fn new_key() -> String {
     String::from_utf8(digits).unwrap_or_default()
 }
 
-/// True for strings that could be a key made by [`new_key`]; anything else is rejected before any
-/// store access.
+/// Reverses [`encode_base36`]; `None` for anything that is not a base-36 number below 2^160.
+fn decode_base36(s: &str) -> Option<[u8; 20]> {
+    let mut n = [0u8; 20];
+    for c in s.bytes() {
+        let digit = BASE36.iter().position(|&d| d == c)?;
+        let mut carry = digit as u32;
+        for b in n.iter_mut().rev() {
+            let acc = u32::from(*b) * 36 + carry;
+            *b = acc as u8;
+            carry = acc >> 8;
+        }
+        if carry != 0 {
+            return None;
+        }
+    }
+    Some(n)
+}
+
+/// True for strings that could be a key made by [`MasterKey::new_key`]; anything else is rejected
+/// before any store access.
 pub fn is_key_shaped(s: &str) -> bool {
     s.len() == KEY_LEN && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
@@ -67,14 +86,7 @@ fn base64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A new id for client-encrypted secrets and secret requests: 192 bits, URL-safe base64, always
-/// [`ID_LEN`] characters. Its length differs from a v1 key's, so a path decides its dialect by shape
-/// alone.
-pub fn new_id() -> String {
-    base64url(&random_bytes::<24>())
-}
-
-/// True for strings that could be an id made by [`new_id`].
+/// True for strings that could be an id made by [`MasterKey::new_id`].
 pub fn is_id_shaped(s: &str) -> bool {
     s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -179,6 +191,10 @@ pub struct MasterKey {
     /// One HKDF pseudo-random key per [`Purpose`], extracted once so the hot path only expands.
     prks: [Prk; 3],
     log_key: hmac::Key,
+    /// Masks the creation sequence inside each bearer id (see [`MasterKey::store_key`]).
+    locality_key: hmac::Key,
+    /// The next creation sequence number; only its order matters, never its value.
+    sequence: AtomicU32,
 }
 
 impl fmt::Debug for MasterKey {
@@ -189,15 +205,90 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
-        let log_key = Salt::new(HKDF_SHA256, b"lethe/log-id-hash")
-            .extract(&bytes)
-            .expand(&[], hmac::HMAC_SHA256)
-            .map(hmac::Key::from)
-            .unwrap_or_else(|_| unreachable!("HKDF output of one block cannot fail"));
+        let hmac_key = |salt: &[u8]| {
+            Salt::new(HKDF_SHA256, salt)
+                .extract(&bytes)
+                .expand(&[], hmac::HMAC_SHA256)
+                .map(hmac::Key::from)
+                .unwrap_or_else(|_| unreachable!("HKDF output of one block cannot fail"))
+        };
         let prk = |p: Purpose| Salt::new(HKDF_SHA256, p.salt()).extract(&bytes);
         let prks =
             [prk(Purpose::SecretValue), prk(Purpose::MetadataSecretKey), prk(Purpose::RecentMetadataKey)];
-        MasterKey { prks, log_key }
+        // Starting from the clock keeps a restarted server appending after what it wrote before (the
+        // sequence wraps every 49 days, which only moves where inserts land).
+        let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u32);
+        MasterKey {
+            prks,
+            log_key: hmac_key(b"lethe/log-id-hash"),
+            locality_key: hmac_key(b"lethe/id-locality"),
+            sequence: AtomicU32::new(start),
+        }
+    }
+
+    /// A new v1 bearer key for links: [`KEY_LEN`] lower-case base-36 characters (the shape v1 clients
+    /// know from the reference server) holding 128 random bits and the masked creation sequence.
+    pub fn new_key(&self) -> String {
+        let mut bytes = random_bytes::<20>();
+        self.stamp(&mut bytes);
+        encode_base36(&bytes)
+    }
+
+    /// A new id for client-encrypted secrets and secret requests: [`ID_LEN`] URL-safe base64
+    /// characters holding 160 random bits and the masked creation sequence. Its length differs from a
+    /// v1 key's, so a path decides its dialect by shape alone.
+    pub fn new_id(&self) -> String {
+        let mut bytes = random_bytes::<24>();
+        self.stamp(&mut bytes);
+        base64url(&bytes)
+    }
+
+    /// Overwrites the first four bytes of a fresh random id with the next sequence number, masked by a
+    /// keyed hash of the id's random rest.
+    fn stamp(&self, bytes: &mut [u8]) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let (head, random) = bytes.split_at_mut(4);
+        let mask = self.locality_mask(random);
+        for ((h, s), m) in head.iter_mut().zip(sequence).zip(mask) {
+            *h = s ^ m;
+        }
+    }
+
+    fn locality_mask(&self, random: &[u8]) -> [u8; 4] {
+        let tag = hmac::sign(&self.locality_key, random);
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&tag.as_ref()[..4]);
+        mask
+    }
+
+    /// The name under which the record of a bearer id (v1 key, client-encrypted or request id) is
+    /// stored: the id's creation sequence, then the first 28 bytes of SHA-256 of the id.
+    ///
+    /// A B-tree keyed by plain SHA-256 scatters every insert onto its own leaf, so a group commit of
+    /// fifty creates rewrites fifty leaves per table, and a commit's cost grows with the number of
+    /// batches in it. Led by the sequence, the records created together sit together, and a group
+    /// commit rewrites a few pages per table. The sequence is masked inside the id with a keyed hash
+    /// of the id's random part, so a link tells its holder nothing about when or in what order it was
+    /// made; the database file shows creation order, which its expiry index shows anyway. Strings that
+    /// are not shaped like an id still get a key, which simply matches nothing.
+    pub fn store_key(&self, id: &str) -> [u8; 32] {
+        let decoded = if is_key_shaped(id) {
+            decode_base36(id).map(Vec::from)
+        } else if is_id_shaped(id) {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id).ok()
+        } else {
+            None
+        };
+        let mut key = [0u8; 32];
+        if let Some(bytes) = decoded.filter(|b| b.len() > 4) {
+            let (head, random) = bytes.split_at(4);
+            for ((k, h), m) in key.iter_mut().zip(head).zip(self.locality_mask(random)) {
+                *k = h ^ m;
+            }
+        }
+        key[4..].copy_from_slice(&sha256(id.as_bytes())[..28]);
+        key
     }
 
     /// Reads the key file, creating it (mode 0600, 32 random bytes) when absent. Refuses a file that
@@ -278,18 +369,52 @@ mod tests {
 
     #[test]
     fn keys_are_31_base36_characters_and_distinct() {
-        let a = new_key();
-        let b = new_key();
+        let mk = MasterKey::from_bytes([3; 32]);
+        let a = mk.new_key();
+        let b = mk.new_key();
         assert_eq!(a.len(), KEY_LEN);
         assert!(is_key_shaped(&a), "{a}");
         assert_ne!(a, b);
         assert!(!is_key_shaped("UPPERCASE0000000000000000000000"));
         assert!(!is_key_shaped("short"));
         assert_eq!(new_token().len(), 40);
-        let id = new_id();
+        let id = mk.new_id();
         assert!(is_id_shaped(&id) && !is_key_shaped(&id), "{id}");
         assert!(!is_id_shaped(&a));
         assert_eq!(new_request_token().len(), 43);
+    }
+
+    #[test]
+    fn base36_round_trips_every_160_bit_number_and_refuses_larger_ones() {
+        for bytes in [[0u8; 20], [0xff; 20], random_bytes::<20>(), random_bytes::<20>()] {
+            let text = encode_base36(&bytes);
+            assert!(is_key_shaped(&text), "{text}");
+            assert_eq!(decode_base36(&text), Some(bytes));
+        }
+        // 36^31 > 2^160: the largest 31-digit numbers do not fit, and are not keys.
+        assert_eq!(decode_base36(&"z".repeat(KEY_LEN)), None);
+        assert_eq!(decode_base36("Z"), None);
+    }
+
+    #[test]
+    fn store_keys_follow_creation_order_which_the_ids_hide() {
+        let mk = MasterKey::from_bytes([4; 32]);
+        let prefix = |key: [u8; 32]| u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+        let keys: Vec<String> = (0..4).map(|_| mk.new_key()).collect();
+        let ids: Vec<String> = (0..4).map(|_| mk.new_id()).collect();
+        let sequences: Vec<u32> = keys.iter().chain(&ids).map(|k| prefix(mk.store_key(k))).collect();
+        for pair in sequences.windows(2) {
+            assert_eq!(pair[1], pair[0].wrapping_add(1), "{sequences:?}");
+        }
+        // The rest of the store key is the id's SHA-256, so two ids never share a key.
+        assert_eq!(mk.store_key(&keys[0])[4..], sha256(keys[0].as_bytes())[..28]);
+        // The sequence is masked: without the master key the ids' leading bytes are not in order.
+        let other = MasterKey::from_bytes([5; 32]);
+        let unmasked: Vec<u32> = keys.iter().map(|k| prefix(other.store_key(k))).collect();
+        assert!(unmasked.windows(2).any(|p| p[1] != p[0].wrapping_add(1)), "{unmasked:?}");
+        // Anything else still has a key, which no record is stored under.
+        assert_eq!(mk.store_key("not an id")[..4], [0; 4]);
+        assert_eq!(mk.store_key(&"z".repeat(KEY_LEN))[..4], [0; 4]);
     }
 
     #[test]

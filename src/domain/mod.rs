@@ -2,7 +2,8 @@
 //!
 //! This layer owns the rules — states, TTLs, who may do what — and the records it stores. It knows no
 //! HTTP and no bytes on disk: it speaks to the store through conditional batches and hands plain
-//! values back to the surface that called it. Every bearer id and token is stored under its SHA-256,
+//! values back to the surface that called it. Every bearer id is stored under
+//! [`MasterKey::store_key`] (its SHA-256 led by its creation sequence), every token under its SHA-256,
 //! and time comes from the [`Clock`].
 
 pub mod accounts;
