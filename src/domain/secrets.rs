@@ -717,7 +717,22 @@ impl Domain {
         // The version whose passphrase was verified, so a retry after a metadata race skips bcrypt.
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
-            let Some((secret, version)) = self.read_v1(secret_hash).await? else {
+            let now = self.now();
+            // The secret and its metadata in one trip to the store.
+            let found = self
+                .store
+                .read(move |store| {
+                    let Some(entry) = store.get(Keyspace::Secret, &secret_hash, now)? else {
+                        return Ok(None);
+                    };
+                    let SecretRecord::V1(secret) = codec::decode::<SecretRecord>(&entry.value)? else {
+                        return Ok(None);
+                    };
+                    let metadata = store.get(Keyspace::Metadata, &secret.metadata_hash, now)?;
+                    Ok(Some((secret, entry.version, metadata)))
+                })
+                .await?;
+            let Some((secret, version, metadata)) = found else {
                 return Err(SecretError::Unknown);
             };
             if let Some(hash) = &secret.passphrase_hash
@@ -730,12 +745,13 @@ impl Domain {
             }
             let value = self.keys.open(Purpose::SecretValue, secret_key.as_bytes(), &secret.sealed_value)?;
 
-            let now = self.now();
-            let mut batch = consume(secret_hash, version).delete(Keyspace::Attempts, secret_hash);
+            let mut batch = consume(secret_hash, version);
+            // Only a passphrase can have failed attempts on record.
+            if secret.passphrase_hash.is_some() {
+                batch = batch.delete(Keyspace::Attempts, secret_hash);
+            }
             let mut share_domain = String::new();
-            if let Some(entry) =
-                self.store.get(Keyspace::Metadata, secret.metadata_hash.to_vec(), now).await?
-            {
+            if let Some(entry) = metadata {
                 let mut meta: MetadataRecord = codec::decode(&entry.value)?;
                 share_domain = meta.share_domain.clone();
                 if !meta.state.is_terminal() {

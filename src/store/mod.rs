@@ -239,8 +239,11 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// The storage contract. Methods block; async callers go through [`StoreHandle`], which runs them on
-/// the blocking pool.
+/// Where [`Store::apply_then`] sends its result.
+pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
+/// The storage contract. Methods may block; async callers go through [`StoreHandle`], which runs
+/// blocking ones on the blocking pool and waits for writes without holding a thread.
 pub trait Store: Send + Sync + 'static {
     /// The live entry under `key`, or `None` if absent or expired at `now`.
     fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError>;
@@ -257,6 +260,17 @@ pub trait Store: Send + Sync + 'static {
     /// Checks every condition at `now`, then applies every mutation, atomically and (for durable
     /// backends) durably before returning.
     fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError>;
+
+    /// [`Store::apply`] without waiting: `done` is called exactly once with what `apply` would have
+    /// returned, on whichever thread finishes the batch (for redb, the writer thread after the commit).
+    /// It must not block on I/O itself, because async callers call it on the runtime.
+    fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>);
+
+    /// Whether reads may wait on I/O; [`StoreHandle`] runs them on the blocking pool if so, and in
+    /// place otherwise.
+    fn reads_block(&self) -> bool {
+        true
+    }
 
     /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed.
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError>;
@@ -400,6 +414,16 @@ impl StoreHandle {
         &*self.inner
     }
 
+    /// Runs reads against the store: on the blocking pool when the backend's reads may wait on I/O,
+    /// in place when they cannot. Several reads in one closure cost one trip to the pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.inner.reads_block() { self.run(f).await } else { f(&*self.inner) }
+    }
+
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -416,7 +440,7 @@ impl StoreHandle {
     }
 
     pub async fn get(&self, ks: Keyspace, key: Vec<u8>, now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        self.run(move |s| s.get(ks, &key, now)).await
+        self.read(move |s| s.get(ks, &key, now)).await
     }
 
     pub async fn scan_prefix(
@@ -426,11 +450,21 @@ impl StoreHandle {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Entry)>, StoreError> {
-        self.run(move |s| s.scan_prefix(ks, &prefix, now, limit)).await
+        self.read(move |s| s.scan_prefix(ks, &prefix, now, limit)).await
     }
 
+    /// Applies a batch; the task waits for the commit, no thread does.
     pub async fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
-        self.run(move |s| s.apply(batch, now)).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner.apply_then(
+            batch,
+            now,
+            Box::new(move |result| {
+                // A caller that stopped waiting has nothing to be told.
+                let _ = reply.send(result);
+            }),
+        );
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
     pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {

@@ -123,8 +123,8 @@ fn parse_index_key(row: &[u8]) -> Option<(Timestamp, u8, &[u8])> {
 
 /// A unit of work for the writer thread, with the channel its caller waits on.
 enum Job {
-    Apply { batch: Batch, now: Timestamp, reply: mpsc::SyncSender<Result<Outcome, StoreError>> },
-    Purge { now: Timestamp, limit: usize, reply: mpsc::SyncSender<Result<usize, StoreError>> },
+    Apply { batch: Batch, now: Timestamp, reply: Reply<Outcome> },
+    Purge { now: Timestamp, limit: usize, reply: Reply<usize> },
 }
 
 /// What a job produced inside the transaction, held until the commit decides whether it stands.
@@ -251,9 +251,16 @@ impl RedbStore {
         }
     }
 
-    fn send(&self, job: Job) -> Result<(), StoreError> {
-        let jobs = self.jobs.as_ref().ok_or(StoreError::Closed)?;
-        jobs.send(job).map_err(|_| StoreError::Closed)
+    /// Hands a job to the writer, or answers it with [`StoreError::Closed`] if the writer is gone.
+    fn send(&self, job: Job) {
+        match &self.jobs {
+            Some(jobs) => {
+                if let Err(mpsc::SendError(job)) = jobs.send(job) {
+                    fail(job, &StoreError::Closed);
+                }
+            }
+            None => fail(job, &StoreError::Closed),
+        }
     }
 }
 
@@ -316,13 +323,28 @@ impl Store for RedbStore {
 
     fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Job::Apply { batch, now, reply })?;
+        self.apply_then(
+            batch,
+            now,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        );
         answer.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    // Sending on the job channel never blocks, so this is safe on the runtime: the caller's task
+    // waits for `reply`, and no thread waits for the commit.
+    fn apply_then(&self, batch: Batch, now: Timestamp, reply: Reply<Outcome>) {
+        self.send(Job::Apply { batch, now, reply });
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Job::Purge { now, limit, reply })?;
+        let reply: Reply<usize> = Box::new(move |result| {
+            let _ = reply.send(result);
+        });
+        self.send(Job::Purge { now, limit, reply });
         answer.recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -384,14 +406,9 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
         match run_group(db, &group, stats) {
             Ok(done) => {
                 for (job, done) in group.into_iter().zip(done) {
-                    // A caller that stopped waiting has nothing to be told; its batch is committed.
                     match (job, done) {
-                        (Job::Apply { reply, .. }, Done::Apply(outcome)) => {
-                            let _ = reply.send(Ok(outcome));
-                        }
-                        (Job::Purge { reply, .. }, Done::Purge(removed)) => {
-                            let _ = reply.send(Ok(removed));
-                        }
+                        (Job::Apply { reply, .. }, Done::Apply(outcome)) => reply(Ok(outcome)),
+                        (Job::Purge { reply, .. }, Done::Purge(removed)) => reply(Ok(removed)),
                         (job, _) => fail(job, &StoreError::Io("writer result out of step".into())),
                     }
                 }
@@ -414,12 +431,8 @@ fn fail(job: Job, err: &StoreError) {
         StoreError::Closed => StoreError::Closed,
     };
     match job {
-        Job::Apply { reply, .. } => {
-            let _ = reply.send(Err(copy()));
-        }
-        Job::Purge { reply, .. } => {
-            let _ = reply.send(Err(copy()));
-        }
+        Job::Apply { reply, .. } => reply(Err(copy())),
+        Job::Purge { reply, .. } => reply(Err(copy())),
     }
 }
 
@@ -622,9 +635,8 @@ mod tests {
 
     const S: Keyspace = Keyspace::Secret;
 
-    fn job(batch: Batch) -> (Job, mpsc::Receiver<Result<Outcome, StoreError>>) {
-        let (reply, answer) = mpsc::sync_channel(1);
-        (Job::Apply { batch, now: 100, reply }, answer)
+    fn job(batch: Batch) -> Job {
+        Job::Apply { batch, now: 100, reply: Box::new(|_| {}) }
     }
 
     fn outcomes(done: Vec<Done>) -> Vec<Outcome> {
@@ -640,9 +652,9 @@ mod tests {
     fn a_conflicting_batch_in_a_group_does_not_affect_its_neighbours() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
-        let (a, _) = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
-        let (b, _) = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
-        let (c, _) = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
+        let a = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
+        let b = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
+        let c = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
         let done = run_group(&store.db, &[a, b, c], &store.stats).expect("group");
         assert_eq!(
             outcomes(done),
@@ -659,10 +671,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
         let create = || Batch::new().require_absent(S, b"k").put(S, b"k", b"v".to_vec(), None);
-        let (first, _) = job(create());
-        let (second, _) = job(create());
-        let (take, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
-        let (again, _) = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let first = job(create());
+        let second = job(create());
+        let take = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
+        let again = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let done =
             outcomes(run_group(&store.db, &[first, second, take, again], &store.stats).expect("group"));
         assert_eq!(done[0], Outcome::Applied(vec![None]));

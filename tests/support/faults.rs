@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lethe::store::{Batch, Entry, Keyspace, Outcome, Store, StoreError, StoreHandle, Timestamp};
+use lethe::store::{Batch, Entry, Keyspace, Outcome, Reply, Store, StoreError, StoreHandle, Timestamp};
 
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -63,6 +63,17 @@ impl Store for Faulty {
     fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
         self.write()?;
         self.inner.blocking().apply(batch, now)
+    }
+
+    fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>) {
+        match self.write() {
+            Ok(()) => self.inner.blocking().apply_then(batch, now, done),
+            Err(err) => done(Err(err)),
+        }
+    }
+
+    fn reads_block(&self) -> bool {
+        self.inner.blocking().reads_block()
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
