@@ -112,6 +112,11 @@ impl AuditSink {
         AuditSink { tx: writer.as_ref().map(|_| Mutex::new(tx)), writer: Mutex::new(writer) }
     }
 
+    /// False for [`AuditSink::disabled`], so callers can skip building events nobody will read.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn record(&self, event: &Event) {
         let Some(tx) = &self.tx else { return };
         let Ok(mut line) = serde_json::to_vec(event) else { return };

@@ -60,6 +60,9 @@ impl App {
         id: Option<&str>,
         account: Option<&str>,
     ) {
+        if !self.audit.is_enabled() {
+            return;
+        }
         let mut e = audit::Event::new(self.domain.now(), event, outcome, ctx.client_ip);
         e.reason = reason;
         e.id_hash = id.map(|id| self.domain.keys.id_hash(id));

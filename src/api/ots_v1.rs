@@ -7,7 +7,8 @@
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::audit::Outcome;
 use crate::crypto::is_key_shaped;
@@ -253,41 +254,58 @@ fn parse_ttl(raw: Option<&str>) -> Option<u64> {
     Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
-/// The metadata object. `recent` entries leave out `secret_key` and `passphrase_required`.
-fn metadata_json(view: &MetadataView, recent: bool) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("custid".into(), json!(view.custid));
-    m.insert("metadata_key".into(), json!(view.metadata_key));
-    let secret_exists = view.secret_ttl.is_some();
-    if !recent && view.state != State::Received {
-        let key = if view.state.is_terminal() {
-            String::new()
-        } else {
-            view.secret_key.clone().unwrap_or_default()
-        };
-        m.insert("secret_key".into(), json!(key));
-    }
-    m.insert("ttl".into(), json!(view.ttl));
-    m.insert("metadata_ttl".into(), json!(view.metadata_ttl));
-    if view.state != State::Received {
-        m.insert("secret_ttl".into(), json!(view.secret_ttl));
-    }
-    m.insert("state".into(), json!(view.state.as_str()));
-    m.insert("created".into(), json!(view.created));
-    m.insert("updated".into(), json!(view.updated));
-    if let (State::Received, Some(received)) = (view.state, view.received) {
-        m.insert("received".into(), json!(received));
-    }
-    m.insert("recipient".into(), json!(view.recipients));
-    m.insert("share_domain".into(), json!(view.share_domain));
-    if !recent && secret_exists {
-        m.insert("passphrase_required".into(), json!(view.passphrase_required));
-    }
-    m
+/// The metadata object of the v1 dialect, in the shape its clients read.
+#[derive(Serialize)]
+struct MetadataJson<'a> {
+    custid: &'a str,
+    metadata_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_key: Option<&'a str>,
+    ttl: u64,
+    metadata_ttl: u64,
+    /// Present (possibly `null`) until the secret is received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_ttl: Option<Option<u64>>,
+    state: &'static str,
+    created: u64,
+    updated: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<u64>,
+    recipient: &'a [String],
+    share_domain: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passphrase_required: Option<bool>,
+    /// A generated secret's value, on the reply that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
 }
 
-fn ok(value: Value) -> Response<Body> {
-    http::json(StatusCode::OK, &value)
+/// The metadata object. `recent` entries leave out `secret_key` and `passphrase_required`.
+fn metadata_json(view: &MetadataView, recent: bool) -> MetadataJson<'_> {
+    let received = view.state == State::Received;
+    let secret_key = (!recent && !received).then(|| {
+        if view.state.is_terminal() { "" } else { view.secret_key.as_deref().unwrap_or_default() }
+    });
+    MetadataJson {
+        custid: &view.custid,
+        metadata_key: &view.metadata_key,
+        secret_key,
+        ttl: view.ttl,
+        metadata_ttl: view.metadata_ttl,
+        secret_ttl: (!received).then_some(view.secret_ttl),
+        state: view.state.as_str(),
+        created: view.created,
+        updated: view.updated,
+        received: if received { view.received } else { None },
+        recipient: &view.recipients,
+        share_domain: &view.share_domain,
+        passphrase_required: (!recent && view.secret_ttl.is_some()).then_some(view.passphrase_required),
+        value: None,
+    }
+}
+
+fn ok(value: &impl Serialize) -> Response<Body> {
+    http::json(StatusCode::OK, value)
 }
 
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
@@ -345,9 +363,9 @@ async fn dispatch(
     audited.account = account.as_ref().map(|a| a.name.clone());
     let d = &app.domain;
     match endpoint {
-        V1::Status => Ok(ok(json!({"status": "nominal", "locale": "en"}))),
+        V1::Status => Ok(ok(&json!({"status": "nominal", "locale": "en"}))),
         V1::Authcheck => match account {
-            Some(_) => Ok(ok(json!({"status": "nominal", "locale": "en"}))),
+            Some(_) => Ok(ok(&json!({"status": "nominal", "locale": "en"}))),
             None => Err(V1Error::NotAuthorized),
         },
         V1::Share | V1::Generate => {
@@ -375,10 +393,8 @@ async fn dispatch(
             let created = d.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
             audited.key = created.metadata.secret_key.clone();
             let mut body = metadata_json(&created.metadata, false);
-            if let Some(value) = created.value {
-                body.insert("value".into(), json!(value));
-            }
-            Ok(ok(Value::Object(body)))
+            body.value = created.value.as_deref();
+            Ok(ok(&body))
         }
         V1::Reveal { secret_key } => {
             if !is_key_shaped(&secret_key) {
@@ -400,11 +416,17 @@ async fn dispatch(
                 }
                 Err(err) => return Err(V1Error::from_secret(err, &secret_key)),
             };
-            Ok(ok(json!({
-                "value": String::from_utf8_lossy(&revealed.value),
-                "secret_key": secret_key,
-                "share_domain": revealed.share_domain,
-            })))
+            #[derive(Serialize)]
+            struct Revealed<'a> {
+                value: &'a str,
+                secret_key: &'a str,
+                share_domain: &'a str,
+            }
+            Ok(ok(&Revealed {
+                value: &String::from_utf8_lossy(&revealed.value),
+                secret_key: &secret_key,
+                share_domain: &revealed.share_domain,
+            }))
         }
         V1::Metadata { metadata_key } => {
             if !is_key_shaped(&metadata_key) {
@@ -412,7 +434,7 @@ async fn dispatch(
             }
             let view =
                 d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
-            Ok(ok(Value::Object(metadata_json(&view, false))))
+            Ok(ok(&metadata_json(&view, false)))
         }
         V1::Burn { metadata_key } => {
             if !is_key_shaped(&metadata_key) {
@@ -432,12 +454,12 @@ async fn dispatch(
                 Err(err) => return Err(V1Error::from_secret(err, &metadata_key)),
             };
             let short: String = secret_key.chars().take(8).collect();
-            Ok(ok(json!({"state": Value::Object(metadata_json(&view, false)), "secret_shortkey": short})))
+            Ok(ok(&json!({"state": metadata_json(&view, false), "secret_shortkey": short})))
         }
         V1::Recent => {
             let Some(account) = account else { return Err(V1Error::NotAuthorized) };
             let views = d.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
-            Ok(ok(Value::Array(views.iter().map(|v| Value::Object(metadata_json(v, true))).collect())))
+            Ok(ok(&views.iter().map(|v| metadata_json(v, true)).collect::<Vec<_>>()))
         }
         V1::Unknown => Err(V1Error::NoRoute),
     }

@@ -148,6 +148,10 @@ pub const JSON: &str = "application/json; charset=utf-8";
 pub const HTML: &str = "text/html; charset=utf-8";
 
 /// A JSON response.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    response(status, JSON, value.to_string())
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => response(status, JSON, body),
+        // Only a map with non-string keys fails to serialize, and no reply has one.
+        Err(_) => response(StatusCode::INTERNAL_SERVER_ERROR, JSON, r#"{"message":"Internal error"}"#),
+    }
 }
