@@ -23,9 +23,12 @@ const KS: Keyspace = Keyspace::Secret;
 const VALUE: [u8; 120] = [7; 120];
 const CALLERS: [usize; 3] = [1, 16, 64];
 
-/// Keys like the domain's: SHA-256 of an id, so inserts land all over the B-tree.
+/// Keys like the domain's (`MasterKey::store_key`): the id's creation sequence, then 28 bytes of its
+/// SHA-256, so keys made one after another sit together in the B-tree.
 fn key(n: u64) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, &n.to_le_bytes()).as_ref().to_vec()
+    let mut key = (n as u32).to_be_bytes().to_vec();
+    key.extend_from_slice(&ring::digest::digest(&ring::digest::SHA256, &n.to_le_bytes()).as_ref()[..28]);
+    key
 }
 
 fn create(store: &dyn Store, n: u64) {
