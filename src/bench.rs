@@ -918,7 +918,8 @@ struct Field<'a> {
 /// which may echo a key).
 fn expect<'a, T: Deserialize<'a>>(status: StatusCode, body: &'a [u8]) -> Result<T, String> {
     if status.is_success() {
-        return serde_json::from_slice(body).map_err(|_| format!("HTTP {status} with a body that is not JSON"));
+        return serde_json::from_slice(body)
+            .map_err(|_| format!("HTTP {status} with a body that is not JSON"));
     }
     let message = serde_json::from_slice::<Field<'_>>(body).ok().and_then(|f| f.message);
     let message: String = message.as_deref().unwrap_or("no JSON message").chars().take(120).collect();

@@ -283,9 +283,8 @@ struct MetadataJson<'a> {
 /// The metadata object. `recent` entries leave out `secret_key` and `passphrase_required`.
 fn metadata_json(view: &MetadataView, recent: bool) -> MetadataJson<'_> {
     let received = view.state == State::Received;
-    let secret_key = (!recent && !received).then(|| {
-        if view.state.is_terminal() { "" } else { view.secret_key.as_deref().unwrap_or_default() }
-    });
+    let secret_key = (!recent && !received)
+        .then(|| if view.state.is_terminal() { "" } else { view.secret_key.as_deref().unwrap_or_default() });
     MetadataJson {
         custid: &view.custid,
         metadata_key: &view.metadata_key,

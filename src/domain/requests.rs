@@ -232,7 +232,7 @@ impl Domain {
     }
 
     async fn request_read(&self, id: &str) -> Result<(RequestRecord, u64), RequestError> {
-        let entry = self.store.get(Keyspace::Request, self.keys.store_key(&id).to_vec(), self.now()).await?;
+        let entry = self.store.get(Keyspace::Request, self.keys.store_key(id).to_vec(), self.now()).await?;
         let entry = entry.ok_or(RequestError::NotFound)?;
         Ok((codec::decode(&entry.value)?, entry.version))
     }
@@ -274,7 +274,7 @@ impl Domain {
 
     /// The responder's side: store a message encrypted to the request's key, once.
     pub async fn request_submit(&self, id: &str, message: &str) -> Result<(), RequestError> {
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         // Parsed once, on the first pass, after the request is known to exist (404 before 400).
         let mut info = None;
         for _ in 0..CAS_RETRIES {
@@ -313,7 +313,7 @@ impl Domain {
         let Some(message) = record.message.filter(|_| record.state == RequestState::Fulfilled) else {
             return Err(RequestError::NotYetFulfilled);
         };
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         let batch =
             Batch::new().require_version(Keyspace::Request, hash, version).take(Keyspace::Request, hash);
         match self.store.apply(batch, self.now()).await? {
@@ -326,7 +326,7 @@ impl Domain {
     /// Revokes a request in any state; a provided secret goes with it.
     pub async fn request_revoke(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
         let (_, version) = self.request_authorized(id, token).await?;
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         let batch =
             Batch::new().require_version(Keyspace::Request, hash, version).delete(Keyspace::Request, hash);
         match self.store.apply(batch, self.now()).await? {
@@ -342,7 +342,7 @@ impl Domain {
         token: Option<&str>,
         public_key: &str,
     ) -> Result<String, RequestError> {
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         for _ in 0..CAS_RETRIES {
             let (mut record, version) = self.request_authorized(id, token).await?;
             if record.state != RequestState::Pending {

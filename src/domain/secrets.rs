@@ -601,7 +601,7 @@ impl Domain {
     /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
     /// concurrent reads exactly one gets it.
     pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         for _ in 0..CAS_RETRIES {
             let Some((secret, version)) = self.read_client(hash, payload).await? else {
                 return Err(ClientError::NotFound);
@@ -622,14 +622,14 @@ impl Domain {
 
     /// Whether a client-encrypted secret is one-time; never consumes.
     pub async fn client_status(&self, id: &str) -> Result<bool, ClientError> {
-        match self.read_client(self.keys.store_key(&id), Payload::Message).await? {
+        match self.read_client(self.keys.store_key(id), Payload::Message).await? {
             Some((secret, _)) => Ok(secret.one_time),
             None => Err(ClientError::NotFound),
         }
     }
 
     pub async fn client_delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
-        let hash = self.keys.store_key(&id);
+        let hash = self.keys.store_key(id);
         let Some((_, version)) = self.read_client(hash, payload).await? else {
             return Err(ClientError::NotFound);
         };
@@ -643,7 +643,7 @@ impl Domain {
 
     /// Whether a secret exists and needs a passphrase; never consumes.
     pub async fn peek(&self, secret_key: &str) -> Result<Option<Peek>, SecretError> {
-        let found = self.read_v1(self.keys.store_key(&secret_key)).await?;
+        let found = self.read_v1(self.keys.store_key(secret_key)).await?;
         Ok(found.map(|(s, _)| Peek { passphrase_required: s.passphrase_hash.is_some() }))
     }
 
@@ -713,7 +713,7 @@ impl Domain {
         secret_key: &str,
         passphrase: Option<&Passphrase>,
     ) -> Result<Revealed, SecretError> {
-        let secret_hash = self.keys.store_key(&secret_key);
+        let secret_hash = self.keys.store_key(secret_key);
         // The version whose passphrase was verified, so a retry after a metadata race skips bcrypt.
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
@@ -786,7 +786,7 @@ impl Domain {
     /// The creator's view. With `mark_viewed`, a first read moves `new` to `viewed` (the reply still
     /// shows `new`); a read that finds the secret gone settles the state as expired or orphaned.
     pub async fn metadata(&self, metadata_key: &str, mark_viewed: bool) -> Result<MetadataView, SecretError> {
-        let metadata_hash = self.keys.store_key(&metadata_key);
+        let metadata_hash = self.keys.store_key(metadata_key);
         for _ in 0..CAS_RETRIES {
             let now = self.now();
             let Some(entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
@@ -864,7 +864,7 @@ impl Domain {
         metadata_key: &str,
         passphrase: Option<&Passphrase>,
     ) -> Result<(MetadataView, String), SecretError> {
-        let metadata_hash = self.keys.store_key(&metadata_key);
+        let metadata_hash = self.keys.store_key(metadata_key);
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
             let now = self.now();

@@ -8,8 +8,9 @@
 //! purge is a range scan. Every change to an entry removes its old index row and writes the new one
 //! in the same transaction, so the index never points at a different generation of the entry.
 //!
-//! Writes. A durable commit costs about a millisecond, so [`Store::apply`] and [`Store::purge_expired`]
-//! do not commit themselves: they send a job to the writer thread and wait. The writer takes every job
+//! Writes. A durable commit costs about a millisecond, so [`Store::apply`], [`Store::apply_then`] and
+//! [`Store::purge_expired`] do not commit themselves: they send a job to the writer thread, and the
+//! job's reply is called once its commit is done (`apply_then` returns at once; the others wait). The writer takes every job
 //! already waiting (up to [`MAX_GROUP`]), runs them in arrival order in one write transaction — each
 //! batch checks its conditions against the transaction's current state, so it sees the batches before
 //! it — commits once with [`Durability::Immediate`], and only then answers. If any I/O fails, the whole
