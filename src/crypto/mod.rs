@@ -36,40 +36,68 @@ const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Length of a v1 key: 160 bits written in base 36 take at most 31 digits.
 pub const KEY_LEN: usize = 31;
 
+/// 36^6, the largest power of 36 below 2^32: base-36 conversion works six digits at a time on 32-bit
+/// limbs, which keeps making and reading keys off the request path's profile.
+const BASE36_CHUNK: u64 = 36u64.pow(6);
+
 /// Writes a 160-bit big-endian number as exactly [`KEY_LEN`] lower-case base-36 digits.
 fn encode_base36(bytes: &[u8; 20]) -> String {
-    // Repeated division of a big-endian byte number by 36.
-    let mut n = *bytes;
-    let mut digits = Vec::with_capacity(KEY_LEN);
-    while digits.len() < KEY_LEN {
-        let mut rem = 0u32;
-        for b in n.iter_mut() {
-            let acc = (rem << 8) | u32::from(*b);
-            *b = (acc / 36) as u8;
-            rem = acc % 36;
-        }
-        digits.push(BASE36[rem as usize]);
+    let mut limbs = [0u32; 5];
+    for (limb, chunk) in limbs.iter_mut().zip(bytes.chunks_exact(4)) {
+        *limb = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    let mut digits = [b'0'; 36];
+    for group in digits.rchunks_exact_mut(6) {
+        // Long division of the limbs by 36^6; the remainder is the next six digits.
+        let mut rem = 0u64;
+        for limb in limbs.iter_mut() {
+            let acc = (rem << 32) | u64::from(*limb);
+            *limb = (acc / BASE36_CHUNK) as u32;
+            rem = acc % BASE36_CHUNK;
+        }
+        for digit in group.iter_mut().rev() {
+            *digit = BASE36[(rem % 36) as usize];
+            rem /= 36;
+        }
+    }
+    // 36^31 > 2^160, so the five leading digits of the 36 are always zero.
+    String::from_utf8_lossy(&digits[36 - KEY_LEN..]).into_owned()
+}
+
+fn base36_digit(c: u8) -> Option<u64> {
+    match c {
+        b'0'..=b'9' => Some(u64::from(c - b'0')),
+        b'a'..=b'z' => Some(u64::from(c - b'a') + 10),
+        _ => None,
+    }
 }
 
 /// Reverses [`encode_base36`]; `None` for anything that is not a base-36 number below 2^160.
 fn decode_base36(s: &str) -> Option<[u8; 20]> {
-    let mut n = [0u8; 20];
-    for c in s.bytes() {
-        let digit = BASE36.iter().position(|&d| d == c)?;
-        let mut carry = digit as u32;
-        for b in n.iter_mut().rev() {
-            let acc = u32::from(*b) * 36 + carry;
-            *b = acc as u8;
-            carry = acc >> 8;
+    let mut limbs = [0u32; 5];
+    for chunk in s.as_bytes().chunks(6) {
+        let mut value = 0u64;
+        let mut scale = 1u64;
+        for &c in chunk {
+            value = value * 36 + base36_digit(c)?;
+            scale *= 36;
+        }
+        // limbs = limbs * scale + value, from the least significant limb up.
+        let mut carry = value;
+        for limb in limbs.iter_mut().rev() {
+            let acc = u64::from(*limb) * scale + carry;
+            *limb = acc as u32;
+            carry = acc >> 32;
         }
         if carry != 0 {
             return None;
         }
     }
-    Some(n)
+    let mut out = [0u8; 20];
+    for (chunk, limb) in out.chunks_exact_mut(4).zip(limbs) {
+        chunk.copy_from_slice(&limb.to_be_bytes());
+    }
+    Some(out)
 }
 
 /// True for strings that could be a key made by [`MasterKey::new_key`]; anything else is rejected
@@ -386,7 +414,9 @@ mod tests {
 
     #[test]
     fn base36_round_trips_every_160_bit_number_and_refuses_larger_ones() {
-        for bytes in [[0u8; 20], [0xff; 20], random_bytes::<20>(), random_bytes::<20>()] {
+        let mut one = [0u8; 20];
+        one[19] = 1;
+        for bytes in [[0u8; 20], one, [0xff; 20], random_bytes::<20>(), random_bytes::<20>()] {
             let text = encode_base36(&bytes);
             assert!(is_key_shaped(&text), "{text}");
             assert_eq!(decode_base36(&text), Some(bytes));
@@ -394,6 +424,26 @@ mod tests {
         // 36^31 > 2^160: the largest 31-digit numbers do not fit, and are not keys.
         assert_eq!(decode_base36(&"z".repeat(KEY_LEN)), None);
         assert_eq!(decode_base36("Z"), None);
+        assert_eq!(encode_base36(&one), format!("{}1", "0".repeat(KEY_LEN - 1)));
+        assert_eq!(encode_base36(&[0xff; 20]), "twj4yidkw7a8pn4g709kzmfoaol3x8f");
+        // The same numbers as the digit-by-digit definition gives, for every length of input.
+        assert_eq!(
+            decode_base36("z"),
+            Some({
+                let mut b = [0u8; 20];
+                b[19] = 35;
+                b
+            })
+        );
+        assert_eq!(
+            decode_base36("100"),
+            Some({
+                let mut b = [0u8; 20];
+                b[18] = 5;
+                b[19] = 16;
+                b
+            })
+        );
     }
 
     #[test]
