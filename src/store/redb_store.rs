@@ -66,6 +66,43 @@ fn io_error(err: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// The fixed part of a stored entry, read without copying the value: conditions and version bumps
+/// need only this.
+#[derive(Clone, Copy)]
+struct Header {
+    version: u64,
+    expires_at: Option<Timestamp>,
+}
+
+impl Header {
+    fn decode(bytes: &[u8]) -> Result<Header, StoreError> {
+        let Some((expires, rest)) = bytes.split_first_chunk::<8>() else {
+            return Err(StoreError::Corrupt(format!("entry header is {} bytes", bytes.len())));
+        };
+        let Some((version, _)) = rest.split_first_chunk::<8>() else {
+            return Err(StoreError::Corrupt(format!("entry header is {} bytes", bytes.len())));
+        };
+        let expires_at = match u64::from_be_bytes(*expires) {
+            0 => None,
+            at => Some(at),
+        };
+        Ok(Header { version: u64::from_be_bytes(*version), expires_at })
+    }
+
+    fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+
+    /// The stored bytes of an entry with this header and `value`.
+    fn encode(&self, value: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + value.len());
+        bytes.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
+        bytes.extend_from_slice(&self.version.to_be_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+}
+
 /// An entry as stored: the decoded header and the value.
 struct Stored {
     value: Vec<u8>,
@@ -75,27 +112,14 @@ struct Stored {
 
 impl Stored {
     fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(StoreError::Corrupt(format!("entry header is {} bytes", bytes.len())));
-        }
-        let (header, value) = bytes.split_at(HEADER_LEN);
-        let mut expires = [0u8; 8];
-        let mut version = [0u8; 8];
-        expires.copy_from_slice(&header[..8]);
-        version.copy_from_slice(&header[8..]);
-        let expires_at = match u64::from_be_bytes(expires) {
-            0 => None,
-            at => Some(at),
-        };
-        Ok(Stored { value: value.to_vec(), version: u64::from_be_bytes(version), expires_at })
+        let header = Header::decode(bytes)?;
+        let value = bytes.get(HEADER_LEN..).unwrap_or_default().to_vec();
+        Ok(Stored { value, version: header.version, expires_at: header.expires_at })
     }
 
+    #[cfg(test)]
     fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(HEADER_LEN + self.value.len());
-        bytes.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
-        bytes.extend_from_slice(&self.version.to_be_bytes());
-        bytes.extend_from_slice(&self.value);
-        bytes
+        Header { version: self.version, expires_at: self.expires_at }.encode(&self.value)
     }
 
     fn is_live(&self, now: Timestamp) -> bool {
@@ -506,8 +530,16 @@ impl<'txn> Tables<'txn> {
             .ok_or_else(|| StoreError::Io(format!("table {} is not open", ks.name())))
     }
 
-    fn live(&mut self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Stored>, StoreError> {
-        Ok(read_entry(self.table(ks)?, key)?.filter(|s| s.is_live(now)))
+    /// The header of the entry under `key`, live or not.
+    fn header(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Header>, StoreError> {
+        match self.table(ks)?.get(key).map_err(io_error)? {
+            Some(bytes) => Header::decode(bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn live(&mut self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Header>, StoreError> {
+        Ok(self.header(ks, key)?.filter(|h| h.is_live(now)))
     }
 
     /// Removes the entry and its index row, returning what was stored, live or not.
@@ -522,18 +554,23 @@ impl<'txn> Tables<'txn> {
         Ok(Some(old))
     }
 
-    fn insert(&mut self, ks: Keyspace, key: &[u8], stored: &Stored) -> Result<(), StoreError> {
-        let old_expiry = match self.table(ks)?.insert(key, stored.encode().as_slice()).map_err(io_error)? {
-            Some(old) => Stored::decode(old.value())?.expires_at,
-            None => None,
-        };
+    /// Stores `value` under `header`, replacing an entry whose expiry was `old_expiry`.
+    fn insert(
+        &mut self,
+        ks: Keyspace,
+        key: &[u8],
+        header: Header,
+        value: &[u8],
+        old_expiry: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.table(ks)?.insert(key, header.encode(value).as_slice()).map_err(io_error)?;
         // An overwrite that keeps its expiry (a metadata state change, say) keeps its index row:
         // two B-tree writes fewer per commit on the hot path.
-        if old_expiry != stored.expires_at {
+        if old_expiry != header.expires_at {
             if let Some(at) = old_expiry {
                 self.expiry.remove(index_key(at, ks, key).as_slice()).map_err(io_error)?;
             }
-            if let Some(at) = stored.expires_at {
+            if let Some(at) = header.expires_at {
                 self.expiry.insert(index_key(at, ks, key).as_slice(), [].as_slice()).map_err(io_error)?;
             }
         }
@@ -545,7 +582,7 @@ impl<'txn> Tables<'txn> {
             Condition::Absent { ks, key } => self.live(*ks, key, now)?.is_none(),
             Condition::Present { ks, key } => self.live(*ks, key, now)?.is_some(),
             Condition::Version { ks, key, version } => {
-                self.live(*ks, key, now)?.is_some_and(|s| s.version == *version)
+                self.live(*ks, key, now)?.is_some_and(|h| h.version == *version)
             }
         })
     }
@@ -566,10 +603,11 @@ impl<'txn> Tables<'txn> {
     fn mutate(&mut self, mutation: &Mutation, now: Timestamp) -> Result<Option<Entry>, StoreError> {
         match mutation {
             Mutation::Put { ks, key, value, expires_at } => {
-                let version = self.live(*ks, key, now)?.map_or(1, |old| old.version.saturating_add(1));
-                let stored = Stored { value: value.clone(), version, expires_at: *expires_at };
-                if stored.is_live(now) {
-                    self.insert(*ks, key, &stored)?;
+                let old = self.header(*ks, key)?;
+                let version = old.filter(|h| h.is_live(now)).map_or(1, |h| h.version.saturating_add(1));
+                let header = Header { version, expires_at: *expires_at };
+                if header.is_live(now) {
+                    self.insert(*ks, key, header, value, old.and_then(|h| h.expires_at))?;
                 } else {
                     self.remove(*ks, key)?;
                 }
@@ -606,8 +644,8 @@ impl<'txn> Tables<'txn> {
                     Some(ks) => {
                         // The index is kept in step with the entries, but check anyway: an index row
                         // must never remove a newer generation of the entry.
-                        let current = read_entry(self.table(ks)?, key)?;
-                        if current.is_some_and(|s| s.expires_at == Some(at)) {
+                        let current = self.header(ks, key)?;
+                        if current.is_some_and(|h| h.expires_at == Some(at)) {
                             self.remove(ks, key)?;
                             removed += 1;
                         } else {
