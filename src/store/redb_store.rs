@@ -10,10 +10,11 @@
 //!
 //! Writes. A durable commit costs about a millisecond, so [`Store::apply`], [`Store::apply_then`] and
 //! [`Store::purge_expired`] do not commit themselves: they send a job to the writer thread, and the
-//! job's reply is called once its commit is done (`apply_then` returns at once; the others wait). The writer takes every job
-//! already waiting (up to [`MAX_GROUP`]), runs them in arrival order in one write transaction — each
-//! batch checks its conditions against the transaction's current state, so it sees the batches before
-//! it — commits once with [`Durability::Immediate`], and only then answers. If any I/O fails, the whole
+//! job's reply is called once its commit is done (`apply_then` returns at once; the others wait). The
+//! writer takes every job already waiting, and every job that arrives while those run (up to
+//! [`MAX_GROUP`]), runs them in arrival order in one write transaction — each batch checks its
+//! conditions against the transaction's current state, so it sees the batches before it — commits
+//! once with [`Durability::Immediate`], and only then answers. If any I/O fails, the whole
 //! transaction is aborted and every job in it gets the error; none was acknowledged.
 //!
 //! Reads use their own read transactions and never wait for the writer.
@@ -428,7 +429,7 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
                 Err(_) => break,
             }
         }
-        match run_group(db, &group, stats) {
+        match run_group(db, &mut group, Some(jobs), stats) {
             Ok(done) => {
                 for (job, done) in group.into_iter().zip(done) {
                     match (job, done) {
@@ -462,10 +463,18 @@ fn fail(job: Job, err: &StoreError) {
 }
 
 /// Runs every job of a group in one transaction and commits it; on any error nothing is committed.
-fn run_group(db: &Database, group: &[Job], stats: &Counters) -> Result<Vec<Done>, StoreError> {
+///
+/// Jobs that arrive on `late` while the group runs join it before the commit: otherwise they would
+/// wait for this commit and then their own, and the group would be smaller for it.
+fn run_group(
+    db: &Database,
+    group: &mut Vec<Job>,
+    late: Option<&mpsc::Receiver<Job>>,
+    stats: &Counters,
+) -> Result<Vec<Done>, StoreError> {
     let mut txn = db.begin_write().map_err(io_error)?;
     txn.set_durability(Durability::Immediate).map_err(io_error)?;
-    let done = match run_jobs(&txn, group) {
+    let done = match run_jobs(&txn, group, late) {
         Ok(done) => done,
         Err(err) => {
             // Dropping would abort too; aborting explicitly surfaces nothing new but says what happens.
@@ -491,16 +500,33 @@ fn run_group(db: &Database, group: &[Job], stats: &Counters) -> Result<Vec<Done>
     Ok(done)
 }
 
-fn run_jobs(txn: &WriteTransaction, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+fn run_jobs(
+    txn: &WriteTransaction,
+    group: &mut Vec<Job>,
+    late: Option<&mpsc::Receiver<Job>>,
+) -> Result<Vec<Done>, StoreError> {
     let mut tables = Tables::open(txn)?;
     let mut done = Vec::with_capacity(group.len());
-    for job in group {
-        done.push(match job {
-            Job::Apply { batch, now, .. } => Done::Apply(tables.apply(batch, *now)?),
-            Job::Purge { now, limit, .. } => Done::Purge(tables.purge(*now, *limit)?),
-        });
+    loop {
+        for job in &group[done.len()..] {
+            done.push(match job {
+                Job::Apply { batch, now, .. } => Done::Apply(tables.apply(batch, *now)?),
+                Job::Purge { now, limit, .. } => Done::Purge(tables.purge(*now, *limit)?),
+            });
+        }
+        let before = group.len();
+        if let Some(late) = late {
+            while group.len() < MAX_GROUP {
+                match late.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        if group.len() == before {
+            return Ok(done);
+        }
     }
-    Ok(done)
 }
 
 type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
@@ -694,7 +720,7 @@ mod tests {
         let a = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
         let b = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
         let c = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
-        let done = run_group(&store.db, &[a, b, c], &store.stats).expect("group");
+        let done = run_group(&store.db, &mut vec![a, b, c], None, &store.stats).expect("group");
         assert_eq!(
             outcomes(done),
             vec![Outcome::Applied(vec![None]), Outcome::Conflict(0), Outcome::Applied(vec![None])]
@@ -714,8 +740,9 @@ mod tests {
         let second = job(create());
         let take = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let again = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
-        let done =
-            outcomes(run_group(&store.db, &[first, second, take, again], &store.stats).expect("group"));
+        let done = outcomes(
+            run_group(&store.db, &mut vec![first, second, take, again], None, &store.stats).expect("group"),
+        );
         assert_eq!(done[0], Outcome::Applied(vec![None]));
         assert_eq!(done[1], Outcome::Conflict(0));
         assert!(matches!(&done[2], Outcome::Applied(slots) if slots[0].is_some()));
