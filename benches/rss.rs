@@ -17,10 +17,15 @@ const NOW: u64 = 1_800_000_000;
 const PER_BATCH: u64 = 250;
 const THREADS: usize = 4;
 
+/// Keys shaped like the domain's (`MasterKey::store_key`): a creation sequence, then 28 bytes of a
+/// SHA-256. A secret and its metadata get consecutive sequence numbers, as a v1 share gives them.
 fn key(tag: u8, n: u64) -> Vec<u8> {
     let mut input = n.to_le_bytes().to_vec();
     input.push(tag);
-    ring::digest::digest(&ring::digest::SHA256, &input).as_ref().to_vec()
+    let sequence = (n * 2 + u64::from(tag)) as u32;
+    let mut key = sequence.to_be_bytes().to_vec();
+    key.extend_from_slice(&ring::digest::digest(&ring::digest::SHA256, &input).as_ref()[..28]);
+    key
 }
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.

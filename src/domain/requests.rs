@@ -2,8 +2,8 @@
 //! and the requester collects it once.
 //!
 //! States on the server: `pending` → `fulfilled`; collected, revoked and expired requests are gone.
-//! A request lives under SHA-256 of its id in [`Keyspace::Request`], with the management token stored
-//! only as a SHA-256 digest. Invariants:
+//! A request lives under the store key of its id in [`Keyspace::Request`], with the management token
+//! stored only as a SHA-256 digest. Invariants:
 //! - Fulfilment is a compare-and-set on the pending record's version: of concurrent submissions
 //!   exactly one wins; the others find it fulfilled.
 //! - Collection takes the record in one step: of concurrent collections exactly one gets the message.

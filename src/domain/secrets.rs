@@ -1,9 +1,10 @@
 //! One-time secrets: create, reveal once, burn, and the creator's metadata.
 //!
-//! A secret lives under SHA-256 of its secret key in [`Keyspace::Secret`]; its metadata lives under
-//! SHA-256 of the metadata key in [`Keyspace::Metadata`] for twice the secret's TTL. The value is
-//! sealed with a key derived from the master key and the secret key, and the metadata keeps the secret
-//! key sealed under the metadata key, so the database alone yields neither a value nor a working link.
+//! A secret lives under the store key of its secret key in [`Keyspace::Secret`]; its metadata lives
+//! under the store key of the metadata key in [`Keyspace::Metadata`] for twice the secret's TTL. The
+//! value is sealed with a key derived from the master key and the secret key, and the metadata keeps
+//! the secret key sealed under the metadata key, so the database alone yields neither a value nor a
+//! working link.
 //!
 //! Invariants:
 //! - A reveal is one conditional batch: take the secret at the version that was read (and whose
@@ -509,7 +510,7 @@ impl Domain {
         }
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
-            // 160-bit keys do not collide; a conflict here means the random source is broken.
+            // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
             Outcome::Conflict(_) => return Err(SecretError::Store(StoreError::Io("key collision".into()))),
         }
         let view = MetadataView {

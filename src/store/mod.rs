@@ -33,17 +33,17 @@ pub type Timestamp = u64;
 /// because it is written into the expiry index on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Keyspace {
-    /// One-time secrets of every kind, under SHA-256 of the secret id.
+    /// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
     Secret,
-    /// v1 metadata records, under SHA-256 of the metadata key.
+    /// v1 metadata records, under the store key of the metadata key.
     Metadata,
     /// Accounts, under the account name.
     Account,
     /// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
     Recent,
-    /// Failed passphrase attempts per secret, under SHA-256 of the secret id.
+    /// Failed passphrase attempts per secret, under the store key of the secret id.
     Attempts,
-    /// Secret requests, under SHA-256 of the request id.
+    /// Secret requests, under the store key of the request id.
     Request,
 }
 
