@@ -771,6 +771,25 @@ mod tests {
     }
 
     #[test]
+    fn jobs_that_arrive_while_a_group_runs_share_its_commit() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        let create =
+            |key: &'static [u8]| job(Batch::new().require_absent(S, key).put(S, key, b"v".to_vec(), None));
+        let (late, arrivals) = mpsc::channel();
+        late.send(create(b"late-1")).expect("send");
+        late.send(create(b"late-2")).expect("send");
+        let before = store.writer_stats();
+        let mut group = vec![create(b"first")];
+        let done = outcomes(run_group(&store.db, &mut group, Some(&arrivals), &store.stats).expect("group"));
+        assert_eq!(done, vec![Outcome::Applied(vec![None]); 3]);
+        assert_eq!(group.len(), 3);
+        let stats = store.writer_stats().since(&before);
+        assert_eq!((stats.commits, stats.jobs), (1, 3));
+        assert_eq!(store.count(S).expect("count"), 3);
+    }
+
+    #[test]
     fn later_batches_in_a_group_see_the_earlier_ones() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
