@@ -272,10 +272,15 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
-    /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed.
+    /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed. It also
+    /// clears whatever the backend kept of entries already removed whose time has come (redb's index
+    /// rows); those do not count.
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError>;
 
-    /// The earliest expiry time of any stored entry, live or not yet purged.
+    /// A time at or before the earliest expiry of any stored entry, live or not yet purged; `None` when
+    /// nothing is due ever. It may be the expiry of an entry already removed, until a purge passes that
+    /// time (redb leaves a removed entry's index row for the purge); a purge at `t` leaves nothing due
+    /// at or before `t`.
     fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// Number of live-or-unpurged entries in a keyspace (for metrics and `lethe bench`).
