@@ -17,11 +17,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `lethe serve` on `127.0.0.1:0` in `dir`; returns once it is ready, with its address.
     pub fn start(dir: &Path) -> (Daemon, String) {
+        Daemon::start_with(dir, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment (configuration overrides such as
+    /// `LETHE_RATE_LIMIT__ENABLED`).
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Daemon, String) {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("UTF-8 path")])
             .env_remove("LETHE_STORAGE")
             .env_remove("LETHE_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
