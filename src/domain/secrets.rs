@@ -746,6 +746,8 @@ impl Domain {
             }
             let value = self.keys.open(Purpose::SecretValue, secret_key.as_bytes(), &secret.sealed_value)?;
 
+            // bcrypt may have taken a while: the take is judged at the time it is committed.
+            let now = self.now();
             let mut batch = consume(secret_hash, version);
             // Only a passphrase can have failed attempts on record.
             if secret.passphrase_hash.is_some() {
