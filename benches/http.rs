@@ -15,6 +15,10 @@ use hyper::body::Bytes;
 use lethe::bench::{Connection, Endpoint, LocalServer};
 use lethe::store::Engine;
 
+/// The server's allocator (see `src/main.rs`), so that memory and speed are measured as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 const CONNECTIONS: [usize; 2] = [1, 64];
 

@@ -12,6 +12,10 @@ use std::time::Instant;
 
 use lethe::store::{Batch, DEFAULT_CACHE_BYTES, Keyspace, REDB_FILE, RedbStore, Store};
 
+/// The server's allocator (see `src/main.rs`), so that memory and speed are measured as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NOW: u64 = 1_800_000_000;
 /// Secrets per batch while loading: few commits, so the load is quick.
 const PER_BATCH: u64 = 250;

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lethe::store::{Batch, Keyspace, MemoryStore, Outcome, REDB_FILE, RedbStore, Store, WriterStats};
 
+/// The server's allocator (see `src/main.rs`), so that memory and speed are measured as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NOW: u64 = 1_800_000_000;
 const EXPIRES: u64 = NOW + 3600;
 const KS: Keyspace = Keyspace::Secret;

@@ -60,6 +60,7 @@ conformance!(
     prefix_scan_is_ordered_limited_and_stops_at_the_prefix_boundary,
     prefix_scan_skips_expired_entries_without_counting_them_against_the_limit,
     an_empty_prefix_scans_the_whole_keyspace,
+    prefix_scan_sees_only_its_own_keyspace,
     concurrent_version_conditioned_takes_of_one_key_have_exactly_one_winner,
     concurrent_creates_of_one_key_have_exactly_one_winner,
     purge_removes_exactly_the_expired_entries_after_overwrites_deletes_and_takes,
@@ -482,6 +483,31 @@ fn count_counts_unpurged_entries_per_keyspace(store: &Arc<dyn Store>) {
     assert_eq!(store.count(M).expect("count"), 0);
     store.purge_expired(NOW + 2, 10).expect("purge");
     assert_eq!(store.count(S).expect("count"), 1);
+
+    // Same key in keyspaces that a backend may store together; every removal counts once, in its own.
+    put(store, Keyspace::Attempts, b"a", b"", None);
+    put(store, M, b"m", b"", None);
+    put(store, M, b"n", b"", None);
+    let counts = || Keyspace::ALL.map(|ks| store.count(ks).expect("count"));
+    assert_eq!(counts(), [1, 2, 0, 0, 1, 1]);
+    apply(store, Batch::new().take(S, b"a").take(S, b"a").delete(M, b"m").delete(M, b"gone"), NOW);
+    assert_eq!(counts(), [0, 1, 0, 0, 1, 1]);
+    // A put that is already expired removes the entry it replaces.
+    apply(store, Batch::new().put(M, b"n", Vec::new(), Some(NOW)), NOW);
+    assert_eq!(counts(), [0, 0, 0, 0, 1, 1]);
+}
+
+fn prefix_scan_sees_only_its_own_keyspace(store: &Arc<dyn Store>) {
+    for (ks, value) in [(S, b"s"), (Keyspace::Attempts, b"a"), (M, b"m")] {
+        for key in [&[1][..], &[1, 0], &[1, 1], &[1, 2, 3]] {
+            put(store, ks, key, value, None);
+        }
+    }
+    let found = store.scan_prefix(Keyspace::Attempts, &[1], NOW, 3).expect("scan");
+    assert_eq!(keys(&found), vec![vec![1], vec![1, 0], vec![1, 1]]);
+    assert!(found.iter().all(|(_, entry)| entry.value == b"a"));
+    let found = store.scan_prefix(S, &[1, 1], NOW, 10).expect("scan");
+    assert_eq!(keys(&found), vec![vec![1, 1]]);
 }
 
 fn check_succeeds_on_an_open_store(store: &Arc<dyn Store>) {
@@ -549,9 +575,25 @@ fn redb_data_and_expiry_index_survive_close_and_reopen() {
     let store = RedbStore::open(&path).expect("reopen");
     let entry = store.get(S, b"kept", NOW).expect("get").expect("present");
     assert_eq!((entry.value.as_slice(), entry.version), (&b"value2"[..], 2));
+    assert_eq!((store.count(S).expect("count"), store.count(M).expect("count")), (1, 1));
     assert_eq!(store.next_expiry().expect("next expiry"), Some(NOW + 10));
     assert_eq!(store.purge_expired(NOW + 10, 10).expect("purge"), 1);
     assert_eq!(store.count(M).expect("count"), 0);
+}
+
+#[test]
+fn redb_refuses_a_file_in_another_layout() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(REDB_FILE);
+    {
+        // What the first layout (one table per keyspace, no `meta` table) left behind.
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("begin");
+        let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("secret");
+        txn.open_table(table).expect("table").insert(&b"k"[..], &b"v"[..]).expect("insert");
+        txn.commit().expect("commit");
+    }
+    assert!(matches!(RedbStore::open(&path), Err(StoreError::Corrupt(_))));
 }
 
 #[test]

@@ -74,7 +74,15 @@ impl Keyspace {
         Keyspace::ALL.into_iter().find(|ks| ks.tag() == tag)
     }
 
-    /// Stable table name; never rename.
+    /// Whether the domain lists this keyspace by prefix (accounts; an account's recent secrets). The
+    /// others are only ever read by key, and their keys lead with a creation sequence, so a backend
+    /// may store them together: a v1 secret and its metadata, made at once, then sit side by side.
+    /// Every keyspace still supports every operation; this is a hint about cost, not a contract.
+    pub fn is_listed(self) -> bool {
+        matches!(self, Keyspace::Account | Keyspace::Recent)
+    }
+
+    /// Stable name (a redb table's, for listed keyspaces); never rename.
     pub fn name(self) -> &'static str {
         match self {
             Keyspace::Secret => "secret",
