@@ -56,6 +56,7 @@ conformance!(
     deleting_an_absent_key_is_not_an_error,
     the_outcome_has_one_slot_per_mutation,
     mutations_of_one_batch_apply_in_order,
+    puts_after_conditions_on_their_key_count_versions_from_each_other,
     keyspaces_do_not_share_keys,
     prefix_scan_is_ordered_limited_and_stops_at_the_prefix_boundary,
     prefix_scan_skips_expired_entries_without_counting_them_against_the_limit,
@@ -277,6 +278,26 @@ fn mutations_of_one_batch_apply_in_order(store: &Arc<dyn Store>) {
     assert_eq!(store.purge_expired(NOW + 5, 10).expect("purge"), 0);
     assert_eq!(store.next_expiry().expect("next expiry"), None);
     assert_eq!(get(store, S, b"k", NOW + 5).expect("still present").value, b"3");
+}
+
+fn puts_after_conditions_on_their_key_count_versions_from_each_other(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"a", None);
+    let batch = Batch::new()
+        .require_version(S, b"k", 1)
+        .require_present(S, b"k")
+        .put(S, b"k", b"b".to_vec(), None)
+        .put(S, b"k", b"c".to_vec(), None);
+    assert_eq!(apply(store, batch, NOW), Outcome::Applied(vec![None, None]));
+    assert_eq!(get(store, S, b"k", NOW).map(|e| (e.value, e.version)), Some((b"c".to_vec(), 3)));
+    let batch = Batch::new()
+        .require_absent(S, b"n")
+        .require_absent(S, b"n")
+        .put(S, b"n", b"1".to_vec(), None)
+        .take(S, b"n")
+        .put(S, b"n", b"2".to_vec(), None)
+        .put(S, b"n", b"3".to_vec(), None);
+    apply(store, batch, NOW);
+    assert_eq!(get(store, S, b"n", NOW).map(|e| (e.value, e.version)), Some((b"3".to_vec(), 2)));
 }
 
 fn keyspaces_do_not_share_keys(store: &Arc<dyn Store>) {

@@ -689,6 +689,25 @@ fn run_jobs(
     }
 }
 
+/// The entry a condition is about.
+fn target(condition: &Condition) -> (Keyspace, &[u8]) {
+    match condition {
+        Condition::Absent { ks, key }
+        | Condition::Present { ks, key }
+        | Condition::Version { ks, key, .. } => (*ks, key),
+    }
+}
+
+/// Whether `condition` holds for an entry whose header (live or not) is `header`.
+fn holds(condition: &Condition, header: Option<Header>, now: Timestamp) -> bool {
+    let live = header.filter(|h| h.is_live(now));
+    match condition {
+        Condition::Absent { .. } => live.is_none(),
+        Condition::Present { .. } => live.is_some(),
+        Condition::Version { version, .. } => live.is_some_and(|h| h.version == *version),
+    }
+}
+
 type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
 
 /// Every table of one write transaction, opened once per group.
@@ -763,10 +782,6 @@ impl<'txn> Tables<'txn> {
         }
     }
 
-    fn live(&mut self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Header>, StoreError> {
-        Ok(self.header(ks, key)?.filter(|h| h.is_live(now)))
-    }
-
     /// Removes the entry. Its index row stays for the purge (see the module docs), so nothing of the
     /// old entry needs decoding.
     fn remove(&mut self, ks: Keyspace, key: &[u8]) -> Result<(), StoreError> {
@@ -819,33 +834,43 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    fn holds(&mut self, condition: &Condition, now: Timestamp) -> Result<bool, StoreError> {
-        Ok(match condition {
-            Condition::Absent { ks, key } => self.live(*ks, key, now)?.is_none(),
-            Condition::Present { ks, key } => self.live(*ks, key, now)?.is_some(),
-            Condition::Version { ks, key, version } => {
-                self.live(*ks, key, now)?.is_some_and(|h| h.version == *version)
-            }
-        })
-    }
-
     fn apply(&mut self, batch: &Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        // Headers the conditions read, until a mutation changes their key: a put after a condition on
+        // its key (every create) then needs no second lookup for its version.
+        let mut seen: Vec<(Keyspace, &[u8], Option<Header>)> = Vec::with_capacity(batch.conditions.len());
         for (i, condition) in batch.conditions.iter().enumerate() {
-            if !self.holds(condition, now)? {
+            let (ks, key) = target(condition);
+            let header = self.header(ks, key)?;
+            seen.push((ks, key, header));
+            if !holds(condition, header, now) {
                 return Ok(Outcome::Conflict(i));
             }
         }
         let mut taken = Vec::with_capacity(batch.mutations.len());
         for mutation in &batch.mutations {
-            taken.push(self.mutate(mutation, now)?);
+            taken.push(self.mutate(mutation, now, &mut seen)?);
         }
         Ok(Outcome::Applied(taken))
     }
 
-    fn mutate(&mut self, mutation: &Mutation, now: Timestamp) -> Result<Option<Entry>, StoreError> {
+    fn mutate(
+        &mut self,
+        mutation: &Mutation,
+        now: Timestamp,
+        seen: &mut Vec<(Keyspace, &[u8], Option<Header>)>,
+    ) -> Result<Option<Entry>, StoreError> {
+        // The header a condition saw for this entry, which no longer holds once it is mutated.
+        let mut forget = |ks: Keyspace, key: &[u8]| {
+            let header = seen.iter().find(|(k, s, _)| *k == ks && *s == key).map(|(_, _, h)| *h);
+            seen.retain(|(k, s, _)| !(*k == ks && *s == key));
+            header
+        };
         match mutation {
             Mutation::Put { ks, key, value, expires_at } => {
-                let old = self.header(*ks, key)?;
+                let old = match forget(*ks, key) {
+                    Some(header) => header,
+                    None => self.header(*ks, key)?,
+                };
                 let version = old.filter(|h| h.is_live(now)).map_or(1, |h| h.version.saturating_add(1));
                 let header = Header { version, expires_at: *expires_at };
                 if header.is_live(now) {
@@ -856,10 +881,12 @@ impl<'txn> Tables<'txn> {
                 Ok(None)
             }
             Mutation::Delete { ks, key } => {
+                forget(*ks, key);
                 self.remove(*ks, key)?;
                 Ok(None)
             }
             Mutation::Take { ks, key } => {
+                forget(*ks, key);
                 Ok(self.take(*ks, key)?.filter(|old| old.is_live(now)).map(Stored::into_entry))
             }
         }
