@@ -300,7 +300,19 @@ impl RedbStore {
 
     /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
-        let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(io_error)?;
+        RedbStore::start(Database::builder().set_cache_size(cache_bytes).create(path).map_err(io_error)?)
+    }
+
+    /// The same engine, layout and writer over redb's in-memory backend: nothing survives the store.
+    /// For the differential fuzzer, which opens a store per input and compares it with the memory
+    /// backend.
+    pub fn open_in_memory() -> Result<RedbStore, StoreError> {
+        let backend = redb::backends::InMemoryBackend::new();
+        RedbStore::start(Database::builder().create_with_backend(backend).map_err(io_error)?)
+    }
+
+    /// Checks the layout, creates every table, and starts the writer thread.
+    fn start(db: Database) -> Result<RedbStore, StoreError> {
         let mut txn = db.begin_write().map_err(io_error)?;
         txn.set_durability(Durability::Immediate).map_err(io_error)?;
         let existing = txn.list_tables().map_err(io_error)?.count();
