@@ -1,5 +1,5 @@
-//! The redb backend: one file, one table per keyspace, an expiry index, and a single writer thread that
-//! group-commits every write.
+//! The redb backend: one file, one table for the keyspaces read by key and one per listed keyspace, an
+//! expiry index, and a single writer thread that group-commits every write.
 //!
 //! Layout. Keyspaces read only by key ([`Keyspace::is_listed`] false: secrets, metadata, attempts,
 //! requests) share one table, `records`, keyed `key ‖ keyspace tag`. Their keys lead with a creation
