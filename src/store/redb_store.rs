@@ -5,7 +5,7 @@
 //! requests) share one table, `records`, keyed `key ‖ keyspace tag`. Their keys lead with a creation
 //! sequence, so a v1 secret and its metadata, made together, sit in one B-tree leaf, and a reveal,
 //! which takes the one and updates the other, rewrites one leaf rather than one in each of two
-//! tables; that measured about a quarter more reveals a second. Listed keyspaces (accounts, an
+//! tables; in A/B runs of `lethe bench` that gave 11–28 % more reveals a second. Listed keyspaces (accounts, an
 //! account's recent secrets) keep a table each, named [`Keyspace::name`], so a prefix scan is a range
 //! scan. Every row's value is a [`HEADER_LEN`]-byte header (`expires_at` as big-endian u64 with 0
 //! meaning never, then `version` as big-endian u64) followed by the value. The `meta` table holds
