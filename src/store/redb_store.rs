@@ -168,24 +168,22 @@ impl Header {
 
 /// An entry as stored: the decoded header and the value.
 struct Stored {
+    header: Header,
     value: Vec<u8>,
-    version: u64,
-    expires_at: Option<Timestamp>,
 }
 
 impl Stored {
     fn decode(bytes: &[u8]) -> Result<Stored, StoreError> {
         let header = Header::decode(bytes)?;
-        let value = bytes.get(HEADER_LEN..).unwrap_or_default().to_vec();
-        Ok(Stored { value, version: header.version, expires_at: header.expires_at })
+        Ok(Stored { header, value: bytes.get(HEADER_LEN..).unwrap_or_default().to_vec() })
     }
 
     fn is_live(&self, now: Timestamp) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
+        self.header.is_live(now)
     }
 
     fn into_entry(self) -> Entry {
-        Entry { value: self.value, version: self.version, expires_at: self.expires_at }
+        Entry { value: self.value, version: self.header.version, expires_at: self.header.expires_at }
     }
 }
 
@@ -601,12 +599,7 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
         }
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+            join_waiting(jobs, &mut group);
             match run_group(db, &mut group, Some(jobs), stats) {
                 Ok(done) => deliver(Answer::Committed(group, done)),
                 Err(err) => {
@@ -687,16 +680,21 @@ fn run_jobs(
         }
         let before = group.len();
         if let Some(late) = late {
-            while group.len() < MAX_GROUP {
-                match late.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+            join_waiting(late, group);
         }
         if group.len() == before {
             tables.finish()?;
             return Ok(done);
+        }
+    }
+}
+
+/// Adds every job already waiting on `jobs` to `group`, up to [`MAX_GROUP`].
+fn join_waiting(jobs: &mpsc::Receiver<Job>, group: &mut Vec<Job>) {
+    while group.len() < MAX_GROUP {
+        match jobs.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
         }
     }
 }
@@ -794,28 +792,33 @@ impl<'txn> Tables<'txn> {
         }
     }
 
-    /// Removes the entry. Its index row stays for the purge (see the module docs), so nothing of the
-    /// old entry needs decoding.
-    fn remove(&mut self, ks: Keyspace, key: &[u8]) -> Result<(), StoreError> {
+    /// Removes the entry, and returns what `read` makes of its stored bytes if there was one. Its index
+    /// row stays for the purge (see the module docs).
+    fn remove_with<T>(
+        &mut self,
+        ks: Keyspace,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let (table, row) = self.place(ks, key)?;
-        let removed = table.remove(row.as_ref()).map_err(io_error)?.is_some();
-        if removed {
+        let old = match table.remove(row.as_ref()).map_err(io_error)? {
+            Some(bytes) => Some(read(bytes.value())?),
+            None => None,
+        };
+        if old.is_some() {
             self.counted(ks, -1);
         }
-        Ok(())
+        Ok(old)
+    }
+
+    /// Removes the entry without decoding it.
+    fn remove(&mut self, ks: Keyspace, key: &[u8]) -> Result<(), StoreError> {
+        self.remove_with(ks, key, |_| Ok(())).map(drop)
     }
 
     /// Removes the entry and returns what was stored, live or not.
     fn take(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Stored>, StoreError> {
-        let (table, row) = self.place(ks, key)?;
-        let taken = match table.remove(row.as_ref()).map_err(io_error)? {
-            Some(bytes) => Stored::decode(bytes.value()).map(Some)?,
-            None => None,
-        };
-        if taken.is_some() {
-            self.counted(ks, -1);
-        }
-        Ok(taken)
+        self.remove_with(ks, key, Stored::decode)
     }
 
     /// Stores `value` under `header`, replacing an entry whose expiry was `old_expiry`.
@@ -1049,7 +1052,7 @@ mod tests {
     fn a_short_entry_header_is_reported_as_corrupt() {
         assert!(matches!(Stored::decode(&[0; HEADER_LEN - 1]), Err(StoreError::Corrupt(_))));
         let header = Header { version: 7, expires_at: Some(9) };
-        let decoded = Stored::decode(&header.encode(b"v")).expect("decode");
+        let decoded = Stored::decode(&header.encode(b"v")).expect("decode").into_entry();
         assert_eq!((decoded.value, decoded.version, decoded.expires_at), (b"v".to_vec(), 7, Some(9)));
         assert_eq!(parse_index_key(&index_key(5, S, b"key")), Some((5, S.tag(), &b"key"[..])));
         assert_eq!(parse_index_key(&[0; 8]), None);
