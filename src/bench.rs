@@ -290,10 +290,14 @@ pub struct OpReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Disk {
-    /// Growth of the database file over the create phase, per secret created; `None` when the run
-    /// cannot see the file (`--url`, memory store).
+    /// Growth of the pages in use over the create phase, per secret created; `None` when the run
+    /// cannot see the store (`--url`, memory store).
     pub bytes_per_secret: Option<f64>,
     pub secrets_created: u64,
+    /// Growth of the pages in use ([`RedbStore::allocated_bytes`]) over the create phase.
+    pub pages_growth_bytes: Option<u64>,
+    /// Growth of the file's length over the create phase: redb doubles the file ahead of use (up to
+    /// 4 GiB, then grows it 4 GiB at a time), so over a short run this is a step, not a rate.
     pub file_growth_bytes: Option<u64>,
     /// Why `bytes_per_secret` is missing, or what it includes.
     pub note: String,
@@ -314,6 +318,7 @@ pub struct Capacity {
     pub creates_per_second: f64,
     pub reads_per_second: f64,
     pub live_secrets: u64,
+    /// Pages `live_secrets` secrets fill; the file can be up to twice this (see [`Disk`]).
     pub disk_bytes: Option<f64>,
 }
 
@@ -362,11 +367,15 @@ impl Report {
             }
         }
         let _ = writeln!(out);
-        match (self.disk.bytes_per_secret, self.disk.file_growth_bytes) {
+        match (self.disk.bytes_per_secret, self.disk.pages_growth_bytes) {
             (Some(per), Some(growth)) => {
+                let file = match self.disk.file_growth_bytes {
+                    Some(file) => format!("; the file grew {} in redb's steps", human_bytes(file as f64)),
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "disk: {per:.0} bytes per stored secret (database file grew {} over {} secrets; {})",
+                    "disk: {per:.0} bytes per stored secret (pages in use grew {} over {} secrets: {}{file})",
                     human_bytes(growth as f64),
                     self.disk.secrets_created,
                     self.disk.note
@@ -401,7 +410,8 @@ impl Report {
             Some(bytes) => {
                 let _ = writeln!(
                     out,
-                    "{} live secrets need about {} of disk.",
+                    "{} live secrets fill about {} of pages; give the data directory twice that, because \
+                     redb doubles its file as it fills (4 GiB at a time past 4 GiB) and never shrinks it.",
                     c.live_secrets,
                     human_bytes(bytes)
                 );
@@ -476,6 +486,10 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoint), |_, _| Work::Health).await;
 
     let before_file = server.and_then(LocalServer::file_size);
+    let before_pages = match server {
+        Some(server) => server.allocated_bytes().await,
+        None => None,
+    };
     let before_writer = server.and_then(LocalServer::writer_stats);
     let mix = plan.mix;
     let created = phase(plan.concurrency, share(0.4), create_cap, Arc::clone(&endpoint), move |worker, i| {
@@ -483,6 +497,10 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     })
     .await;
     let after_file = server.and_then(LocalServer::file_size);
+    let after_pages = match server {
+        Some(server) => server.allocated_bytes().await,
+        None => None,
+    };
 
     let keys: Arc<Vec<(String, String)>> = Arc::new(created.made.clone());
     let next = Arc::new(AtomicUsize::new(0));
@@ -507,39 +525,48 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         created.report(create_name, Some(health_rate)),
         read.report(read_name, Some(health_rate)),
     ];
-    let disk = match (server, before_file, after_file) {
-        (None, _, _) => Disk {
+    let what = if mix == Mix::Client {
+        "the record and its expiry index row"
+    } else {
+        "the secret, its metadata and their expiry index rows"
+    };
+    let file_growth = before_file.zip(after_file).map(|(before, after)| after.saturating_sub(before));
+    let pages_growth = before_pages.zip(after_pages).map(|(before, after)| after.saturating_sub(before));
+    let disk = match (server, pages_growth) {
+        (None, _) => Disk {
             bytes_per_secret: None,
             secrets_created,
+            pages_growth_bytes: None,
             file_growth_bytes: None,
             note: "the server is not in this process; measure its data directory".into(),
         },
-        (Some(_), Some(before), Some(after)) if secrets_created > 0 => {
-            let growth = after.saturating_sub(before);
-            Disk {
-                bytes_per_secret: Some(growth as f64 / secrets_created as f64),
-                secrets_created,
-                file_growth_bytes: Some(growth),
-                note: if mix == Mix::Client {
-                    "the record and its expiry index row".into()
-                } else {
-                    "the secret, its metadata and their expiry index rows; redb grows its file in steps, \
-                     so short runs are coarse"
-                        .into()
-                },
-            }
-        }
-        (Some(_), Some(_), Some(_)) => Disk {
+        (Some(server), _) if server.redb.is_none() => Disk {
             bytes_per_secret: None,
             secrets_created,
-            file_growth_bytes: None,
-            note: "no secret was created".into(),
-        },
-        (Some(_), _, _) => Disk {
-            bytes_per_secret: None,
-            secrets_created,
+            pages_growth_bytes: None,
             file_growth_bytes: None,
             note: "the memory store keeps nothing on disk".into(),
+        },
+        (Some(_), Some(growth)) if secrets_created > 0 => Disk {
+            bytes_per_secret: Some(growth as f64 / secrets_created as f64),
+            secrets_created,
+            pages_growth_bytes: Some(growth),
+            file_growth_bytes: file_growth,
+            note: what.into(),
+        },
+        (Some(_), Some(_)) => Disk {
+            bytes_per_secret: None,
+            secrets_created,
+            pages_growth_bytes: None,
+            file_growth_bytes: file_growth,
+            note: "no secret was created".into(),
+        },
+        (Some(_), None) => Disk {
+            bytes_per_secret: None,
+            secrets_created,
+            pages_growth_bytes: None,
+            file_growth_bytes: file_growth,
+            note: "the store could not report the pages it has in use".into(),
         },
     };
     let capacity = Capacity {
@@ -990,6 +1017,14 @@ impl LocalServer {
         std::fs::metadata(&self.db_file).ok().map(|m| m.len())
     }
 
+    /// Bytes in pages the redb file has in use ([`RedbStore::allocated_bytes`]); `None` on the memory
+    /// store, or if the store cannot say. It holds the write lock while it walks the tables, so call it
+    /// between phases.
+    pub async fn allocated_bytes(&self) -> Option<u64> {
+        let redb = Arc::clone(self.redb.as_ref()?);
+        tokio::task::spawn_blocking(move || redb.allocated_bytes().ok()).await.ok().flatten()
+    }
+
     /// The group-commit writer's totals; `None` on the memory store.
     pub fn writer_stats(&self) -> Option<WriterStats> {
         self.redb.as_ref().map(|r| r.writer_stats())
@@ -1074,7 +1109,9 @@ mod tests {
         // Every share was revealed: the caps give reads as many slots as creates.
         assert_eq!(report.operations[1].ok, report.operations[2].ok);
         assert_eq!(report.disk.secrets_created, report.operations[1].ok);
-        assert!(report.disk.bytes_per_secret.is_some());
+        // Each share stores a sealed value, its metadata and two index rows: hundreds of bytes.
+        let per_secret = report.disk.bytes_per_secret.expect("bytes per secret");
+        assert!((100.0..20_000.0).contains(&per_secret), "{:?}", report.disk);
         let writer = report.writer.as_ref().expect("redb writer stats");
         assert!(writer.commits > 0 && writer.batches >= writer.commits);
         assert!(report.capacity.creates_per_second > 0.0 && report.capacity.disk_bytes.is_some());
