@@ -1,20 +1,28 @@
 //! The store's hot path, per backend: create (`require_absent` + `put`) and take (`require_present` +
-//! `take`, the retrieve-and-delete of a reveal), from 1, 16 and 64 concurrent callers.
+//! `take`, the retrieve-and-delete of a reveal), from 1, 16 and 64 concurrent callers, in two shapes:
+//!
+//! - `store/create`, `store/take`: each caller is a thread that calls the blocking `apply` and waits.
+//! - `store/create-pipelined`, `store/take-pipelined`: one thread keeps that many batches in flight
+//!   through `apply_then`, as the server's async tasks do: a task does not hold a thread while its
+//!   batch waits for the commit, so the writer does not compete with 64 runnable threads for the
+//!   cores. With one in flight this is the same one-commit-per-operation baseline.
 //!
 //! On redb a single caller pays one durable commit per operation — the one-commit-per-operation
 //! baseline; with many callers the writer thread shares each commit among every batch waiting, so
-//! compare the 16/64-caller throughput with the 1-caller figure of the same run. Stores, keys and
-//! threads' work lists are prepared outside the timed section; after each redb benchmark the writer's
-//! own statistics (batches per commit, commit latency) are printed.
+//! compare the 16/64-caller throughput with the 1-caller figure of the same run and shape. Stores and
+//! keys are prepared outside the timed section; after each redb benchmark the writer's own statistics
+//! (batches per commit, commit latency) are printed.
 //!
-//! `cargo bench --bench store`; `-- take` or `-- redb` to filter.
+//! `cargo bench --bench store`; `-- take`, `-- pipelined` or `-- redb` to filter.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lethe::store::{Batch, Keyspace, MemoryStore, Outcome, REDB_FILE, RedbStore, Store, WriterStats};
+use lethe::store::{
+    Batch, Keyspace, MemoryStore, Outcome, REDB_FILE, RedbStore, Store, StoreError, WriterStats,
+};
 
 /// The server's allocator (see `src/main.rs`), so that memory and speed are measured as deployed.
 #[global_allocator]
@@ -35,20 +43,55 @@ fn key(n: u64) -> Vec<u8> {
     key
 }
 
-fn create(store: &dyn Store, n: u64) {
-    let k = key(n);
-    let batch = Batch::new().require_absent(KS, k.clone()).put(KS, k, VALUE.to_vec(), Some(EXPIRES));
-    let outcome = store.apply(batch, NOW).expect("create");
-    assert_eq!(outcome, Outcome::Applied(vec![None]));
+/// The `i`-th of `iters` keys to take, counted from `from`: a fixed permutation that spreads consecutive
+/// takes over the whole range, because reveals come in no particular order, while creates arrive in
+/// sequence (new keys lead with the next sequence number). Taking keys in order would let one commit's
+/// takes share leaves, which reveals rarely do.
+fn scattered(from: u64, iters: u64, i: u64) -> u64 {
+    // A prime larger than any run's key count, so `i -> i * STRIDE mod iters` is a bijection.
+    const STRIDE: u64 = 1_000_003;
+    from + (i % iters) * STRIDE % iters
 }
 
-fn take(store: &dyn Store, n: u64) {
-    let k = key(n);
-    match store.apply(Batch::new().require_present(KS, k.clone()).take(KS, k), NOW).expect("take") {
-        Outcome::Applied(slots) => assert!(slots[0].is_some()),
-        Outcome::Conflict(_) => panic!("take found no entry"),
+/// An operation: the batch for key number `n`, and the check of its outcome.
+#[derive(Clone, Copy)]
+struct Op {
+    name: &'static str,
+    batch: fn(u64) -> Batch,
+    check: fn(Outcome),
+    /// Whether its keys must be stored first (and are then used in [`scattered`] order).
+    prefill: bool,
+}
+
+impl Op {
+    /// The key number of the `i`-th operation of a run over keys `from..from + iters`.
+    fn key(&self, from: u64, iters: u64, i: u64) -> u64 {
+        if self.prefill { scattered(from, iters, i) } else { from + i }
     }
 }
+
+const CREATE: Op = Op {
+    name: "create",
+    batch: |n| {
+        let k = key(n);
+        Batch::new().require_absent(KS, k.clone()).put(KS, k, VALUE.to_vec(), Some(EXPIRES))
+    },
+    check: |outcome| assert_eq!(outcome, Outcome::Applied(vec![None])),
+    prefill: false,
+};
+
+const TAKE: Op = Op {
+    name: "take",
+    batch: |n| {
+        let k = key(n);
+        Batch::new().require_present(KS, k.clone()).take(KS, k)
+    },
+    check: |outcome| match outcome {
+        Outcome::Applied(slots) => assert!(slots[0].is_some()),
+        Outcome::Conflict(_) => panic!("take found no entry"),
+    },
+    prefill: true,
+};
 
 /// Puts keys `from..to` in large batches (a few commits, untimed).
 fn fill(store: &dyn Store, from: u64, to: u64) {
@@ -64,29 +107,52 @@ fn fill(store: &dyn Store, from: u64, to: u64) {
 }
 
 /// Runs `op` on keys `from..from + iters` from `callers` threads and returns the wall time.
-fn parallel(
-    store: &Arc<dyn Store>,
-    callers: usize,
-    from: u64,
-    iters: u64,
-    op: fn(&dyn Store, u64),
-) -> Duration {
-    let next = AtomicU64::new(from);
-    let end = from + iters;
+fn parallel(store: &Arc<dyn Store>, callers: usize, from: u64, iters: u64, op: Op) -> Duration {
+    let next = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..callers {
             scope.spawn(|| {
                 loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= end {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= iters {
                         break;
                     }
-                    op(&**store, n);
+                    (op.check)(store.apply((op.batch)(op.key(from, iters, i)), NOW).expect("apply"));
                 }
             });
         }
     });
+    start.elapsed()
+}
+
+/// Runs `op` on keys `from..from + iters` with up to `depth` batches in flight, all sent from this
+/// thread through `apply_then`, and returns the wall time.
+fn pipelined(store: &Arc<dyn Store>, depth: usize, from: u64, iters: u64, op: Op) -> Duration {
+    let (answered, answers) = mpsc::channel::<Result<Outcome, StoreError>>();
+    let mut next = 0;
+    let mut in_flight = 0;
+    let start = Instant::now();
+    while next < iters || in_flight > 0 {
+        while in_flight < depth && next < iters {
+            let answered = answered.clone();
+            store.apply_then(
+                (op.batch)(op.key(from, iters, next)),
+                NOW,
+                Box::new(move |result| {
+                    let _ = answered.send(result);
+                }),
+            );
+            next += 1;
+            in_flight += 1;
+        }
+        // A commit answers its whole group at once: take every answer there is before refilling.
+        let first = answers.recv().expect("the store answers every batch");
+        for result in std::iter::once(first).chain(answers.try_iter()) {
+            (op.check)(result.expect("apply"));
+            in_flight -= 1;
+        }
+    }
     start.elapsed()
 }
 
@@ -117,8 +183,19 @@ fn writer_line(name: &str, before: WriterStats, after: WriterStats) {
     );
 }
 
-fn bench_op(c: &mut Criterion, op_name: &str, op: fn(&dyn Store, u64), prefill: bool) {
-    let mut group = c.benchmark_group(format!("store/{op_name}"));
+/// How concurrent callers reach the store (see the module docs).
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Threads,
+    Pipelined,
+}
+
+fn bench_op(c: &mut Criterion, op: Op, shape: Shape) {
+    let group_name = match shape {
+        Shape::Threads => format!("store/{}", op.name),
+        Shape::Pipelined => format!("store/{}-pipelined", op.name),
+    };
+    let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
     for backend in backends() {
         // Every benchmark uses fresh keys: creates need them absent, takes need them present.
@@ -128,14 +205,21 @@ fn bench_op(c: &mut Criterion, op_name: &str, op: fn(&dyn Store, u64), prefill: 
             group.bench_with_input(BenchmarkId::new(backend.name, callers), &callers, |b, &callers| {
                 b.iter_custom(|iters| {
                     let from = next.fetch_add(iters, Ordering::Relaxed);
-                    if prefill {
+                    if op.prefill {
                         fill(&*backend.store, from, from + iters);
                     }
-                    parallel(&backend.store, callers, from, iters, op)
+                    match shape {
+                        Shape::Threads => parallel(&backend.store, callers, from, iters, op),
+                        Shape::Pipelined => pipelined(&backend.store, callers, from, iters, op),
+                    }
                 })
             });
             if let (Some(redb), Some(before)) = (&backend.redb, before) {
-                writer_line(&format!("redb {op_name} x{callers}"), before, redb.writer_stats());
+                writer_line(
+                    &format!("redb {} x{callers}", &group_name["store/".len()..]),
+                    before,
+                    redb.writer_stats(),
+                );
             }
         }
     }
@@ -143,8 +227,10 @@ fn bench_op(c: &mut Criterion, op_name: &str, op: fn(&dyn Store, u64), prefill: 
 }
 
 fn store_benches(c: &mut Criterion) {
-    bench_op(c, "create", create, false);
-    bench_op(c, "take", take, true);
+    for shape in [Shape::Threads, Shape::Pipelined] {
+        bench_op(c, CREATE, shape);
+        bench_op(c, TAKE, shape);
+    }
 }
 
 criterion_group! {
