@@ -17,7 +17,8 @@
 //! for the previous one on its socket), and it adds no dependency the server does not already have.
 //!
 //! This module must not touch the server's internals beyond starting it: every measurement is taken
-//! through HTTP, except the writer statistics and the file size of a store it opened itself.
+//! through HTTP, except the writer statistics and the disk use of a store it opened itself, and the
+//! processor time `/proc` reports for this process and the store's writer thread.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -257,6 +258,8 @@ pub struct Report {
     pub bcrypt_cost: Option<u32>,
     pub mix: &'static str,
     pub concurrency: usize,
+    /// Processors this process may run on (`available_parallelism`).
+    pub cores: Option<usize>,
     pub duration_cap_seconds: f64,
     pub request_cap: u64,
     /// `health`, then the mix's create and read operations.
@@ -286,6 +289,8 @@ pub struct OpReport {
     pub max_ms: Option<f64>,
     /// A few distinct error descriptions (status and message, never a key or a value).
     pub error_samples: Vec<String>,
+    /// Processor use during the phase; `None` without `/proc`.
+    pub cpu: Option<CpuUse>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +366,22 @@ impl Report {
                 ms(op.max_ms),
             );
         }
+        let busy: Vec<String> = self
+            .operations
+            .iter()
+            .filter_map(|op| {
+                let cpu = op.cpu?;
+                Some(match cpu.writer_cores {
+                    Some(writer) => format!("{} {:.2} (store writer {writer:.2})", op.name, cpu.cores),
+                    None => format!("{} {:.2}", op.name, cpu.cores),
+                })
+            })
+            .collect();
+        if !busy.is_empty() {
+            let whose = if self.in_process() { "load generator and server" } else { "the load generator" };
+            let of = self.cores.map_or_else(String::new, |n| format!(", of {n}"));
+            let _ = writeln!(out, "cores busy in this process ({whose}{of}): {}", busy.join(", "));
+        }
         for op in &self.operations {
             for sample in &op.error_samples {
                 let _ = writeln!(out, "  {} error: {sample}", op.name);
@@ -406,6 +427,9 @@ impl Report {
              sustained (see p99 above for the latency at that rate);",
             self.concurrency, c.creates_per_second, c.reads_per_second
         );
+        if let Some(limit) = self.processor_limit() {
+            let _ = writeln!(out, "{limit}");
+        }
         match c.disk_bytes {
             Some(bytes) => {
                 let _ = writeln!(
@@ -421,6 +445,30 @@ impl Report {
             }
         }
         out
+    }
+
+    fn in_process(&self) -> bool {
+        self.server == "in-process"
+    }
+
+    /// Whether the processor bounded the create and read rates, when the whole system under test is this
+    /// process and the cores it may use are known.
+    fn processor_limit(&self) -> Option<String> {
+        let cores = self.cores.filter(|_| self.in_process())? as f64;
+        let busiest =
+            self.operations.iter().skip(1).filter_map(|op| op.cpu).map(|c| c.cores).reduce(f64::max)?;
+        Some(if busiest >= 0.85 * cores {
+            format!(
+                "the processor was the limit ({busiest:.2} of {cores} cores busy): more cores, or the load \
+                 generator on another machine (--url), would raise these rates;"
+            )
+        } else {
+            let wait = if self.writer.is_some() { ", and requests waited for durable commits" } else { "" };
+            format!(
+                "the processor was not the limit (at most {busiest:.2} of {cores} cores busy){wait}: more \
+                 connections would raise these rates, and their latency with them;"
+            )
+        })
     }
 
     fn ops_names(&self) -> (&'static str, &'static str) {
@@ -582,6 +630,7 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         bcrypt_cost: None,
         mix: mix.name(),
         concurrency: plan.concurrency,
+        cores: std::thread::available_parallelism().ok().map(usize::from),
         duration_cap_seconds: secs,
         request_cap: plan.requests,
         operations,
@@ -629,6 +678,7 @@ struct PhaseResult {
     /// What creates produced: (key, value).
     made: Vec<(String, String)>,
     elapsed: Duration,
+    cpu: Option<CpuUse>,
 }
 
 impl PhaseResult {
@@ -683,6 +733,7 @@ impl PhaseResult {
             p99_ms: pct(0.99),
             max_ms: pct(1.0),
             error_samples: self.samples,
+            cpu: self.cpu,
         }
     }
 }
@@ -702,6 +753,7 @@ where
     let next = Arc::new(next);
     let started = Arc::new(AtomicU64::new(0));
     let begin = Instant::now();
+    let cpu_before = CpuTimes::now();
     let deadline = begin + time;
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
@@ -743,7 +795,64 @@ where
         }
     }
     total.elapsed = begin.elapsed();
+    total.cpu = cpu_before.zip(CpuTimes::now()).map(|(before, after)| after.since(&before, total.elapsed));
     total
+}
+
+/// Processor time used so far by this process, and by the store's writer thread if this process runs
+/// one, read from `/proc` (Linux); `None` where there is no `/proc`.
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    process: Duration,
+    writer: Option<Duration>,
+}
+
+/// CPU busy during a phase, in cores (1.0 = one core for the whole phase).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuUse {
+    /// This process: the load generator, and the server when it runs in-process.
+    pub cores: f64,
+    /// The in-process redb store's writer thread (its commits, including the kernel's share).
+    pub writer_cores: Option<f64>,
+}
+
+/// The name the redb store gives its writer thread, as `/proc` shows it (cut to 15 bytes).
+const WRITER_THREAD: &str = "lethe-store-wri";
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        let process = stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+        let writer = std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != WRITER_THREAD {
+                return None;
+            }
+            stat_cpu(&std::fs::read_to_string(task.path().join("stat")).ok()?)
+        });
+        Some(CpuTimes { process, writer })
+    }
+
+    fn since(&self, earlier: &CpuTimes, wall: Duration) -> CpuUse {
+        let wall = wall.as_secs_f64().max(1e-9);
+        let cores = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / wall;
+        CpuUse {
+            cores: cores(self.process, earlier.process),
+            writer_cores: self.writer.zip(earlier.writer).map(|(now, then)| cores(now, then)),
+        }
+    }
+}
+
+/// User plus system time from a `/proc/.../stat` line. The fields after the command name (which is in
+/// parentheses and may hold spaces) start with the state; `utime` and `stime` are the 12th and 13th of
+/// them, in clock ticks of `USER_HZ`, which Linux fixes at 100 for user space on every architecture it
+/// ships for.
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime).saturating_mul(1000 / USER_HZ)))
 }
 
 /// A parsed `--url`: where to connect, what to send as `Host`, and the path prefix.
@@ -1112,6 +1221,9 @@ mod tests {
         // Each share stores a sealed value, its metadata and two index rows: hundreds of bytes.
         let per_secret = report.disk.bytes_per_secret.expect("bytes per secret");
         assert!((100.0..20_000.0).contains(&per_secret), "{:?}", report.disk);
+        // Linux has /proc: every phase says how busy the cores were, and the redb phases the writer.
+        assert!(report.operations.iter().all(|op| op.cpu.is_some_and(|c| c.cores >= 0.0)), "{report:?}");
+        assert!(report.operations[1].cpu.and_then(|c| c.writer_cores).is_some(), "{report:?}");
         let writer = report.writer.as_ref().expect("redb writer stats");
         assert!(writer.commits > 0 && writer.batches >= writer.commits);
         assert!(report.capacity.creates_per_second > 0.0 && report.capacity.disk_bytes.is_some());
@@ -1155,6 +1267,19 @@ mod tests {
         a.url = Some(format!("http://127.0.0.1:{port}"));
         let err = run(&a.plan().expect("plan")).await.expect_err("nothing listens");
         assert!(err.contains("cannot reach"), "{err}");
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_a_proc_stat_line_whatever_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 900 0 3 0 250 75 0 0 20 0 9 0 100 1 1";
+        assert_eq!(stat_cpu(line), Some(Duration::from_millis(3250)));
+        assert_eq!(stat_cpu("4242 (lethe) S 1 2"), None);
+        assert_eq!(stat_cpu("no parenthesis at all"), None);
+        let this = CpuTimes::now().expect("/proc on Linux");
+        let later = CpuTimes { process: this.process + Duration::from_millis(500), writer: None };
+        let used = later.since(&this, Duration::from_millis(250));
+        assert!((used.cores - 2.0).abs() < 1e-9 && used.writer_cores.is_none());
     }
 
     #[test]
