@@ -457,7 +457,7 @@ impl Report {
         let cores = self.cores.filter(|_| self.in_process())? as f64;
         let busiest =
             self.operations.iter().skip(1).filter_map(|op| op.cpu).map(|c| c.cores).reduce(f64::max)?;
-        Some(if busiest >= 0.85 * cores {
+        Some(if busiest >= 0.9 * cores {
             format!(
                 "the processor was the limit ({busiest:.2} of {cores} cores busy): more cores, or the load \
                  generator on another machine (--url), would raise these rates;"
