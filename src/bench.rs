@@ -580,42 +580,20 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     };
     let file_growth = before_file.zip(after_file).map(|(before, after)| after.saturating_sub(before));
     let pages_growth = before_pages.zip(after_pages).map(|(before, after)| after.saturating_sub(before));
-    let disk = match (server, pages_growth) {
-        (None, _) => Disk {
-            bytes_per_secret: None,
-            secrets_created,
-            pages_growth_bytes: None,
-            file_growth_bytes: None,
-            note: "the server is not in this process; measure its data directory".into(),
-        },
-        (Some(server), _) if server.redb.is_none() => Disk {
-            bytes_per_secret: None,
-            secrets_created,
-            pages_growth_bytes: None,
-            file_growth_bytes: None,
-            note: "the memory store keeps nothing on disk".into(),
-        },
-        (Some(_), Some(growth)) if secrets_created > 0 => Disk {
-            bytes_per_secret: Some(growth as f64 / secrets_created as f64),
-            secrets_created,
-            pages_growth_bytes: Some(growth),
-            file_growth_bytes: file_growth,
-            note: what.into(),
-        },
-        (Some(_), Some(_)) => Disk {
-            bytes_per_secret: None,
-            secrets_created,
-            pages_growth_bytes: None,
-            file_growth_bytes: file_growth,
-            note: "no secret was created".into(),
-        },
-        (Some(_), None) => Disk {
-            bytes_per_secret: None,
-            secrets_created,
-            pages_growth_bytes: None,
-            file_growth_bytes: file_growth,
-            note: "the store could not report the pages it has in use".into(),
-        },
+    let measured = pages_growth.filter(|_| secrets_created > 0);
+    let note = match (server, pages_growth) {
+        (None, _) => "the server is not in this process; measure its data directory",
+        (Some(server), _) if server.redb.is_none() => "the memory store keeps nothing on disk",
+        (Some(_), None) => "the store could not report the pages it has in use",
+        (Some(_), Some(_)) if secrets_created == 0 => "no secret was created",
+        (Some(_), Some(_)) => what,
+    };
+    let disk = Disk {
+        bytes_per_secret: measured.map(|growth| growth as f64 / secrets_created as f64),
+        secrets_created,
+        pages_growth_bytes: measured,
+        file_growth_bytes: file_growth,
+        note: note.into(),
     };
     let capacity = Capacity {
         creates_per_second: operations[1].per_second,
