@@ -48,9 +48,11 @@ fn key(n: u64) -> Vec<u8> {
 /// sequence (new keys lead with the next sequence number). Taking keys in order would let one commit's
 /// takes share leaves, which reveals rarely do.
 fn scattered(from: u64, iters: u64, i: u64) -> u64 {
-    // A prime larger than any run's key count, so `i -> i * STRIDE mod iters` is a bijection.
-    const STRIDE: u64 = 1_000_003;
-    from + (i % iters) * STRIDE % iters
+    // A prime (2^61 - 1) above any key count, hence coprime to it: `i -> i * STRIDE mod iters` is a
+    // bijection on `0..iters`.
+    const STRIDE: u128 = (1 << 61) - 1;
+    let offset = u128::from(i) * STRIDE % u128::from(iters.max(1));
+    from + u64::try_from(offset).unwrap_or(0)
 }
 
 /// An operation: the batch for key number `n`, and the check of its outcome.
