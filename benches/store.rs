@@ -43,16 +43,42 @@ fn key(n: u64) -> Vec<u8> {
     key
 }
 
-/// The `i`-th of `iters` keys to take, counted from `from`: a fixed permutation that spreads consecutive
-/// takes over the whole range, because reveals come in no particular order, while creates arrive in
-/// sequence (new keys lead with the next sequence number). Taking keys in order would let one commit's
+/// The order in which a run uses its keys `from..from + iters`: the `i`-th operation gets key
+/// `from + i * stride mod iters`, a permutation because the stride is coprime to `iters`. Creates go in
+/// sequence (stride 1), as new keys lead with the next sequence number. Takes are spread over the whole
+/// range, because reveals come in no particular order: taking keys in order would let one commit's
 /// takes share leaves, which reveals rarely do.
-fn scattered(from: u64, iters: u64, i: u64) -> u64 {
-    // A prime (2^61 - 1) above any key count, hence coprime to it: `i -> i * STRIDE mod iters` is a
-    // bijection on `0..iters`.
-    const STRIDE: u128 = (1 << 61) - 1;
-    let offset = u128::from(i) * STRIDE % u128::from(iters.max(1));
-    from + u64::try_from(offset).unwrap_or(0)
+#[derive(Clone, Copy)]
+struct Order {
+    from: u64,
+    iters: u64,
+    stride: u64,
+}
+
+impl Order {
+    fn new(op: &Op, from: u64, iters: u64) -> Order {
+        let iters = iters.max(1);
+        let stride = if op.prefill { spread(iters) } else { 1 };
+        Order { from, iters, stride }
+    }
+
+    fn key(&self, i: u64) -> u64 {
+        let offset = u128::from(i) * u128::from(self.stride) % u128::from(self.iters);
+        self.from + u64::try_from(offset).unwrap_or(0)
+    }
+}
+
+/// About `n / φ`, the stride that spreads consecutive picks most evenly (as in Fibonacci hashing),
+/// moved up to the next one coprime to `n`.
+fn spread(n: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut stride = ((n as f64 * 0.618_033_988_75) as u64).max(1);
+    while gcd(stride, n) != 1 {
+        stride += 1;
+    }
+    stride
 }
 
 /// An operation: the batch for key number `n`, and the check of its outcome.
@@ -61,15 +87,8 @@ struct Op {
     name: &'static str,
     batch: fn(u64) -> Batch,
     check: fn(Outcome),
-    /// Whether its keys must be stored first (and are then used in [`scattered`] order).
+    /// Whether its keys must be stored first (they are then taken in a spread [`Order`]).
     prefill: bool,
-}
-
-impl Op {
-    /// The key number of the `i`-th operation of a run over keys `from..from + iters`.
-    fn key(&self, from: u64, iters: u64, i: u64) -> u64 {
-        if self.prefill { scattered(from, iters, i) } else { from + i }
-    }
 }
 
 const CREATE: Op = Op {
@@ -110,6 +129,7 @@ fn fill(store: &dyn Store, from: u64, to: u64) {
 
 /// Runs `op` on keys `from..from + iters` from `callers` threads and returns the wall time.
 fn parallel(store: &Arc<dyn Store>, callers: usize, from: u64, iters: u64, op: Op) -> Duration {
+    let order = Order::new(&op, from, iters);
     let next = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|scope| {
@@ -120,7 +140,7 @@ fn parallel(store: &Arc<dyn Store>, callers: usize, from: u64, iters: u64, op: O
                     if i >= iters {
                         break;
                     }
-                    (op.check)(store.apply((op.batch)(op.key(from, iters, i)), NOW).expect("apply"));
+                    (op.check)(store.apply((op.batch)(order.key(i)), NOW).expect("apply"));
                 }
             });
         }
@@ -132,6 +152,7 @@ fn parallel(store: &Arc<dyn Store>, callers: usize, from: u64, iters: u64, op: O
 /// thread through `apply_then`, and returns the wall time.
 fn pipelined(store: &Arc<dyn Store>, depth: usize, from: u64, iters: u64, op: Op) -> Duration {
     let (answered, answers) = mpsc::channel::<Result<Outcome, StoreError>>();
+    let order = Order::new(&op, from, iters);
     let mut next = 0;
     let mut in_flight = 0;
     let start = Instant::now();
@@ -139,7 +160,7 @@ fn pipelined(store: &Arc<dyn Store>, depth: usize, from: u64, iters: u64, op: Op
         while in_flight < depth && next < iters {
             let answered = answered.clone();
             store.apply_then(
-                (op.batch)(op.key(from, iters, next)),
+                (op.batch)(order.key(next)),
                 NOW,
                 Box::new(move |result| {
                     let _ = answered.send(result);
