@@ -427,6 +427,16 @@ impl Report {
              sustained (see p99 above for the latency at that rate);",
             self.concurrency, c.creates_per_second, c.reads_per_second
         );
+        let failed: u64 = self.operations.iter().skip(1).map(|op| op.errors).sum();
+        if failed > 0 {
+            // A server that refuses (rate limits, a full disk) answers fast, and those answers are not
+            // capacity: the rates count successes only, so say so where the plan is read.
+            let _ = writeln!(
+                out,
+                "{failed} creates and reads failed (see the errors above): the rates count successes only, \
+                 so plan from a run without errors;"
+            );
+        }
         if let Some(limit) = self.processor_limit() {
             let _ = writeln!(out, "{limit}");
         }
@@ -1207,6 +1217,12 @@ mod tests {
         assert!(report.capacity.creates_per_second > 0.0 && report.capacity.disk_bytes.is_some());
         let text = report.render();
         assert!(text.contains("bcrypt cost 4") && text.contains("capacity"), "{text}");
+        assert!(!text.contains("failed"), "{text}");
+        // Refusals are not capacity: a run with errors says its rates count successes only.
+        let mut refused = report.clone();
+        refused.operations[1].errors = 3;
+        refused.operations[2].errors = 2;
+        assert!(refused.render().contains("5 creates and reads failed"), "{}", refused.render());
         let json = serde_json::to_value(&report).expect("json");
         assert_eq!(json["mix"], "v1");
         assert_eq!(json["operations"][2]["name"], "reveal");
