@@ -207,18 +207,18 @@ fn writer_line(name: &str, before: WriterStats, after: WriterStats) {
 }
 
 /// How concurrent callers reach the store (see the module docs).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Shape {
     Threads,
     Pipelined,
 }
 
 fn bench_op(c: &mut Criterion, op: Op, shape: Shape) {
-    let group_name = match shape {
-        Shape::Threads => format!("store/{}", op.name),
-        Shape::Pipelined => format!("store/{}-pipelined", op.name),
+    let label = match shape {
+        Shape::Threads => op.name.to_owned(),
+        Shape::Pipelined => format!("{}-pipelined", op.name),
     };
-    let mut group = c.benchmark_group(&group_name);
+    let mut group = c.benchmark_group(format!("store/{label}"));
     group.throughput(Throughput::Elements(1));
     for backend in backends() {
         // Every benchmark uses fresh keys: creates need them absent, takes need them present.
@@ -238,11 +238,7 @@ fn bench_op(c: &mut Criterion, op: Op, shape: Shape) {
                 })
             });
             if let (Some(redb), Some(before)) = (&backend.redb, before) {
-                writer_line(
-                    &format!("redb {} x{callers}", &group_name["store/".len()..]),
-                    before,
-                    redb.writer_stats(),
-                );
+                writer_line(&format!("redb {label} x{callers}"), before, redb.writer_stats());
             }
         }
     }
