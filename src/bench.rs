@@ -804,15 +804,13 @@ pub struct CpuUse {
     pub writer_cores: Option<f64>,
 }
 
-/// The name the redb store gives its writer thread, as `/proc` shows it (cut to 15 bytes).
-const WRITER_THREAD: &str = "lethe-store-wri";
-
 impl CpuTimes {
     fn now() -> Option<CpuTimes> {
         let process = stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
         let writer = std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|task| {
             let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            if comm.trim_end() != WRITER_THREAD {
+            // The kernel keeps 15 bytes of a thread's name.
+            if comm.trim_end() != &store::WRITER_THREAD[..store::WRITER_THREAD.len().min(15)] {
                 return None;
             }
             stat_cpu(&std::fs::read_to_string(task.path().join("stat")).ok()?)

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use memory::MemoryStore;
-pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore, WriterStats};
+pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 
 /// Unix time in seconds. Every time the store sees is passed in by the caller.
 pub type Timestamp = u64;

@@ -65,6 +65,9 @@ const STALE_ROWS_PER_ENTRY: usize = 16;
 /// Most jobs in one write transaction, so one commit's latency stays bounded under a flood.
 const MAX_GROUP: usize = 1024;
 
+/// The writer thread's name (Linux shows the first 15 bytes of it in `/proc`).
+pub const WRITER_THREAD: &str = "lethe-store-writer";
+
 /// redb's page cache, in bytes, unless [`RedbStore::open_with_cache`] says otherwise. Small enough that
 /// a million live secrets fit in well under 64 MiB of resident memory; large enough to hold the upper
 /// levels of every table's B-tree, which is what lookups touch on every request.
@@ -344,7 +347,7 @@ impl RedbStore {
         let stats = Arc::new(Counters::default());
         let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
-            .name("lethe-store-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer_loop(&writer_db, &receiver, &writer_stats))
             .map_err(|err| StoreError::Io(format!("cannot start the writer thread: {err}")))?;
         Ok(RedbStore { db, jobs: Some(jobs), writer: Some(writer), stats })
