@@ -7,7 +7,9 @@
 use crate::api;
 use crate::crypto::openpgp::{inspect_binary_message, inspect_message, validate_public_key};
 use crate::http::body;
-use crate::store::{Batch, Entry, Keyspace, MemoryStore, RedbStore, Store, Timestamp};
+use std::any::Any;
+
+use crate::store::{Batch, Entry, Keyspace, MemoryStore, Outcome, Plan, RedbStore, Store, Timestamp};
 
 /// Armored public keys (`fuzz_targets/public_key.rs`). The input is tried twice: as lossy UTF-8 text
 /// (the armor parser), and as packet bytes wrapped in a well-formed armor block, because random bytes
@@ -55,9 +57,9 @@ pub fn request_body(data: &[u8]) {
 }
 
 /// The store's contract, differentially (`fuzz_targets/store.rs`): `data` is read as a program of
-/// batches, reads, purges and clock steps, run against the memory backend (the reference model) and
-/// against redb (on its in-memory backend, through the same layout and group-commit writer); every
-/// answer must agree. Keys are one or two bytes from a three-letter alphabet, so keys collide and
+/// batches, plans (reads and the batch they decide, in one step), reads, purges and clock steps, run
+/// against the memory backend (the reference model) and against redb (on its in-memory backend,
+/// through the same layout and group-commit writer); every answer must agree. Keys are one or two bytes from a three-letter alphabet, so keys collide and
 /// prefix one another, and keyspaces include both a listed one and three that redb keeps in one table.
 pub fn store(data: &[u8]) {
     let Ok(redb) = RedbStore::open_in_memory() else { return };
@@ -107,7 +109,7 @@ impl Program<'_> {
 
     fn step(&mut self, model: &MemoryStore, redb: &RedbStore) {
         let now = self.now;
-        match self.byte() % 6 {
+        match self.byte() % 7 {
             0 => {
                 let mut batch = Batch::new();
                 for _ in 0..self.byte() % 3 {
@@ -147,9 +149,58 @@ impl Program<'_> {
                 let _ = redb.purge_expired(now, limit);
             }
             4 => purge_all(model, redb, now),
+            5 => {
+                let (ks_a, a, ks_b, b) = (self.keyspace(), self.key(), self.keyspace(), self.key());
+                let (mark, expires_at, create) = (self.byte(), self.expiry(), self.byte().is_multiple_of(2));
+                // Moves `a` to `b` (marked) if it is there, or creates it, or writes nothing: a batch
+                // that depends on what the plan read.
+                let plan = || -> Plan {
+                    let (a, b) = (a.clone(), b.clone());
+                    Box::new(move |lookup| {
+                        let read = (lookup.get(ks_a, &a)?, lookup.get(ks_b, &b)?);
+                        let batch = match &read.0 {
+                            Some(entry) => {
+                                let moved = [entry.value.as_slice(), &[mark]].concat();
+                                Some(
+                                    Batch::new()
+                                        .require_version(ks_a, a.clone(), entry.version)
+                                        .take(ks_a, a)
+                                        .put(ks_b, b, moved, expires_at),
+                                )
+                            }
+                            None if create => Some(Batch::new().require_absent(ks_a, a.clone()).put(
+                                ks_a,
+                                a,
+                                vec![mark],
+                                expires_at,
+                            )),
+                            None => None,
+                        };
+                        Ok((batch, Box::new(read) as Box<dyn Any + Send>))
+                    })
+                };
+                assert_eq!(planned(model, plan(), now), planned(redb, plan(), now), "apply_planned");
+            }
             _ => self.now += u64::from(self.byte() % 6),
         }
     }
+}
+
+type Reads = (Option<Entry>, Option<Entry>);
+
+/// What a plan of the store program read and what its batch did, or `None` if it failed.
+fn planned(store: &dyn Store, plan: Plan, now: Timestamp) -> Option<(Reads, Option<Outcome>)> {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    store.apply_planned(
+        plan,
+        now,
+        Box::new(move |result| {
+            let _ = reply.send(result);
+        }),
+    );
+    let planned = answer.recv().ok()?.ok()?;
+    let reads = planned.report.downcast::<Reads>().ok()?;
+    Some((*reads, planned.outcome))
 }
 
 /// Purges both stores of everything due at `now`, then compares what remains.

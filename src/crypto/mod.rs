@@ -368,17 +368,13 @@ impl MasterKey {
 
     /// Reverses [`MasterKey::seal`].
     pub fn open(&self, purpose: Purpose, id: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return Err(CryptoError::Unseal);
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
-        let mut body = body.to_vec();
-        let key = self.aead_key(purpose, id);
-        let plain_len =
-            key.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| CryptoError::Unseal)?.len();
-        body.truncate(plain_len);
-        Ok(body)
+        self.opener(purpose, id).open(sealed)
+    }
+
+    /// The key that opens what [`MasterKey::seal`] sealed for (`purpose`, `id`), derived now, so
+    /// that opening later costs only the decryption.
+    pub fn opener(&self, purpose: Purpose, id: &[u8]) -> Opener {
+        Opener(self.aead_key(purpose, id))
     }
 
     /// A keyed hash of an id for logs and the audit trail: 12 hex characters, stable for one master key,
@@ -388,6 +384,31 @@ impl MasterKey {
         let mut s = hex(&tag.as_ref()[..6]);
         s.truncate(12);
         s
+    }
+}
+
+/// A derived key for one sealed value (see [`MasterKey::opener`]).
+pub struct Opener(LessSafeKey);
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Opener")
+    }
+}
+
+impl Opener {
+    /// The plaintext of `sealed`, or [`CryptoError::Unseal`] if it was not sealed under this key.
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let mut body = body.to_vec();
+        let plain_len =
+            self.0.open_in_place(nonce, Aad::empty(), &mut body).map_err(|_| CryptoError::Unseal)?.len();
+        body.truncate(plain_len);
+        Ok(body)
     }
 }
 

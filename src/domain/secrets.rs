@@ -15,6 +15,7 @@
 //! - Metadata states only move forward: new → viewed → received | burned | expired | orphaned.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +23,8 @@ use super::accounts::{Account, account_index_key};
 use super::{CAS_RETRIES, Domain};
 use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
-use crate::crypto::{CryptoError, Purpose, random_bytes};
-use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
+use crate::crypto::{CryptoError, Opener, Purpose, random_bytes};
+use crate::store::{Batch, Keyspace, Lookup, Outcome, StoreError, Timestamp, codec};
 
 /// The record under [`Keyspace::Secret`]. One keyspace holds every kind of one-time secret so that an
 /// id belongs to exactly one kind; variants are only ever appended (postcard encodes the index).
@@ -324,6 +325,76 @@ fn contention() -> SecretError {
 /// slot 0 exactly when this caller won.
 fn consume(hash: [u8; 32], version: u64) -> Batch {
     Batch::new().require_version(Keyspace::Secret, hash, version).take(Keyspace::Secret, hash)
+}
+
+/// What a reveal's plan found (see [`plan_reveal`]).
+enum Found {
+    Unknown,
+    /// The stored value does not open under the presented key; nothing was taken.
+    Unreadable(CryptoError),
+    /// Protected by a passphrase not yet verified for this version; nothing was taken.
+    Guarded {
+        passphrase_hash: String,
+        version: u64,
+    },
+    /// Opened, and taken by the plan's batch if that applied.
+    Opened {
+        value: Vec<u8>,
+        share_domain: String,
+    },
+}
+
+/// Decides a v1 reveal from the secret and its metadata as they are: take the secret and mark the
+/// metadata received, in one batch conditioned on both versions. It takes nothing it cannot open, nor
+/// a protected secret unless `verified` names the version whose passphrase was checked.
+///
+/// It runs where the store applies writes (redb's writer thread), so it only reads, decodes and opens
+/// the value with a key derived beforehand; bcrypt and everything slow stay with the caller.
+fn plan_reveal(
+    lookup: &mut dyn Lookup,
+    secret_hash: [u8; 32],
+    opener: &Opener,
+    verified: Option<u64>,
+    now: Timestamp,
+) -> Result<(Option<Batch>, Found), StoreError> {
+    let Some(entry) = lookup.get(Keyspace::Secret, &secret_hash)? else {
+        return Ok((None, Found::Unknown));
+    };
+    let SecretRecord::V1(secret) = codec::decode::<SecretRecord>(&entry.value)? else {
+        return Ok((None, Found::Unknown));
+    };
+    if let Some(passphrase_hash) = &secret.passphrase_hash
+        && verified != Some(entry.version)
+    {
+        let guarded = Found::Guarded { passphrase_hash: passphrase_hash.clone(), version: entry.version };
+        return Ok((None, guarded));
+    }
+    let value = match opener.open(&secret.sealed_value) {
+        Ok(value) => value,
+        Err(err) => return Ok((None, Found::Unreadable(err))),
+    };
+    let mut batch = consume(secret_hash, entry.version);
+    // Only a passphrase can have failed attempts on record.
+    if secret.passphrase_hash.is_some() {
+        batch = batch.delete(Keyspace::Attempts, secret_hash);
+    }
+    let mut share_domain = String::new();
+    if let Some(entry) = lookup.get(Keyspace::Metadata, &secret.metadata_hash)? {
+        let mut meta: MetadataRecord = codec::decode(&entry.value)?;
+        share_domain = meta.share_domain.clone();
+        if !meta.state.is_terminal() {
+            meta.state = State::Received;
+            meta.received = Some(now);
+            meta.updated = now;
+            batch = batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
+                Keyspace::Metadata,
+                secret.metadata_hash,
+                codec::encode(&meta),
+                Some(meta.expires_at),
+            );
+        }
+    }
+    Ok((Some(batch), Found::Opened { value, share_domain }))
 }
 
 /// Characters of generated values: look-alikes (`i l o 1 I O 0`) removed.
@@ -715,72 +786,39 @@ impl Domain {
         passphrase: Option<&Passphrase>,
     ) -> Result<Revealed, SecretError> {
         let secret_hash = self.keys.store_key(secret_key);
+        let opener = Arc::new(self.keys.opener(Purpose::SecretValue, secret_key.as_bytes()));
         // The version whose passphrase was verified, so a retry after a metadata race skips bcrypt.
-        let mut verified_version = None;
+        let mut verified = None;
         for _ in 0..CAS_RETRIES {
-            let now = self.now();
-            // The secret and its metadata in one trip to the store.
-            let found = self
-                .store
-                .read(move |store| {
-                    let Some(entry) = store.get(Keyspace::Secret, &secret_hash, now)? else {
-                        return Ok(None);
-                    };
-                    let SecretRecord::V1(secret) = codec::decode::<SecretRecord>(&entry.value)? else {
-                        return Ok(None);
-                    };
-                    let metadata = store.get(Keyspace::Metadata, &secret.metadata_hash, now)?;
-                    Ok(Some((secret, entry.version, metadata)))
-                })
-                .await?;
-            let Some((secret, version, metadata)) = found else {
-                return Err(SecretError::Unknown);
-            };
-            if let Some(hash) = &secret.passphrase_hash
-                && verified_version != Some(version)
-            {
-                if !self.check_passphrase(secret_hash, hash, passphrase).await? {
-                    return Err(SecretError::WrongPassphrase);
-                }
-                verified_version = Some(version);
-            }
-            let value = self.keys.open(Purpose::SecretValue, secret_key.as_bytes(), &secret.sealed_value)?;
-
             // bcrypt may have taken a while: the take is judged at the time it is committed.
             let now = self.now();
-            let mut batch = consume(secret_hash, version);
-            // Only a passphrase can have failed attempts on record.
-            if secret.passphrase_hash.is_some() {
-                batch = batch.delete(Keyspace::Attempts, secret_hash);
-            }
-            let mut share_domain = String::new();
-            if let Some(entry) = metadata {
-                let mut meta: MetadataRecord = codec::decode(&entry.value)?;
-                share_domain = meta.share_domain.clone();
-                if !meta.state.is_terminal() {
-                    meta.state = State::Received;
-                    meta.received = Some(now);
-                    meta.updated = now;
-                    batch =
-                        batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
-                            Keyspace::Metadata,
-                            secret.metadata_hash,
-                            codec::encode(&meta),
-                            Some(meta.expires_at),
-                        );
+            let opener = Arc::clone(&opener);
+            let (found, outcome) = self
+                .store
+                .apply_planned(now, move |lookup| plan_reveal(lookup, secret_hash, &opener, verified, now))
+                .await?;
+            match found {
+                Found::Unknown => return Err(SecretError::Unknown),
+                Found::Unreadable(err) => return Err(err.into()),
+                Found::Guarded { passphrase_hash, version } => {
+                    if !self.check_passphrase(secret_hash, &passphrase_hash, passphrase).await? {
+                        return Err(SecretError::WrongPassphrase);
+                    }
+                    verified = Some(version);
                 }
-            }
-            match self.store.apply(batch, now).await? {
-                Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => {
-                    return Ok(Revealed {
-                        value,
-                        share_domain: origin(&self.link_base(&share_domain)).to_owned(),
-                    });
-                }
-                // Expired between read and take.
-                Outcome::Applied(_) => return Err(SecretError::Unknown),
-                // Another reveal won, or the metadata moved (new → viewed): read again and decide.
-                Outcome::Conflict(_) => continue,
+                Found::Opened { value, share_domain } => match outcome {
+                    Some(Outcome::Applied(taken)) if matches!(taken.first(), Some(Some(_))) => {
+                        return Ok(Revealed {
+                            value,
+                            share_domain: origin(&self.link_base(&share_domain)).to_owned(),
+                        });
+                    }
+                    // Expired between the plan's read and the take.
+                    Some(Outcome::Applied(_)) => return Err(SecretError::Unknown),
+                    // Another reveal won, or the metadata moved (new → viewed), between a read and a
+                    // write the backend could not run as one step: read again and decide.
+                    Some(Outcome::Conflict(_)) | None => continue,
+                },
             }
         }
         Err(contention())

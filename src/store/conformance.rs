@@ -74,7 +74,190 @@ conformance!(
     many_concurrent_batches_from_several_threads_are_all_applied,
     concurrent_conflicting_batches_do_not_affect_their_neighbours,
     visit_all_sees_every_live_entry_of_every_keyspace_once,
+    a_plan_reads_the_store_and_applies_its_batch,
+    a_plan_that_returns_no_batch_changes_nothing,
+    a_plan_sees_expired_entries_as_absent,
+    a_failing_plan_changes_nothing_and_reports_its_error,
+    concurrent_plans_taking_one_key_have_exactly_one_winner,
 );
+
+/// Any backend with [`Store::apply_planned`] left at the trait's two-step default: the path a backend
+/// without a single writer (a networked engine) would take.
+struct TwoStep(Arc<dyn Store>);
+
+impl Store for TwoStep {
+    fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError> {
+        self.0.get(ks, key, now)
+    }
+
+    fn scan_prefix(
+        &self,
+        ks: Keyspace,
+        prefix: &[u8],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>, StoreError> {
+        self.0.scan_prefix(ks, prefix, now, limit)
+    }
+
+    fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        self.0.apply(batch, now)
+    }
+
+    fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>) {
+        self.0.apply_then(batch, now, done);
+    }
+
+    fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.0.purge_expired(now, limit)
+    }
+
+    fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.0.next_expiry()
+    }
+
+    fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
+        self.0.count(ks)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.0.check()
+    }
+}
+
+/// The plan tests once more, through the two-step default over the memory backend.
+mod two_step_plans {
+    fn store() -> std::sync::Arc<dyn super::Store> {
+        std::sync::Arc::new(super::TwoStep(super::memory().store))
+    }
+
+    #[test]
+    fn a_plan_reads_the_store_and_applies_its_batch() {
+        super::a_plan_reads_the_store_and_applies_its_batch(&store());
+    }
+
+    #[test]
+    fn a_plan_that_returns_no_batch_changes_nothing() {
+        super::a_plan_that_returns_no_batch_changes_nothing(&store());
+    }
+
+    #[test]
+    fn a_plan_sees_expired_entries_as_absent() {
+        super::a_plan_sees_expired_entries_as_absent(&store());
+    }
+
+    #[test]
+    fn a_failing_plan_changes_nothing_and_reports_its_error() {
+        super::a_failing_plan_changes_nothing_and_reports_its_error(&store());
+    }
+
+    #[test]
+    fn concurrent_plans_taking_one_key_have_exactly_one_winner() {
+        super::concurrent_plans_taking_one_key_have_exactly_one_winner(&store());
+    }
+}
+
+/// Runs `plan` through [`Store::apply_planned`] and waits for its answer; the report is what the plan
+/// read under `key`.
+fn planned(
+    store: &Arc<dyn Store>,
+    now: Timestamp,
+    plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
+    key: &'static [u8],
+) -> Result<(Option<Entry>, Option<Outcome>), StoreError> {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let plan: Plan = Box::new(move |lookup| {
+        let read = lookup.get(S, key)?;
+        let batch = plan(lookup)?;
+        Ok((batch, Box::new(read) as Box<dyn std::any::Any + Send>))
+    });
+    store.apply_planned(
+        plan,
+        now,
+        Box::new(move |result| {
+            let _ = reply.send(result);
+        }),
+    );
+    let planned = answer.recv().expect("the plan was answered")?;
+    let read = *planned.report.downcast::<Option<Entry>>().expect("the report the plan made");
+    Ok((read, planned.outcome))
+}
+
+fn a_plan_reads_the_store_and_applies_its_batch(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"from k", Some(NOW + 60));
+    let (read, outcome) = planned(
+        store,
+        NOW,
+        |lookup| {
+            let Some(entry) = lookup.get(S, b"k")? else { return Ok(None) };
+            Ok(Some(Batch::new().require_version(S, b"k", entry.version).take(S, b"k").put(
+                M,
+                b"copy",
+                entry.value,
+                None,
+            )))
+        },
+        b"k",
+    )
+    .expect("planned");
+    assert_eq!(read.map(|e| e.value), Some(b"from k".to_vec()));
+    let Some(Outcome::Applied(slots)) = outcome else { panic!("applied: {outcome:?}") };
+    assert_eq!(slots[0].as_ref().map(|e| e.value.as_slice()), Some(&b"from k"[..]));
+    assert_eq!(get(store, S, b"k", NOW), None);
+    assert_eq!(get(store, M, b"copy", NOW).map(|e| e.value), Some(b"from k".to_vec()));
+}
+
+fn a_plan_that_returns_no_batch_changes_nothing(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", None);
+    let (read, outcome) = planned(store, NOW, |_| Ok(None), b"k").expect("planned");
+    assert_eq!(read.map(|e| e.version), Some(1));
+    assert_eq!(outcome, None);
+    assert_eq!(get(store, S, b"k", NOW).map(|e| e.version), Some(1));
+}
+
+fn a_plan_sees_expired_entries_as_absent(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", Some(NOW + 10));
+    let (read, _) = planned(store, NOW + 10, |_| Ok(None), b"k").expect("planned");
+    assert_eq!(read, None);
+    let (read, _) = planned(store, NOW + 9, |_| Ok(None), b"k").expect("planned");
+    assert!(read.is_some());
+}
+
+fn a_failing_plan_changes_nothing_and_reports_its_error(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"v", None);
+    let result = planned(store, NOW, |_| Err(StoreError::Corrupt("the plan's own failure".into())), b"k");
+    assert!(matches!(result, Err(StoreError::Corrupt(msg)) if msg == "the plan's own failure"));
+    assert_eq!(get(store, S, b"k", NOW).map(|e| e.version), Some(1));
+    // The store goes on serving writes.
+    put(store, S, b"after", b"v", None);
+}
+
+fn concurrent_plans_taking_one_key_have_exactly_one_winner(store: &Arc<dyn Store>) {
+    put(store, S, b"k", b"once", Some(NOW + 60));
+    let start = Barrier::new(CONTENDERS);
+    let outcomes: Vec<_> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..CONTENDERS)
+            .map(|_| {
+                let (start, store) = (&start, Arc::clone(store));
+                scope.spawn(move || {
+                    start.wait();
+                    let take = |lookup: &mut dyn Lookup| {
+                        let entry = lookup.get(S, b"k")?;
+                        Ok(entry.map(|e| Batch::new().require_version(S, b"k", e.version).take(S, b"k")))
+                    };
+                    planned(&store, NOW, take, b"k").expect("planned").1
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("contender")).collect()
+    });
+    let winners =
+        outcomes.iter().filter(|o| matches!(o, Some(Outcome::Applied(slots)) if slots[0].is_some())).count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    // The others found the key gone, or (two steps) lost the race on its version.
+    assert!(outcomes.iter().all(|o| matches!(o, Some(Outcome::Applied(_) | Outcome::Conflict(0)) | None)));
+    assert_eq!(get(store, S, b"k", NOW), None);
+}
 
 fn visit_all_sees_every_live_entry_of_every_keyspace_once(store: &Arc<dyn Store>) {
     put(store, Keyspace::Secret, b"s1", b"one", Some(NOW + 10));

@@ -73,6 +73,13 @@ impl State {
         }
     }
 
+    fn apply(&mut self, batch: Batch, now: Timestamp) -> Outcome {
+        if let Some(failed) = batch.conditions.iter().position(|c| !self.holds(c, now)) {
+            return Outcome::Conflict(failed);
+        }
+        Outcome::Applied(batch.mutations.into_iter().map(|m| self.mutate(m, now)).collect())
+    }
+
     fn mutate(&mut self, mutation: Mutation, now: Timestamp) -> Option<Entry> {
         match mutation {
             Mutation::Put { ks, key, value, expires_at } => {
@@ -153,17 +160,38 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
-        let mut state = self.lock();
-        if let Some(failed) = batch.conditions.iter().position(|c| !state.holds(c, now)) {
-            return Ok(Outcome::Conflict(failed));
-        }
-        let taken = batch.mutations.into_iter().map(|m| state.mutate(m, now)).collect();
-        Ok(Outcome::Applied(taken))
+        Ok(self.lock().apply(batch, now))
     }
 
     // One mutex section: nothing here waits on I/O, so it runs in place, even on the runtime.
     fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>) {
         done(self.apply(batch, now));
+    }
+
+    // The plan reads and its batch applies under one lock, as in redb's writer; the reply is sent
+    // after the lock is released.
+    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+        struct Locked<'a> {
+            state: &'a State,
+            now: Timestamp,
+        }
+        impl Lookup for Locked<'_> {
+            fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+                Ok(self.state.live(ks, key, self.now).map(Stored::to_entry))
+            }
+        }
+        let result = {
+            let mut state = self.lock();
+            plan(&mut Locked { state: &state, now }).map(|(batch, report)| Planned {
+                report,
+                outcome: batch.map(|batch| state.apply(batch, now)),
+            })
+        };
+        done(result);
+    }
+
+    fn plans_block(&self) -> bool {
+        false
     }
 
     fn reads_block(&self) -> bool {

@@ -19,6 +19,7 @@ mod conformance;
 mod memory;
 mod redb_store;
 
+use std::any::Any;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -250,6 +251,34 @@ impl std::error::Error for StoreError {}
 /// Where [`Store::apply_then`] sends its result.
 pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 
+/// Point reads for a [`Plan`], at the `now` of the write it plans.
+pub trait Lookup {
+    /// The live entry under `key`, as [`Store::get`] would return it at that moment.
+    fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError>;
+}
+
+/// A write decided from what the store holds: it reads what it needs and returns the batch to apply
+/// (`None` to write nothing), plus whatever the caller wants to know about what it read.
+///
+/// A backend may run it apart from the write (see [`Store::apply_planned`]), so the batch must carry
+/// conditions on every entry the decision rests on; then a plan that raced another write ends in
+/// [`Outcome::Conflict`], never in a write the plan would not have made.
+pub type Plan =
+    Box<dyn FnOnce(&mut dyn Lookup) -> Result<(Option<Batch>, Box<dyn Any + Send>), StoreError> + Send>;
+
+/// What [`Store::apply_planned`] did: the plan's own report, and the outcome of its batch if it
+/// returned one.
+pub struct Planned {
+    pub report: Box<dyn Any + Send>,
+    pub outcome: Option<Outcome>,
+}
+
+impl fmt::Debug for Planned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Planned").field("outcome", &self.outcome).finish_non_exhaustive()
+    }
+}
+
 /// The storage contract. Methods may block; async callers go through [`StoreHandle`], which runs
 /// blocking ones on the blocking pool and waits for writes without holding a thread.
 pub trait Store: Send + Sync + 'static {
@@ -277,6 +306,36 @@ pub trait Store: Send + Sync + 'static {
     /// Whether reads may wait on I/O; [`StoreHandle`] runs them on the blocking pool if so, and in
     /// place otherwise.
     fn reads_block(&self) -> bool {
+        true
+    }
+
+    /// Runs `plan` against the store at `now` and applies the batch it returns; `done` is called
+    /// exactly once with the result.
+    ///
+    /// This default reads, then applies, in two steps (the plan's conditions make that safe) and may
+    /// block on both. A backend that can run the plan where it applies writes (redb's writer, inside
+    /// the group's transaction) overrides it: a read-then-write request then makes one trip instead
+    /// of two, and its conditions cannot fail, because nothing can change between its reads and its
+    /// batch.
+    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+        struct Reads<'a, S: ?Sized> {
+            store: &'a S,
+            now: Timestamp,
+        }
+        impl<S: Store + ?Sized> Lookup for Reads<'_, S> {
+            fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+                self.store.get(ks, key, self.now)
+            }
+        }
+        done(plan(&mut Reads { store: self, now }).and_then(|(batch, report)| {
+            let outcome = batch.map(|batch| self.apply(batch, now)).transpose()?;
+            Ok(Planned { report, outcome })
+        }));
+    }
+
+    /// Whether [`Store::apply_planned`] may block the calling thread; [`StoreHandle`] calls it on the
+    /// blocking pool if so. True for the two-step default.
+    fn plans_block(&self) -> bool {
         true
     }
 
@@ -478,6 +537,44 @@ impl StoreHandle {
             }),
         );
         answer.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Reads and writes in one step where the backend can (see [`Store::apply_planned`]): `plan` reads
+    /// through the [`Lookup`] and returns the batch to apply, if any, with a report of type `T` for
+    /// the caller. The outcome is `None` when the plan wrote nothing.
+    pub async fn apply_planned<T, F>(
+        &self,
+        now: Timestamp,
+        plan: F,
+    ) -> Result<(T, Option<Outcome>), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Lookup) -> Result<(Option<Batch>, T), StoreError> + Send + 'static,
+    {
+        let plan: Plan = Box::new(move |lookup| {
+            plan(lookup).map(|(batch, report)| (batch, Box::new(report) as Box<dyn Any + Send>))
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let done: Reply<Planned> = Box::new(move |result| {
+            let _ = reply.send(result);
+        });
+        if self.inner.plans_block() {
+            let store = Arc::clone(&self.inner);
+            let ran = tokio::task::spawn_blocking(move || store.apply_planned(plan, now, done)).await;
+            if let Err(err) = ran
+                && err.is_panic()
+            {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        } else {
+            self.inner.apply_planned(plan, now, done);
+        }
+        let planned = answer.await.unwrap_or(Err(StoreError::Closed))?;
+        match planned.report.downcast::<T>() {
+            Ok(report) => Ok((*report, planned.outcome)),
+            // Only this function boxes reports, always as `T`.
+            Err(_) => Err(StoreError::Io("a plan's report came back as another type".into())),
+        }
     }
 
     pub async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {

@@ -30,6 +30,12 @@
 //! once with [`Durability::Immediate`], and only then answers. If any I/O fails, the whole
 //! transaction is aborted and every job in it gets the error; none was acknowledged.
 //!
+//! [`Store::apply_planned`] sends the plan itself as a job: it reads through the group's transaction
+//! and its batch is applied at once, so a reveal (read the secret and its metadata, then take the one
+//! and update the other) is one trip to the writer rather than a trip to the blocking pool and then
+//! one to the writer. A plan that fails or panics fails its own job only, since it has written
+//! nothing yet; a group in which nothing wrote is aborted instead of committed, so it costs no flush.
+//!
 //! Reads use their own read transactions and never wait for the writer.
 //!
 //! Memory. redb keeps a page cache (1 GiB by default) that would let a large database grow the
@@ -207,13 +213,29 @@ fn parse_index_key(row: &[u8]) -> Option<(Timestamp, u8, &[u8])> {
 
 /// A unit of work for the writer thread, with the channel its caller waits on.
 enum Job {
-    Apply { batch: Batch, now: Timestamp, reply: Reply<Outcome> },
-    Purge { now: Timestamp, limit: usize, reply: Reply<usize> },
+    Apply {
+        batch: Batch,
+        now: Timestamp,
+        reply: Reply<Outcome>,
+    },
+    /// The plan is taken out when it runs.
+    Plan {
+        plan: Option<Plan>,
+        now: Timestamp,
+        reply: Reply<Planned>,
+    },
+    Purge {
+        now: Timestamp,
+        limit: usize,
+        reply: Reply<usize>,
+    },
 }
 
 /// What a job produced inside the transaction, held until the commit decides whether it stands.
 enum Done {
     Apply(Outcome),
+    /// A plan that failed before its batch changed anything fails alone; the group goes on.
+    Plan(Result<Planned, StoreError>),
     Purge(usize),
 }
 
@@ -496,6 +518,16 @@ impl Store for RedbStore {
         self.send(Job::Apply { batch, now, reply });
     }
 
+    // The plan runs on the writer thread inside the group's transaction, so its reads see every
+    // batch before it and nothing can come between them and its batch.
+    fn apply_planned(&self, plan: Plan, now: Timestamp, reply: Reply<Planned>) {
+        self.send(Job::Plan { plan: Some(plan), now, reply });
+    }
+
+    fn plans_block(&self) -> bool {
+        false
+    }
+
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let reply: Reply<usize> = Box::new(move |result| {
@@ -580,6 +612,7 @@ impl Answer {
                 for (job, done) in group.into_iter().zip(done) {
                     match (job, done) {
                         (Job::Apply { reply, .. }, Done::Apply(outcome)) => reply(Ok(outcome)),
+                        (Job::Plan { reply, .. }, Done::Plan(planned)) => reply(planned),
                         (Job::Purge { reply, .. }, Done::Purge(removed)) => reply(Ok(removed)),
                         (job, _) => fail(job, &StoreError::Io("writer result out of step".into())),
                     }
@@ -639,11 +672,13 @@ fn fail(job: Job, err: &StoreError) {
     };
     match job {
         Job::Apply { reply, .. } => reply(Err(copy())),
+        Job::Plan { reply, .. } => reply(Err(copy())),
         Job::Purge { reply, .. } => reply(Err(copy())),
     }
 }
 
-/// Runs every job of a group in one transaction and commits it; on any error nothing is committed.
+/// Runs every job of a group in one transaction and commits it, unless none of them wrote; on any error
+/// nothing is committed.
 ///
 /// Jobs that arrive on `late` while the group runs join it before the commit: otherwise they would
 /// wait for this commit and then their own, and the group would be smaller for it.
@@ -656,7 +691,13 @@ fn run_group(
     let mut txn = db.begin_write().map_err(io_error)?;
     txn.set_durability(Durability::Immediate).map_err(io_error)?;
     let done = match run_jobs(&txn, group, late) {
-        Ok(done) => done,
+        Ok((done, true)) => done,
+        // Only plans that read and wrote nothing: no commit, so no flush. Their reads saw nothing
+        // uncommitted, since no job in the group wrote.
+        Ok((done, false)) => {
+            txn.abort().map_err(io_error)?;
+            return Ok(done);
+        }
         Err(err) => {
             // Dropping would abort too; aborting explicitly surfaces nothing new but says what happens.
             let _ = txn.abort();
@@ -681,17 +722,20 @@ fn run_group(
     Ok(done)
 }
 
+/// Runs the group's jobs (and late ones); returns what each produced and whether any of them wrote.
 fn run_jobs(
     txn: &WriteTransaction,
     group: &mut Vec<Job>,
     late: Option<&mpsc::Receiver<Job>>,
-) -> Result<Vec<Done>, StoreError> {
+) -> Result<(Vec<Done>, bool), StoreError> {
     let mut tables = Tables::open(txn)?;
     let mut done = Vec::with_capacity(group.len());
     loop {
-        for job in &group[done.len()..] {
+        let start = done.len();
+        for job in &mut group[start..] {
             done.push(match job {
                 Job::Apply { batch, now, .. } => Done::Apply(tables.apply(batch, *now)?),
+                Job::Plan { plan, now, .. } => Done::Plan(tables.plan(plan.take(), *now)?),
                 Job::Purge { now, limit, .. } => Done::Purge(tables.purge(*now, *limit)?),
             });
         }
@@ -701,7 +745,7 @@ fn run_jobs(
         }
         if group.len() == before {
             tables.finish()?;
-            return Ok(done);
+            return Ok((done, tables.wrote));
         }
     }
 }
@@ -746,6 +790,8 @@ struct Tables<'txn> {
     meta: Table<'txn, &'static str, &'static [u8]>,
     /// Entries added minus entries removed in this transaction, by keyspace tag.
     added: [i64; TAGS],
+    /// Whether anything was changed: a group of plans that only read has nothing to commit.
+    wrote: bool,
 }
 
 impl<'txn> Tables<'txn> {
@@ -760,6 +806,7 @@ impl<'txn> Tables<'txn> {
             expiry: txn.open_table(EXPIRY).map_err(io_error)?,
             meta: txn.open_table(META).map_err(io_error)?,
             added: [0; TAGS],
+            wrote: false,
         })
     }
 
@@ -824,6 +871,7 @@ impl<'txn> Tables<'txn> {
         };
         if old.is_some() {
             self.counted(ks, -1);
+            self.wrote = true;
         }
         Ok(old)
     }
@@ -847,6 +895,7 @@ impl<'txn> Tables<'txn> {
         value: &[u8],
         old_expiry: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        self.wrote = true;
         let (table, row) = self.place(ks, key)?;
         let replaced =
             table.insert(row.as_ref(), header.encode(value).as_slice()).map_err(io_error)?.is_some();
@@ -924,6 +973,40 @@ impl<'txn> Tables<'txn> {
         }
     }
 
+    /// Runs a plan and applies its batch. The outer error is the group's (its batch failed part-way);
+    /// the inner one is the plan's alone (it failed or panicked before writing anything).
+    fn plan(
+        &mut self,
+        plan: Option<Plan>,
+        now: Timestamp,
+    ) -> Result<Result<Planned, StoreError>, StoreError> {
+        struct Reads<'a, 'txn> {
+            tables: &'a mut Tables<'txn>,
+            now: Timestamp,
+        }
+        impl Lookup for Reads<'_, '_> {
+            fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+                let (table, row) = self.tables.place(ks, key)?;
+                let stored = read_entry(table, &row)?;
+                Ok(stored.filter(|s| s.is_live(self.now)).map(Stored::into_entry))
+            }
+        }
+        let Some(plan) = plan else {
+            return Ok(Err(StoreError::Io("a plan was run twice".into())));
+        };
+        // The plan is the caller's code on the one thread every write needs: a panic in it must not
+        // take the writer down.
+        let planned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&mut Reads { tables: self, now })));
+        let (batch, report) = match planned {
+            Ok(Ok(planned)) => planned,
+            Ok(Err(err)) => return Ok(Err(err)),
+            Err(_) => return Ok(Err(StoreError::Io("a write plan panicked".into()))),
+        };
+        let outcome = batch.map(|batch| self.apply(&batch, now)).transpose()?;
+        Ok(Ok(Planned { report, outcome }))
+    }
+
     /// Removes up to `limit` entries due at `now`, oldest expiry first.
     fn purge(&mut self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
         // Rows of entries already removed do not count against `limit`, but they bound the pass too,
@@ -955,6 +1038,7 @@ impl<'txn> Tables<'txn> {
             }
             // The entry's own row, or a row whose entry is gone or expires at another time now.
             self.expiry.remove(row.as_slice()).map_err(io_error)?;
+            self.wrote = true;
         }
         Ok(removed)
     }
@@ -977,7 +1061,7 @@ mod tests {
         done.into_iter()
             .map(|d| match d {
                 Done::Apply(outcome) => outcome,
-                Done::Purge(_) => panic!("no purge was sent"),
+                Done::Plan(_) | Done::Purge(_) => panic!("only batches were sent"),
             })
             .collect()
     }
@@ -1036,6 +1120,69 @@ mod tests {
         assert!(matches!(&done[2], Outcome::Applied(slots) if slots[0].is_some()));
         assert_eq!(done[3], Outcome::Conflict(0));
         assert!(store.get(S, b"k", 100).expect("get").is_none());
+    }
+
+    fn plan_job(
+        plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
+    ) -> Job {
+        let plan: Plan = Box::new(move |lookup| {
+            plan(lookup).map(|batch| (batch, Box::new(()) as Box<dyn std::any::Any + Send>))
+        });
+        Job::Plan { plan: Some(plan), now: 100, reply: Box::new(|_| {}) }
+    }
+
+    #[test]
+    fn a_plan_that_fails_or_panics_fails_alone_and_later_plans_see_earlier_batches() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        let create = job(Batch::new().put(S, b"a", b"1".to_vec(), None));
+        let panics = plan_job(|_| panic!("a plan's bug"));
+        let fails = plan_job(|_| Err(StoreError::Corrupt("unreadable".into())));
+        // Reads `a`, written by the first job of its own, not yet committed, group.
+        let copies = plan_job(|lookup| {
+            let entry = lookup.get(S, b"a")?.expect("the earlier batch's entry");
+            Ok(Some(Batch::new().put(S, b"b", entry.value, None)))
+        });
+        let done = run_group(&store.db, &mut vec![create, panics, fails, copies], None, &store.stats)
+            .expect("the group commits");
+        let results: Vec<String> = done
+            .iter()
+            .map(|d| match d {
+                Done::Apply(outcome) | Done::Plan(Ok(Planned { outcome: Some(outcome), .. })) => {
+                    format!("{outcome:?}")
+                }
+                Done::Plan(Err(err)) => err.to_string(),
+                Done::Plan(Ok(_)) | Done::Purge(_) => "unexpected".into(),
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                "Applied([None])",
+                "storage I/O error: a write plan panicked",
+                "stored record is unreadable: unreadable",
+                "Applied([None])",
+            ]
+        );
+        assert_eq!(store.get(S, b"b", 100).expect("get").map(|e| e.value), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn a_group_of_plans_that_only_read_is_not_committed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        store.apply(Batch::new().put(S, b"k", b"v".to_vec(), None), 100).expect("apply");
+        let before = store.writer_stats();
+        let reads = || plan_job(|lookup| lookup.get(S, b"k").map(|_| None));
+        // A batch whose condition fails writes nothing either.
+        let refused = job(Batch::new().require_absent(S, b"k").put(S, b"k", b"w".to_vec(), None));
+        let done =
+            run_group(&store.db, &mut vec![reads(), refused, reads()], None, &store.stats).expect("group");
+        assert_eq!(done.len(), 3);
+        assert_eq!(store.writer_stats().since(&before).commits, 0);
+        let written = plan_job(|_| Ok(Some(Batch::new().put(S, b"n", b"v".to_vec(), None))));
+        run_group(&store.db, &mut vec![reads(), written], None, &store.stats).expect("group");
+        assert_eq!(store.writer_stats().since(&before).commits, 1);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lethe::store::{Batch, Entry, Keyspace, Outcome, Reply, Store, StoreError, StoreHandle, Timestamp};
+use lethe::store::{
+    Batch, Entry, Keyspace, Outcome, Plan, Planned, Reply, Store, StoreError, StoreHandle, Timestamp,
+};
 
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -74,6 +76,18 @@ impl Store for Faulty {
 
     fn reads_block(&self) -> bool {
         self.inner.blocking().reads_block()
+    }
+
+    // A plan both reads and writes, so either fault fails it, before anything is read.
+    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+        match self.read().and_then(|()| self.write()) {
+            Ok(()) => self.inner.blocking().apply_planned(plan, now, done),
+            Err(err) => done(Err(err)),
+        }
+    }
+
+    fn plans_block(&self) -> bool {
+        self.inner.blocking().plans_block()
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
