@@ -672,21 +672,40 @@ impl Domain {
 
     /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
     /// concurrent reads exactly one gets it.
+    ///
+    /// It is planned (one trip to the store writer) because most client secrets are one-time; a
+    /// reusable one then waits for the commit of whatever group its plan joined, which only adds the
+    /// commit's latency.
     pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
         let hash = self.keys.store_key(id);
         for _ in 0..CAS_RETRIES {
-            let Some((secret, version)) = self.read_client(hash, payload).await? else {
+            let (found, outcome) = self
+                .store
+                .apply_planned(self.now(), move |lookup| {
+                    let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
+                    match codec::decode::<SecretRecord>(&entry.value)? {
+                        SecretRecord::Client(secret) if secret.payload == payload => {
+                            let batch = secret.one_time.then(|| consume(hash, entry.version));
+                            let opened = ClientOpened {
+                                data: secret.data,
+                                expiration: secret.expiration,
+                                one_time: secret.one_time,
+                            };
+                            Ok((batch, Some(opened)))
+                        }
+                        _ => Ok((None, None)),
+                    }
+                })
+                .await?;
+            let Some(opened) = found else {
                 return Err(ClientError::NotFound);
             };
-            let opened =
-                ClientOpened { data: secret.data, expiration: secret.expiration, one_time: secret.one_time };
-            if !secret.one_time {
-                return Ok(opened);
-            }
-            match self.store.apply(consume(hash, version), self.now()).await? {
-                Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => return Ok(opened),
-                Outcome::Applied(_) => return Err(ClientError::NotFound),
-                Outcome::Conflict(_) => continue,
+            match outcome {
+                // Not one-time: nothing to take.
+                None => return Ok(opened),
+                Some(Outcome::Applied(taken)) if matches!(taken.first(), Some(Some(_))) => return Ok(opened),
+                Some(Outcome::Applied(_)) => return Err(ClientError::NotFound),
+                Some(Outcome::Conflict(_)) => continue,
             }
         }
         Err(ClientError::Store(StoreError::Io("record changed concurrently too often".into())))
