@@ -267,6 +267,10 @@ pub struct Report {
     pub disk: Disk,
     /// The group-commit writer during the create and read phases (in-process redb only).
     pub writer: Option<WriterReport>,
+    /// How the data directory's disk flushes; `None` without a redb store of this process's own to
+    /// probe (`--url`, the memory store), or when the probe failed (then see `flush_error`).
+    pub flush: Option<Flush>,
+    pub flush_error: Option<String>,
     pub capacity: Capacity,
 }
 
@@ -316,6 +320,77 @@ pub struct WriterReport {
     pub largest_group: u64,
     pub mean_commit_ms: f64,
     pub max_commit_ms: f64,
+}
+
+/// How fast the disk under the data directory makes writes durable, measured the way PostgreSQL's
+/// `pg_test_fsync` does: the median time of `fdatasync` after writing one page, [`FLUSH_PAGES`]
+/// adjacent pages, and as many pages scattered over a file written out beforehand. A durable redb
+/// commit flushes the B-tree pages its group dirtied, and reveals of secrets made at different times
+/// dirty pages far apart, so where a disk charges for each separate write, the scattered figure is
+/// what bounds a commit of reveals.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Flush {
+    pub pages: usize,
+    pub one_page_ms: f64,
+    pub adjacent_ms: f64,
+    pub scattered_ms: f64,
+}
+
+/// Pages written before each flush of the adjacent and scattered probes: a full group of reveals
+/// dirties about that many.
+pub const FLUSH_PAGES: usize = 64;
+const FLUSH_PAGE_BYTES: u64 = 4096;
+/// Written out in full, not just sized: in a sparse file every flush would also pay for allocating
+/// blocks, which a database file that has settled does not.
+const FLUSH_FILE_BYTES: u64 = 32 << 20;
+const FLUSH_ROUNDS: usize = 15;
+
+/// Measures [`Flush`] with a scratch file in `dir`, removed afterwards. Blocking: it writes 32 MiB and
+/// flushes 45 times.
+fn probe_flush(dir: &Path) -> std::io::Result<Flush> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("flush-probe");
+    let result = (|| {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let chunk = vec![0x5a_u8; 1 << 20];
+        for at in (0..FLUSH_FILE_BYTES).step_by(chunk.len()) {
+            file.write_all_at(&chunk, at)?;
+        }
+        file.sync_data()?;
+        let pages = FLUSH_FILE_BYTES / FLUSH_PAGE_BYTES;
+        // xorshift64: any spread of offsets will do, and the same one every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random_page = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % pages
+        };
+        let page = [0xa5_u8; FLUSH_PAGE_BYTES as usize];
+        let median_flush = |offsets: &mut dyn FnMut() -> Vec<u64>| -> std::io::Result<f64> {
+            let mut times = Vec::with_capacity(FLUSH_ROUNDS);
+            for _ in 0..FLUSH_ROUNDS {
+                for page_no in offsets() {
+                    file.write_all_at(&page, page_no * FLUSH_PAGE_BYTES)?;
+                }
+                let started = Instant::now();
+                file.sync_data()?;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times[times.len() / 2])
+        };
+        let n = FLUSH_PAGES as u64;
+        let one_page_ms = median_flush(&mut || vec![random_page()])?;
+        let adjacent_ms = median_flush(&mut || {
+            let first = random_page() % (pages - n);
+            (first..first + n).collect()
+        })?;
+        let scattered_ms = median_flush(&mut || (0..n).map(|_| random_page()).collect())?;
+        Ok(Flush { pages: FLUSH_PAGES, one_page_ms, adjacent_ms, scattered_ms })
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -418,6 +493,23 @@ impl Report {
                 w.mean_commit_ms,
                 w.max_commit_ms
             );
+        }
+        match (&self.flush, &self.flush_error) {
+            (Some(f), _) => {
+                let _ = writeln!(
+                    out,
+                    "disk flush (fdatasync in the data directory, median of {FLUSH_ROUNDS}): after 1 page \
+                     {:.2} ms, {n} adjacent pages {:.2} ms, {n} scattered pages {:.2} ms",
+                    f.one_page_ms,
+                    f.adjacent_ms,
+                    f.scattered_ms,
+                    n = f.pages
+                );
+            }
+            (None, Some(err)) => {
+                let _ = writeln!(out, "disk flush: n/a ({err})");
+            }
+            (None, None) => {}
         }
         let c = &self.capacity;
         let (create, read) = self.ops_names();
@@ -540,6 +632,15 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     let health_cap = (plan.requests / 5).max(1);
     let create_cap = (plan.requests * 2 / 5).max(1);
 
+    // Before any load, so that neither disturbs the other.
+    let (flush, flush_error) = match server {
+        Some(server) => match server.probe_flush().await {
+            Some(Ok(flush)) => (Some(flush), None),
+            Some(Err(err)) => (None, Some(err)),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
     let health =
         phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoint), |_, _| Work::Health).await;
 
@@ -624,6 +725,8 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         operations,
         disk,
         writer,
+        flush,
+        flush_error,
         capacity,
     })
 }
@@ -1120,6 +1223,17 @@ impl LocalServer {
         tokio::task::spawn_blocking(move || redb.allocated_bytes().ok()).await.ok().flatten()
     }
 
+    /// [`Flush`] of the data directory's disk; `None` on the memory store, which never flushes.
+    pub async fn probe_flush(&self) -> Option<Result<Flush, String>> {
+        self.redb.as_ref()?;
+        let dir = self.dir.path().to_owned();
+        let probed = tokio::task::spawn_blocking(move || probe_flush(&dir)).await;
+        Some(match probed {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(err) => Err(format!("the probe stopped: {err}")),
+        })
+    }
+
     /// The group-commit writer's totals; `None` on the memory store.
     pub fn writer_stats(&self) -> Option<WriterStats> {
         self.redb.as_ref().map(|r| r.writer_stats())
@@ -1213,8 +1327,18 @@ mod tests {
         let writer = report.writer.as_ref().expect("redb writer stats");
         assert!(writer.commits > 0 && writer.batches >= writer.commits);
         assert!(report.capacity.creates_per_second > 0.0 && report.capacity.disk_bytes.is_some());
+        // The flush probe ran, in the data directory of the server it started.
+        let flush = report.flush.expect("flush probe");
+        assert_eq!(flush.pages, FLUSH_PAGES);
+        assert!(
+            [flush.one_page_ms, flush.adjacent_ms, flush.scattered_ms]
+                .iter()
+                .all(|ms| ms.is_finite() && *ms >= 0.0)
+        );
+        assert_eq!(report.flush_error, None);
         let text = report.render();
         assert!(text.contains("bcrypt cost 4") && text.contains("capacity"), "{text}");
+        assert!(text.contains("64 scattered pages"), "{text}");
         assert!(!text.contains("failed"), "{text}");
         // Refusals are not capacity: a run with errors says its rates count successes only.
         let mut refused = report.clone();
@@ -1236,7 +1360,20 @@ mod tests {
             sane(op);
         }
         assert!(report.disk.bytes_per_secret.is_none() && report.writer.is_none());
-        assert!(report.render().contains("n/a"));
+        // Nothing here flushes, so there is no disk to probe.
+        assert!(report.flush.is_none() && report.flush_error.is_none());
+        assert!(report.render().contains("n/a") && !report.render().contains("disk flush"));
+    }
+
+    #[test]
+    fn the_flush_probe_removes_its_file_and_fails_with_the_reason() {
+        let dir = TempDir::new().expect("temporary directory");
+        let flush = probe_flush(dir.path()).expect("probe");
+        assert!(flush.one_page_ms.is_finite() && flush.scattered_ms.is_finite());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+        let missing = dir.path().join("missing");
+        let err = probe_flush(&missing).expect_err("no such directory");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
