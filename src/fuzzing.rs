@@ -157,7 +157,9 @@ impl Program<'_> {
                 let plan = || -> Plan {
                     let (a, b) = (a.clone(), b.clone());
                     Box::new(move |lookup| {
-                        let read = (lookup.get(ks_a, &a)?, lookup.get(ks_b, &b)?);
+                        // `b` first: the batch's condition is then on the plan's second read.
+                        let b_read = lookup.get(ks_b, &b)?;
+                        let read = (lookup.get(ks_a, &a)?, b_read);
                         let batch = match &read.0 {
                             Some(entry) => {
                                 let moved = [entry.value.as_slice(), &[mark]].concat();

@@ -781,6 +781,9 @@ fn holds(condition: &Condition, header: Option<Header>, now: Timestamp) -> bool 
 
 type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
 
+/// The header (`None`: no row) of an entry read in the current transaction.
+type Known = (Keyspace, Vec<u8>, Option<Header>);
+
 /// Every table of one write transaction, opened once per group.
 struct Tables<'txn> {
     records: BytesTable<'txn>,
@@ -916,12 +919,26 @@ impl<'txn> Tables<'txn> {
     }
 
     fn apply(&mut self, batch: &Batch, now: Timestamp) -> Result<Outcome, StoreError> {
+        self.apply_knowing(batch, now, &[])
+    }
+
+    /// [`Tables::apply`], given the headers of entries read in this transaction since the last write:
+    /// a plan's conditions are on what it has just read, and need not look again.
+    fn apply_knowing(
+        &mut self,
+        batch: &Batch,
+        now: Timestamp,
+        known: &[Known],
+    ) -> Result<Outcome, StoreError> {
         // Headers the conditions read, until a mutation changes their key: a put after a condition on
         // its key (every create) then needs no second lookup for its version.
         let mut seen: Vec<(Keyspace, &[u8], Option<Header>)> = Vec::with_capacity(batch.conditions.len());
         for (i, condition) in batch.conditions.iter().enumerate() {
             let (ks, key) = target(condition);
-            let header = self.header(ks, key)?;
+            let header = match known.iter().find(|(k, s, _)| *k == ks && s.as_slice() == key) {
+                Some((_, _, header)) => *header,
+                None => self.header(ks, key)?,
+            };
             seen.push((ks, key, header));
             if !holds(condition, header, now) {
                 return Ok(Outcome::Conflict(i));
@@ -983,11 +1000,13 @@ impl<'txn> Tables<'txn> {
         struct Reads<'a, 'txn> {
             tables: &'a mut Tables<'txn>,
             now: Timestamp,
+            known: Vec<Known>,
         }
         impl Lookup for Reads<'_, '_> {
             fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError> {
                 let (table, row) = self.tables.place(ks, key)?;
                 let stored = read_entry(table, &row)?;
+                self.known.push((ks, key.to_vec(), stored.as_ref().map(|s| s.header)));
                 Ok(stored.filter(|s| s.is_live(self.now)).map(Stored::into_entry))
             }
         }
@@ -996,14 +1015,15 @@ impl<'txn> Tables<'txn> {
         };
         // The plan is the caller's code on the one thread every write needs: a panic in it must not
         // take the writer down.
-        let planned =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&mut Reads { tables: self, now })));
+        let mut reads = Reads { tables: self, now, known: Vec::new() };
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&mut reads)));
+        let known = reads.known;
         let (batch, report) = match planned {
             Ok(Ok(planned)) => planned,
             Ok(Err(err)) => return Ok(Err(err)),
             Err(_) => return Ok(Err(StoreError::Io("a write plan panicked".into()))),
         };
-        let outcome = batch.map(|batch| self.apply(&batch, now)).transpose()?;
+        let outcome = batch.map(|batch| self.apply_knowing(&batch, now, &known)).transpose()?;
         Ok(Ok(Planned { report, outcome }))
     }
 
