@@ -1,7 +1,8 @@
 //! The conformance suite: every guarantee of the [`Store`] contract, checked against every backend.
 //!
 //! Each test is a plain function of a store; the `conformance!` macro instantiates it once per backend,
-//! so a new backend gets the whole suite by adding one module to the macro. Backend-specific behaviour
+//! so a new backend gets the whole suite by adding one line to the macro (and one to `plans!`, which
+//! also runs the plan tests through the trait's two-step default). Backend-specific behaviour
 //! (reopening a file, locking) has its own tests at the end.
 
 use std::sync::{Arc, Barrier};
@@ -30,14 +31,19 @@ fn redb() -> Fixture {
     Fixture { store: Arc::new(store), _dir: Some(dir) }
 }
 
+/// A module of tests, each a suite function run on a fresh store from `$fixture`.
+macro_rules! suite {
+    ($module:ident = $fixture:ident; $($name:ident),* $(,)?) => {
+        mod $module {
+            $(#[test] fn $name() { super::$name(&super::$fixture().store) })*
+        }
+    };
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        mod memory_backend {
-            $(#[test] fn $name() { super::$name(&super::memory().store) })*
-        }
-        mod redb_backend {
-            $(#[test] fn $name() { super::$name(&super::redb().store) })*
-        }
+        suite!(memory_backend = memory; $($name),*);
+        suite!(redb_backend = redb; $($name),*);
     };
 }
 
@@ -74,6 +80,18 @@ conformance!(
     many_concurrent_batches_from_several_threads_are_all_applied,
     concurrent_conflicting_batches_do_not_affect_their_neighbours,
     visit_all_sees_every_live_entry_of_every_keyspace_once,
+);
+
+/// Plans run natively in each backend, and once more through the trait's two-step default.
+macro_rules! plans {
+    ($($name:ident),* $(,)?) => {
+        suite!(memory_plans = memory; $($name),*);
+        suite!(redb_plans = redb; $($name),*);
+        suite!(two_step_plans = two_step; $($name),*);
+    };
+}
+
+plans!(
     a_plan_reads_the_store_and_applies_its_batch,
     a_plan_that_returns_no_batch_changes_nothing,
     a_plan_sees_expired_entries_as_absent,
@@ -125,36 +143,9 @@ impl Store for TwoStep {
     }
 }
 
-/// The plan tests once more, through the two-step default over the memory backend.
-mod two_step_plans {
-    fn store() -> std::sync::Arc<dyn super::Store> {
-        std::sync::Arc::new(super::TwoStep(super::memory().store))
-    }
-
-    #[test]
-    fn a_plan_reads_the_store_and_applies_its_batch() {
-        super::a_plan_reads_the_store_and_applies_its_batch(&store());
-    }
-
-    #[test]
-    fn a_plan_that_returns_no_batch_changes_nothing() {
-        super::a_plan_that_returns_no_batch_changes_nothing(&store());
-    }
-
-    #[test]
-    fn a_plan_sees_expired_entries_as_absent() {
-        super::a_plan_sees_expired_entries_as_absent(&store());
-    }
-
-    #[test]
-    fn a_failing_plan_changes_nothing_and_reports_its_error() {
-        super::a_failing_plan_changes_nothing_and_reports_its_error(&store());
-    }
-
-    #[test]
-    fn concurrent_plans_taking_one_key_have_exactly_one_winner() {
-        super::concurrent_plans_taking_one_key_have_exactly_one_winner(&store());
-    }
+/// The memory backend behind [`TwoStep`].
+fn two_step() -> Fixture {
+    Fixture { store: Arc::new(TwoStep(memory().store)), _dir: None }
 }
 
 /// Runs `plan` through [`Store::apply_planned`] and waits for its answer; the report is what the plan

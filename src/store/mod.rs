@@ -12,6 +12,8 @@
 //!   changes. Concurrent batches are serialised; of N batches conditioned on the same version exactly
 //!   one wins.
 //! - An `Ok` from [`Store::apply`] on a durable backend means the batch is committed to disk.
+//! - [`Store::apply_planned`] (a read-then-write request as one step, where the backend can) writes
+//!   only through the batch its plan returns, so everything above holds for it too.
 
 pub mod codec;
 #[cfg(test)]
