@@ -295,6 +295,9 @@ pub struct OpReport {
     pub error_samples: Vec<String>,
     /// Processor use during the phase; `None` without `/proc`.
     pub cpu: Option<CpuUse>,
+    /// Processor time per successful request, in µs: `cpu.cores` over `per_second`. Steadier than the
+    /// rates on a shared host, so the figure to compare builds by.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -446,9 +449,17 @@ impl Report {
             .iter()
             .filter_map(|op| {
                 let cpu = op.cpu?;
-                Some(match cpu.writer_cores {
-                    Some(writer) => format!("{} {:.2} (store writer {writer:.2})", op.name, cpu.cores),
-                    None => format!("{} {:.2}", op.name, cpu.cores),
+                let details: Vec<String> = [
+                    cpu.writer_cores.map(|writer| format!("store writer {writer:.2}")),
+                    op.cpu_us_per_request.map(|us| format!("{us:.0} µs per request")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                Some(if details.is_empty() {
+                    format!("{} {:.2}", op.name, cpu.cores)
+                } else {
+                    format!("{} {:.2} ({})", op.name, cpu.cores, details.join(", "))
                 })
             })
             .collect();
@@ -824,6 +835,7 @@ impl PhaseResult {
             p99_ms: pct(0.99),
             max_ms: pct(1.0),
             error_samples: self.samples,
+            cpu_us_per_request: self.cpu.filter(|_| per_second > 0.0).map(|c| c.cores / per_second * 1e6),
             cpu: self.cpu,
         }
     }
@@ -1324,6 +1336,10 @@ mod tests {
         // Linux has /proc: every phase says how busy the cores were, and the redb phases the writer.
         assert!(report.operations.iter().all(|op| op.cpu.is_some_and(|c| c.cores >= 0.0)), "{report:?}");
         assert!(report.operations[1].cpu.and_then(|c| c.writer_cores).is_some(), "{report:?}");
+        // Processor time per request is the cores over the rate.
+        let share = &report.operations[1];
+        let expected = share.cpu.map(|c| c.cores / share.per_second * 1e6);
+        assert_eq!(share.cpu_us_per_request, expected);
         let writer = report.writer.as_ref().expect("redb writer stats");
         assert!(writer.commits > 0 && writer.batches >= writer.commits);
         assert!(report.capacity.creates_per_second > 0.0 && report.capacity.disk_bytes.is_some());
@@ -1338,7 +1354,7 @@ mod tests {
         assert_eq!(report.flush_error, None);
         let text = report.render();
         assert!(text.contains("bcrypt cost 4") && text.contains("capacity"), "{text}");
-        assert!(text.contains("64 scattered pages"), "{text}");
+        assert!(text.contains("64 scattered pages") && text.contains("µs per request"), "{text}");
         assert!(!text.contains("failed"), "{text}");
         // Refusals are not capacity: a run with errors says its rates count successes only.
         let mut refused = report.clone();
