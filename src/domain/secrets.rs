@@ -320,11 +320,11 @@ fn contention() -> SecretError {
     SecretError::Store(StoreError::Io("record changed concurrently too often".into()))
 }
 
-/// The one-time step every kind of secret shares: take the record if it is still at the version the
-/// caller read (and checked). Its first mutation is the take, so `Applied(taken)` has the old entry in
-/// slot 0 exactly when this caller won.
+/// The one-time step every kind of secret shares: delete the record if it is still at the version the
+/// caller's plan read (and checked). A version condition holds only for a live entry at the batch's
+/// time, so `Applied` means this caller won; the plan has the value already, so nothing is taken back.
 fn consume(hash: [u8; 32], version: u64) -> Batch {
-    Batch::new().require_version(Keyspace::Secret, hash, version).take(Keyspace::Secret, hash)
+    Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash)
 }
 
 /// What a reveal's plan found (see [`plan_reveal`]).
@@ -701,10 +701,8 @@ impl Domain {
                 return Err(ClientError::NotFound);
             };
             match outcome {
-                // Not one-time: nothing to take.
-                None => return Ok(opened),
-                Some(Outcome::Applied(taken)) if matches!(taken.first(), Some(Some(_))) => return Ok(opened),
-                Some(Outcome::Applied(_)) => return Err(ClientError::NotFound),
+                // Consumed by this read, or not one-time (nothing to consume).
+                Some(Outcome::Applied(_)) | None => return Ok(opened),
                 Some(Outcome::Conflict(_)) => continue,
             }
         }
@@ -826,14 +824,12 @@ impl Domain {
                     verified = Some(version);
                 }
                 Found::Opened { value, share_domain } => match outcome {
-                    Some(Outcome::Applied(taken)) if matches!(taken.first(), Some(Some(_))) => {
+                    Some(Outcome::Applied(_)) => {
                         return Ok(Revealed {
                             value,
                             share_domain: origin(&self.link_base(&share_domain)).to_owned(),
                         });
                     }
-                    // Expired between the plan's read and the take.
-                    Some(Outcome::Applied(_)) => return Err(SecretError::Unknown),
                     // Another reveal won, or the metadata moved (new → viewed), between a read and a
                     // write the backend could not run as one step: read again and decide.
                     Some(Outcome::Conflict(_)) | None => continue,
