@@ -673,9 +673,9 @@ impl Domain {
     /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
     /// concurrent reads exactly one gets it.
     ///
-    /// It is planned (one trip to the store writer) because most client secrets are one-time; a
-    /// reusable one then waits for the commit of whatever group its plan joined, which only adds the
-    /// commit's latency.
+    /// It is planned (one trip to the store writer) because most client secrets are one-time. A
+    /// reusable one's plan writes nothing, so redb answers it before the commit unless a write came
+    /// before it in its group; then it waits for that commit, which only adds the commit's latency.
     pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
         let hash = self.keys.store_key(id);
         for _ in 0..CAS_RETRIES {

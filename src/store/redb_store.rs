@@ -34,7 +34,9 @@
 //! and its batch is applied at once, so a reveal (read the secret and its metadata, then take the one
 //! and update the other) is one trip to the writer rather than a trip to the blocking pool and then
 //! one to the writer. A plan that fails or panics fails its own job only, since it has written
-//! nothing yet; a group in which nothing wrote is aborted instead of committed, so it costs no flush.
+//! nothing yet. A plan that writes nothing, run before anything in its group wrote, read committed
+//! state only and is answered at once; a group in which nothing wrote is aborted instead of committed,
+//! so it costs no flush.
 //!
 //! Reads use their own read transactions and never wait for the writer.
 //!
@@ -218,11 +220,11 @@ enum Job {
         now: Timestamp,
         reply: Reply<Outcome>,
     },
-    /// The plan is taken out when it runs.
+    /// The plan is taken out when it runs, and the reply when it is answered before the commit.
     Plan {
         plan: Option<Plan>,
         now: Timestamp,
-        reply: Reply<Planned>,
+        reply: Option<Reply<Planned>>,
     },
     Purge {
         now: Timestamp,
@@ -236,6 +238,8 @@ enum Done {
     Apply(Outcome),
     /// A plan that failed before its batch changed anything fails alone; the group goes on.
     Plan(Result<Planned, StoreError>),
+    /// A plan already answered (see [`run_jobs`]).
+    Answered,
     Purge(usize),
 }
 
@@ -521,7 +525,7 @@ impl Store for RedbStore {
     // The plan runs on the writer thread inside the group's transaction, so its reads see every
     // batch before it and nothing can come between them and its batch.
     fn apply_planned(&self, plan: Plan, now: Timestamp, reply: Reply<Planned>) {
-        self.send(Job::Plan { plan: Some(plan), now, reply });
+        self.send(Job::Plan { plan: Some(plan), now, reply: Some(reply) });
     }
 
     fn plans_block(&self) -> bool {
@@ -612,7 +616,8 @@ impl Answer {
                 for (job, done) in group.into_iter().zip(done) {
                     match (job, done) {
                         (Job::Apply { reply, .. }, Done::Apply(outcome)) => reply(Ok(outcome)),
-                        (Job::Plan { reply, .. }, Done::Plan(planned)) => reply(planned),
+                        (Job::Plan { reply: Some(reply), .. }, Done::Plan(planned)) => reply(planned),
+                        (Job::Plan { reply: None, .. }, Done::Answered) => {}
                         (Job::Purge { reply, .. }, Done::Purge(removed)) => reply(Ok(removed)),
                         (job, _) => fail(job, &StoreError::Io("writer result out of step".into())),
                     }
@@ -672,7 +677,9 @@ fn fail(job: Job, err: &StoreError) {
     };
     match job {
         Job::Apply { reply, .. } => reply(Err(copy())),
-        Job::Plan { reply, .. } => reply(Err(copy())),
+        Job::Plan { reply: Some(reply), .. } => reply(Err(copy())),
+        // Answered before the commit, from committed state alone: that answer stands.
+        Job::Plan { reply: None, .. } => {}
         Job::Purge { reply, .. } => reply(Err(copy())),
     }
 }
@@ -735,7 +742,21 @@ fn run_jobs(
         for job in &mut group[start..] {
             done.push(match job {
                 Job::Apply { batch, now, .. } => Done::Apply(tables.apply(batch, *now)?),
-                Job::Plan { plan, now, .. } => Done::Plan(tables.plan(plan.take(), *now)?),
+                Job::Plan { plan, now, reply } => {
+                    let planned = tables.plan(plan.take(), *now)?;
+                    if tables.wrote {
+                        Done::Plan(planned)
+                    } else {
+                        // Nothing in the transaction is written yet, this plan's batch included, so the
+                        // plan read committed state only and changed nothing: its answer needs no
+                        // commit. A read-only request (a reusable secret's read, an unknown key) then
+                        // waits for no flush, unless a write came before it in its group.
+                        if let Some(reply) = reply.take() {
+                            reply(planned);
+                        }
+                        Done::Answered
+                    }
+                }
                 Job::Purge { now, limit, .. } => Done::Purge(tables.purge(*now, *limit)?),
             });
         }
@@ -1081,7 +1102,7 @@ mod tests {
         done.into_iter()
             .map(|d| match d {
                 Done::Apply(outcome) => outcome,
-                Done::Plan(_) | Done::Purge(_) => panic!("only batches were sent"),
+                Done::Plan(_) | Done::Answered | Done::Purge(_) => panic!("only batches were sent"),
             })
             .collect()
     }
@@ -1148,7 +1169,7 @@ mod tests {
         let plan: Plan = Box::new(move |lookup| {
             plan(lookup).map(|batch| (batch, Box::new(()) as Box<dyn std::any::Any + Send>))
         });
-        Job::Plan { plan: Some(plan), now: 100, reply: Box::new(|_| {}) }
+        Job::Plan { plan: Some(plan), now: 100, reply: Some(Box::new(|_| {})) }
     }
 
     #[test]
@@ -1172,7 +1193,7 @@ mod tests {
                     format!("{outcome:?}")
                 }
                 Done::Plan(Err(err)) => err.to_string(),
-                Done::Plan(Ok(_)) | Done::Purge(_) => "unexpected".into(),
+                Done::Plan(Ok(_)) | Done::Answered | Done::Purge(_) => "unexpected".into(),
             })
             .collect();
         assert_eq!(
@@ -1185,6 +1206,31 @@ mod tests {
             ]
         );
         assert_eq!(store.get(S, b"b", 100).expect("get").map(|e| e.value), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn a_plan_that_only_read_committed_state_is_answered_before_the_commit() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+        let answered = Arc::new(AtomicU64::new(0));
+        let counted = |bit: u64| {
+            let answered = Arc::clone(&answered);
+            let plan: Plan = Box::new(|lookup| {
+                lookup.get(S, b"k").map(|_| (None, Box::new(()) as Box<dyn std::any::Any + Send>))
+            });
+            let reply: Reply<Planned> = Box::new(move |_| {
+                answered.fetch_or(bit, Ordering::SeqCst);
+            });
+            Job::Plan { plan: Some(plan), now: 100, reply: Some(reply) }
+        };
+        let write = job(Batch::new().put(S, b"k", b"v".to_vec(), None));
+        // The replies of a group are sent by the writer loop after the commit, which this test never
+        // runs: a reply seen here was sent before the commit.
+        let done = run_group(&store.db, &mut vec![counted(1), write, counted(2)], None, &store.stats)
+            .expect("group");
+        assert_eq!(answered.load(Ordering::SeqCst), 1, "only the plan before the write is answered");
+        assert!(matches!(done[0], Done::Answered));
+        assert!(matches!(done[2], Done::Plan(Ok(_))));
     }
 
     #[test]
