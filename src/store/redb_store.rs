@@ -1166,10 +1166,17 @@ mod tests {
     fn plan_job(
         plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
     ) -> Job {
+        plan_job_answering(plan, Box::new(|_| {}))
+    }
+
+    fn plan_job_answering(
+        plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
+        reply: Reply<Planned>,
+    ) -> Job {
         let plan: Plan = Box::new(move |lookup| {
             plan(lookup).map(|batch| (batch, Box::new(()) as Box<dyn std::any::Any + Send>))
         });
-        Job::Plan { plan: Some(plan), now: 100, reply: Some(Box::new(|_| {})) }
+        Job::Plan { plan: Some(plan), now: 100, reply: Some(reply) }
     }
 
     #[test]
@@ -1215,13 +1222,12 @@ mod tests {
         let answered = Arc::new(AtomicU64::new(0));
         let counted = |bit: u64| {
             let answered = Arc::clone(&answered);
-            let plan: Plan = Box::new(|lookup| {
-                lookup.get(S, b"k").map(|_| (None, Box::new(()) as Box<dyn std::any::Any + Send>))
-            });
-            let reply: Reply<Planned> = Box::new(move |_| {
-                answered.fetch_or(bit, Ordering::SeqCst);
-            });
-            Job::Plan { plan: Some(plan), now: 100, reply: Some(reply) }
+            plan_job_answering(
+                |lookup| lookup.get(S, b"k").map(|_| None),
+                Box::new(move |_| {
+                    answered.fetch_or(bit, Ordering::SeqCst);
+                }),
+            )
         };
         let write = job(Batch::new().put(S, b"k", b"v".to_vec(), None));
         // The replies of a group are sent by the writer loop after the commit, which this test never
