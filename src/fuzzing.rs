@@ -49,8 +49,7 @@ pub fn request_body(data: &[u8]) {
     let _ = api::decode_json::<api::requests::CreateRequest>(data);
     let _ = api::decode_json::<api::requests::SubmitSecret>(data);
     let _ = api::decode_json::<api::requests::RotateKey>(data);
-    let text = String::from_utf8_lossy(data);
-    let _ = body::parse_form(&text);
+    let _ = body::parse_form(data);
     let _ = api::ots_v1::decode_params(data, Some("application/json"));
     let _ = api::ots_v1::decode_params(data, Some("multipart/form-data; boundary=b0undary"));
     let _ = api::ots_v1::decode_params(data, None);

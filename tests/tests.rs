@@ -13,5 +13,6 @@ mod http;
 mod limits;
 mod mirror;
 mod requests;
+mod strict_input;
 mod v1;
 mod web;

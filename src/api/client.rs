@@ -9,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{JsonError, read_json, store_error};
+use super::{Expiration, JsonError, read_json, store_error};
 use crate::audit::Outcome;
 use crate::domain::secrets::{ClientError, Payload};
 use crate::http::body::{self, BodyError};
@@ -22,7 +22,8 @@ use crate::{App, Ctx};
 #[derive(Debug, Deserialize)]
 pub struct CreateSecret {
     pub message: Option<String>,
-    pub expiration: Option<u64>,
+    #[serde(default)]
+    pub expiration: Expiration,
     pub one_time: Option<bool>,
 }
 
@@ -107,7 +108,7 @@ async fn dispatch(
             let body: CreateSecret =
                 read_json(req.into_body(), limits.max_message_bytes + JSON_OVERHEAD).await?;
             let message = body.message.unwrap_or_default();
-            let Some(expiration) = body.expiration else {
+            let Some(expiration) = body.expiration.seconds() else {
                 return Err(client_error(ClientError::InvalidExpiration, Payload::Message));
             };
             let id = d

@@ -102,6 +102,20 @@ pub async fn read_bytes(incoming: Incoming, limit: usize) -> Result<hyper::body:
     })
 }
 
+/// An `expiration` field as the client sent it: any JSON value, so that `-1`, `1.5` or `"3600"` get the
+/// surface's "Invalid expiration specified" rather than a generic parse error. [`Expiration::seconds`]
+/// is the only reading of it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Expiration(Option<serde_json::Value>);
+
+impl Expiration {
+    /// A whole, non-negative number of seconds; `None` for anything else, including absence.
+    pub fn seconds(&self) -> Option<u64> {
+        self.0.as_ref().and_then(serde_json::Value::as_u64)
+    }
+}
+
 /// The decoding half of [`read_json`], separate so it can be fuzzed without a socket.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     serde_json::from_slice(bytes).map_err(|_| JsonError::new(StatusCode::BAD_REQUEST, "Unable to parse json"))

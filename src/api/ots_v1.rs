@@ -17,7 +17,7 @@ use crate::domain::accounts::{Account, AccountError};
 use crate::domain::secrets::{
     GENERATE_MAX_LENGTH, GENERATE_MIN_LENGTH, MetadataView, SecretError, ShareInput, State,
 };
-use crate::http::body::{self, BodyError};
+use crate::http::body::{self, BodyError, NotUtf8};
 use crate::http::{self, Body};
 use crate::ratelimit::Class;
 use crate::router::V1;
@@ -145,7 +145,7 @@ fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, V1Error> {
     };
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(json_number(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     };
@@ -159,6 +159,21 @@ fn json_pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, V1Error> {
     Ok(pairs)
 }
 
+/// A JSON number as the form path would have received it. An integer past 64 bits arrives as a float
+/// (`1e30`) whose text would read as the number before its exponent; it is written out in digits, so
+/// that a huge `ttl` clamps to the maximum as `ttl=1000…` does in a form.
+fn json_number(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.as_u64().is_none() && n.as_i64().is_none() && f.is_finite() && f.abs() >= 1e18 => {
+            format!("{f:.0}")
+        }
+        _ => n.to_string(),
+    }
+}
+
+/// What a v1 client is told when a parameter's bytes are not UTF-8.
+const NOT_UTF8: &str = "Parameters must be valid UTF-8";
+
 /// Fields of a `multipart/form-data` body (what `curl -F` sends). Files are read as text fields.
 fn multipart_pairs(bytes: &[u8], content_type: &str) -> Result<Vec<(String, String)>, V1Error> {
     let invalid = || V1Error::Invalid("Malformed multipart body".into());
@@ -169,7 +184,7 @@ fn multipart_pairs(bytes: &[u8], content_type: &str) -> Result<Vec<(String, Stri
         .map(|b| b.trim_matches('"'))
         .filter(|b| !b.is_empty())
         .ok_or_else(invalid)?;
-    let text = String::from_utf8_lossy(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| V1Error::Invalid(NOT_UTF8.into()))?;
     let delimiter = format!("--{boundary}");
     let mut pairs = Vec::new();
     for part in text.split(delimiter.as_str()).skip(1) {
@@ -201,7 +216,7 @@ pub fn decode_params(bytes: &[u8], content_type: Option<&str>) -> Result<Vec<(St
     let pairs = match media.as_deref() {
         Some(ct) if ct == "application/json" || ct.ends_with("+json") => json_pairs(bytes),
         Some("multipart/form-data") => multipart_pairs(bytes, content_type.unwrap_or_default()),
-        _ => Ok(body::parse_form(&String::from_utf8_lossy(bytes))),
+        _ => body::parse_form(bytes).map_err(|NotUtf8| V1Error::Invalid(NOT_UTF8.into())),
     };
     pairs.map_err(|err| match err {
         V1Error::Invalid(message) => message,
@@ -210,7 +225,8 @@ pub fn decode_params(bytes: &[u8], content_type: Option<&str>) -> Result<Vec<(St
 }
 
 async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Params), V1Error> {
-    let query = req.uri().query().map(body::parse_form).unwrap_or_default();
+    let query = body::parse_form(req.uri().query().unwrap_or_default().as_bytes())
+        .map_err(|NotUtf8| V1Error::Invalid(NOT_UTF8.into()))?;
     let (parts, incoming) = req.into_parts();
     let max_secret = app.domain.settings.limits.max_secret_bytes;
     // Generous enough for a maximum-size secret percent-encoded (three bytes per byte) plus the other

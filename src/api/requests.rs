@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{JsonError, read_bytes, read_json, store_error};
+use super::{Expiration, JsonError, read_bytes, read_json, store_error};
 use crate::audit::Outcome;
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
 use crate::domain::accounts::AccountError;
@@ -24,7 +24,8 @@ use crate::{App, Ctx};
 pub struct CreateRequest {
     pub public_key: Option<String>,
     pub label: Option<String>,
-    pub expiration: Option<u64>,
+    #[serde(default)]
+    pub expiration: Expiration,
 }
 
 /// `POST /request/{id}/secret` body.
@@ -179,7 +180,7 @@ async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Disp
             };
             let result = async {
                 let body: CreateRequest = read_json(req.into_body(), key_limit + 512).await?;
-                let Some(expiration) = body.expiration else {
+                let Some(expiration) = body.expiration.seconds() else {
                     return Err(RequestError::InvalidExpiration.into());
                 };
                 let public_key = body.public_key.unwrap_or_default();

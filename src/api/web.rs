@@ -91,7 +91,7 @@ fn reveal_form(id: &str, passphrase_required: bool, note: &str) -> String {
 /// The passphrase from a small form body; `None` when absent or empty.
 async fn form_passphrase(req: Request<Incoming>) -> Result<Option<Passphrase>, BodyError> {
     let bytes = body::read(req.into_body(), 16 * 1024).await?;
-    let pairs = body::parse_form(&String::from_utf8_lossy(&bytes));
+    let pairs = body::parse_form(&bytes).map_err(|_| BodyError::Read("the form is not UTF-8".into()))?;
     Ok(pairs
         .into_iter()
         .find(|(k, _)| k == "passphrase")

@@ -272,11 +272,28 @@ fn signature_expired(sig: &Signature, now: u64) -> bool {
     }
 }
 
+/// Whether a packet of this tag may sit in a transferable public key: anything else (a literal or
+/// compressed packet, a message) would be stored and served back verbatim, and GnuPG refuses to import
+/// such a block.
+fn is_key_material(tag: Tag) -> bool {
+    matches!(
+        tag,
+        Tag::PublicKey
+            | Tag::PublicSubkey
+            | Tag::UserId
+            | Tag::UserAttribute
+            | Tag::Signature
+            | Tag::Trust
+            | Tag::Padding
+    )
+}
+
 /// Parses every packet of a key block. Secret key packets are detected by their header tag, before
 /// and regardless of whether their body parses, so a damaged secret key is still reported as one.
 fn key_packets(mut bytes: &[u8]) -> Result<Vec<Packet>, KeyError> {
     let mut packets = Vec::new();
     let mut broken = false;
+    let mut foreign = false;
     while !bytes.is_empty() {
         let Ok(header) = PacketHeader::try_from_reader(&mut bytes) else {
             broken = true;
@@ -285,6 +302,8 @@ fn key_packets(mut bytes: &[u8]) -> Result<Vec<Packet>, KeyError> {
         if matches!(header.tag(), Tag::SecretKey | Tag::SecretSubkey) {
             return Err(KeyError::SecretKeyMaterial);
         }
+        // Keep scanning, as below: a later secret key packet is the more useful reason.
+        foreign |= !is_key_material(header.tag());
         let Ok(mut body) = PacketBodyReader::new(header, &mut bytes) else {
             broken = true;
             break;
@@ -297,6 +316,9 @@ fn key_packets(mut bytes: &[u8]) -> Result<Vec<Packet>, KeyError> {
     }
     if broken {
         return Err(KeyError::Malformed("invalid OpenPGP packets".into()));
+    }
+    if foreign {
+        return Err(KeyError::Malformed("the block holds packets that are not key material".into()));
     }
     Ok(packets)
 }
@@ -624,6 +646,26 @@ mod tests {
         let f = fixtures();
         let both = format!("{}\n{}", f.alice, f.alice_secret);
         assert_eq!(validate_public_key(&both, now()), Err(KeyError::SecretKeyMaterial));
+    }
+
+    #[test]
+    fn a_key_block_with_a_message_packet_appended_is_refused() {
+        let (_, mut bytes) = dearmor(&fixtures().alice, MAX_PUBLIC_KEY_BYTES).ok().unwrap();
+        // A new-format literal data packet (tag 11): binary, no file name, time 0, "hi".
+        bytes.extend_from_slice(&[0xc0 | 11, 8, b'b', 0, 0, 0, 0, 0, b'h', b'i']);
+        let with_literal = armor("PGP PUBLIC KEY BLOCK", &bytes);
+        assert_eq!(
+            validate_public_key(&with_literal, now()),
+            Err(KeyError::Malformed("the block holds packets that are not key material".into()))
+        );
+        // A compressed data packet (tag 8) holding nothing: algorithm 0, uncompressed.
+        let (_, mut bytes) = dearmor(&fixtures().alice, MAX_PUBLIC_KEY_BYTES).ok().unwrap();
+        bytes.extend_from_slice(&[0xc0 | 8, 1, 0]);
+        let with_compressed = armor("PGP PUBLIC KEY BLOCK", &bytes);
+        assert!(matches!(validate_public_key(&with_compressed, now()), Err(KeyError::Malformed(_))));
+        // The untouched block still passes, so the refusal is the appended packet's.
+        let (_, bytes) = dearmor(&fixtures().alice, MAX_PUBLIC_KEY_BYTES).ok().unwrap();
+        assert!(validate_public_key(&armor("PGP PUBLIC KEY BLOCK", &bytes), now()).is_ok());
     }
 
     #[test]

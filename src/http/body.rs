@@ -49,20 +49,21 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// A form or query component whose bytes are not UTF-8. Refused, never repaired: a lossy decode would
+/// store a secret other than the one sent, and make any two invalid passphrases of one length equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte; a stray `%`
-/// stays as it is. Invalid UTF-8 is replaced rather than refused, as browsers do.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// stays as it is.
+pub fn percent_decode(s: &[u8]) -> Result<String, NotUtf8> {
+    let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while i < s.len() {
+        match s[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                match (
-                    bytes.get(i + 1).copied().and_then(hex_value),
-                    bytes.get(i + 2).copied().and_then(hex_value),
-                ) {
+                match (s.get(i + 1).copied().and_then(hex_value), s.get(i + 2).copied().and_then(hex_value)) {
                     (Some(hi), Some(lo)) => {
                         out.push(hi << 4 | lo);
                         i += 2;
@@ -74,16 +75,20 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| NotUtf8)
 }
 
-/// Splits `a=1&b=2` into decoded pairs, in order; empty segments are skipped.
-pub fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
+/// Splits `a=1&b=2` into decoded pairs, in order; empty segments are skipped. Any name or value that
+/// does not decode to UTF-8 refuses the whole form.
+pub fn parse_form(s: &[u8]) -> Result<Vec<(String, String)>, NotUtf8> {
+    s.split(|&b| b == b'&')
         .filter(|part| !part.is_empty())
         .map(|part| {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            (percent_decode(k), percent_decode(v))
+            let (k, v) = match part.iter().position(|&b| b == b'=') {
+                Some(at) => (&part[..at], &part[at + 1..]),
+                None => (part, &part[part.len()..]),
+            };
+            Ok((percent_decode(k)?, percent_decode(v)?))
         })
         .collect()
 }
@@ -112,18 +117,27 @@ mod tests {
 
     #[test]
     fn form_decoding() {
-        assert_eq!(percent_decode("a+b%20c%2Fd"), "a b c/d");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%e2%9c%93"), "✓");
+        assert_eq!(percent_decode(b"a+b%20c%2Fd"), Ok("a b c/d".into()));
+        assert_eq!(percent_decode(b"100%"), Ok("100%".into()));
+        assert_eq!(percent_decode(b"%zz%4"), Ok("%zz%4".into()));
+        assert_eq!(percent_decode(b"%e2%9c%93"), Ok("✓".into()));
         assert_eq!(
-            parse_form("secret=x%3Dy&ttl=&&recipient%5B%5D=a"),
-            vec![
+            parse_form(b"secret=x%3Dy&ttl=&&recipient%5B%5D=a"),
+            Ok(vec![
                 ("secret".into(), "x=y".into()),
                 ("ttl".into(), "".into()),
                 ("recipient[]".into(), "a".into())
-            ]
+            ])
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_refuse_the_form() {
+        assert_eq!(percent_decode(b"%ff%fe"), Err(NotUtf8));
+        assert_eq!(percent_decode(b"%e2%9c"), Err(NotUtf8));
+        assert_eq!(parse_form(b"secret=ok&passphrase=%C3"), Err(NotUtf8));
+        assert_eq!(parse_form(&[b's', b'=', 0xff]), Err(NotUtf8));
+        assert_eq!(parse_form("s=✓".as_bytes()), Ok(vec![("s".into(), "✓".into())]));
     }
 
     #[test]
