@@ -122,11 +122,17 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match &cli.command {
         Cmd::Config(_) => {
+            for variable in &settings.ignored_environment {
+                eprintln!("lethe: ignoring {variable}: it names no configuration key");
+            }
             print!("{}", settings.to_toml());
             ExitCode::SUCCESS
         }
         Cmd::Serve(_) => {
             crate::telemetry::init(Some(&settings));
+            for variable in &settings.ignored_environment {
+                tracing::warn!(variable = %variable, "ignoring an environment variable that names no configuration key");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(err) => {

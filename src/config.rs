@@ -283,8 +283,16 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
             }
         }
     }
-    // `LETHE_CONFIG` names the file itself and is read by the CLI, not a key.
-    figment = figment.merge(Env::prefixed("LETHE_").split("__").ignore(&["config"]));
+    // `LETHE_CONFIG` names the file itself and is read by the CLI, not a key. Variables that name no key
+    // are left out rather than refused: orchestrators inject `LETHE_PORT`, `LETHE_SERVICE_HOST` and the
+    // like into every pod of a namespace with a Service named `lethe`.
+    let ignored_environment = unknown_environment(std::env::vars_os().map(|(name, _)| name));
+    figment = figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .ignore(&["config"])
+            .filter(|key| is_config_key(&key.as_str().to_ascii_lowercase())),
+    );
     let o = &sources.overrides;
     if let Some(dir) = &o.data_dir {
         figment = figment.merge(("data_dir", dir));
@@ -307,15 +315,65 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         figment = figment.merge(("disable_secret_requests", true));
     }
     let raw: RawConfig = figment.extract().map_err(figment_error)?;
-    raw.validate(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+    let mut settings = raw.validate(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))?;
+    settings.ignored_environment = ignored_environment;
+    Ok(settings)
 }
 
+const ENV_PREFIX: &str = "LETHE_";
+
+/// Whether a dotted, lower-case key (`ttl.max_anonymous`) names a configuration key. The keys are those
+/// of [`RawConfig`] as it serializes, so a new field is known without a list to keep in step; below a
+/// key whose default is not a table (a list, an unset option), figment judges the rest.
+fn is_config_key(key: &str) -> bool {
+    static DEFAULTS: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let defaults = DEFAULTS.get_or_init(|| serde_json::to_value(RawConfig::default()).unwrap_or_default());
+    // Not serialized (it is only ever read), but a key all the same.
+    if key == "disable_secret_requests" {
+        return true;
+    }
+    let mut node = defaults;
+    for part in key.split('.') {
+        match node {
+            serde_json::Value::Object(map) => match map.get(part) {
+                Some(next) => node = next,
+                None => return false,
+            },
+            _ => return true,
+        }
+    }
+    true
+}
+
+/// The `LETHE_*` variable names among `names` that name no configuration key, sorted.
+fn unknown_environment(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+    let mut unknown: Vec<String> = names
+        .filter_map(|name| name.into_string().ok())
+        .filter(|name| {
+            let Some(rest) = name.get(..ENV_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+            else {
+                return false;
+            };
+            let key = name[rest.len()..].to_ascii_lowercase().replace("__", ".");
+            key != "config" && !is_config_key(&key)
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// A figment error as one line that names the key and where it came from: the file (with its path) or
+/// the environment (with the variable's name, rebuilt from the key's path as `Env` maps it).
 fn figment_error(err: figment::Error) -> ConfigError {
     let key = err.path.join(".");
     let key = if key.is_empty() { "config".to_owned() } else { key };
     let mut message = err.kind.to_string();
-    if let Some(source) = &err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-        message.push_str(&format!(" (from {source})"));
+    let from_env = err.metadata.as_ref().is_some_and(|m| m.name.contains("environment"));
+    if from_env {
+        let variable = format!("{ENV_PREFIX}{}", err.path.join("__").to_ascii_uppercase());
+        message.push_str(&format!(" (from environment variable {variable})"));
+    } else if let Some(source) = &err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        message.push_str(&format!(" (in {source})"));
     }
     ConfigError { key, message }
 }
@@ -360,6 +418,8 @@ pub struct Settings {
     pub http: Http,
     /// The raw form, for `lethe config`.
     pub raw: RawConfig,
+    /// `LETHE_*` environment variables that name no key: ignored, and named in a warning at start.
+    pub ignored_environment: Vec<String>,
 }
 
 impl RawConfig {
@@ -503,6 +563,7 @@ impl RawConfig {
             http: self.http.clone(),
             raw: RawConfig { data_dir: Some(data_dir.clone()), ..self },
             data_dir,
+            ignored_environment: Vec::new(),
         })
     }
 }
@@ -652,6 +713,52 @@ mod tests {
             let mut raw = RawConfig::default();
             mutate(&mut raw);
             assert_eq!(raw.validate(None).unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_ignored_and_named_but_unknown_file_keys_stop_start_up() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LETHE_PORT", "tcp://10.0.0.7:8080");
+            jail.set_env("LETHE_SERVICE_HOST", "10.0.0.7");
+            jail.set_env("LETHE_TTL__NOPE", "1");
+            jail.set_env("LETHE_TTL__MIN", "90");
+            let s = load_in_jail(Sources::default()).unwrap();
+            assert_eq!(s.ttl.min, 90);
+            assert_eq!(s.ignored_environment, ["LETHE_PORT", "LETHE_SERVICE_HOST", "LETHE_TTL__NOPE"]);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[ttl]\nminn = 1\n")?;
+            let err =
+                load_in_jail(Sources { file: Some("typo.toml".into()), ..Sources::default() }).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("minn") && text.contains("typo.toml"), "{text}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LETHE_HTTP__MAX_CONNECTIONS", "many");
+            let err = load_in_jail(Sources::default()).unwrap_err();
+            assert_eq!(err.key, "http.max_connections");
+            assert!(err.message.contains("environment variable LETHE_HTTP__MAX_CONNECTIONS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_documented_key_is_known_to_the_environment_filter() {
+        for key in [
+            "data_dir",
+            "storage",
+            "ttl.max_anonymous",
+            "http.max_connections",
+            "listeners",
+            "metrics.listen",
+        ] {
+            assert!(is_config_key(key), "{key}");
+        }
+        for key in ["port", "service_host", "ttl.nope", "http"] {
+            assert_eq!(is_config_key(key), key == "http", "{key}");
         }
     }
 

@@ -156,6 +156,38 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
 }
 
 #[test]
+fn environment_variables_that_name_no_key_are_ignored_with_a_warning() {
+    // What an orchestrator injects into every pod of a namespace with a Service named `lethe`.
+    let injected = [("LETHE_PORT", "tcp://10.0.0.7:8080"), ("LETHE_SERVICE_HOST", "10.0.0.7")];
+    let o = lethe(&["config"], &injected);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("ignoring LETHE_PORT") && err.contains("ignoring LETHE_SERVICE_HOST"), "{err}");
+    assert!(!err.contains("10.0.0.7"), "values are not echoed: {err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, addr) = Daemon::start_with(dir.path(), &injected);
+    let (status, _) = http(&addr, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(status.contains("200"), "{status}");
+    daemon.kill();
+}
+
+#[test]
+fn an_unknown_key_in_the_file_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lethe.toml");
+    std::fs::write(&file, "[http]\nmax_conections = 10\n").unwrap();
+    let o = lethe(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("max_conections") && err.contains(file.to_str().unwrap()), "{err}");
+
+    let o = lethe(&["config"], &[("LETHE_HTTP__MAX_CONNECTIONS", "lots")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("environment variable LETHE_HTTP__MAX_CONNECTIONS"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_master_key_readable_by_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("master.key");
