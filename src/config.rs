@@ -373,7 +373,10 @@ fn figment_error(err: figment::Error) -> ConfigError {
         let variable = format!("{ENV_PREFIX}{}", err.path.join("__").to_ascii_uppercase());
         message.push_str(&format!(" (from environment variable {variable})"));
     } else if let Some(source) = &err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-        message.push_str(&format!(" (in {source})"));
+        match source {
+            figment::Source::File(path) => message.push_str(&format!(" (in file {})", path.display())),
+            other => message.push_str(&format!(" (from {other})")),
+        }
     }
     ConfigError { key, message }
 }
