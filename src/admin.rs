@@ -28,6 +28,10 @@ pub const SOCKET_FILE: &str = "admin.sock";
 /// Longest request line accepted; commands are tiny.
 const MAX_LINE: u64 = 64 * 1024;
 
+/// How long a client may take to send its request line. The CLI sends it at once; a client that
+/// connects and says nothing would otherwise hold a task and a descriptor for ever.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
 }
@@ -93,6 +97,14 @@ pub async fn execute(domain: &Domain, command: Command) -> Reply {
             domain.account_rotate_token(&name).await.map(|token| Reply::Token { token })
         }
         Command::AccountRemove { name } => domain.account_remove(&name).await.map(|()| Reply::Done),
+        // A relative path would be resolved against the daemon's working directory, which the caller
+        // neither knows nor chose; the CLI always sends an absolute one.
+        Command::Backup { out } if !out.is_absolute() => {
+            return Reply::Error {
+                failure: Failure::Invalid,
+                message: format!("backup path {} is not absolute", out.display()),
+            };
+        }
         Command::Backup { out } => {
             let (store, now) = (domain.store.clone(), domain.now());
             let path = out.clone();
@@ -151,7 +163,12 @@ pub async fn start(app: Arc<App>, shutdown: watch::Receiver<bool>) -> io::Result
 async fn serve_one(app: &App, stream: tokio::net::UnixStream) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    tokio::io::AsyncReadExt::take(TokioBufReader::new(read), MAX_LINE).read_line(&mut line).await?;
+    let mut limited = tokio::io::AsyncReadExt::take(TokioBufReader::new(read), MAX_LINE);
+    let reading = limited.read_line(&mut line);
+    match tokio::time::timeout(REQUEST_DEADLINE, reading).await {
+        Ok(read) => read?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no request line in time")),
+    };
     let reply = match serde_json::from_str::<Command>(&line) {
         Ok(command) => {
             let op = match &command {

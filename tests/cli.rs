@@ -237,6 +237,42 @@ fn every_command_explains_its_flags() {
 }
 
 #[test]
+fn the_admin_socket_drops_a_silent_client_and_backups_resolve_paths_for_the_caller() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (daemon, _addr) = Daemon::start(dir.path());
+    let socket = dir.path().join("admin.sock");
+
+    // A client that connects and sends nothing is closed by the daemon (bounded wait, well past the
+    // daemon's request deadline).
+    let mut silent = UnixStream::connect(&socket).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = Vec::new();
+    let read = silent.read_to_end(&mut buf);
+    assert!(matches!(read, Ok(0)), "the daemon kept a silent client: {read:?}");
+
+    // A relative path sent straight to the socket is refused, not resolved against the daemon's cwd.
+    let mut raw = UnixStream::connect(&socket).unwrap();
+    raw.write_all(b"{\"op\":\"backup\",\"out\":\"relative.redb\"}\n").unwrap();
+    let mut reply = String::new();
+    raw.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("not absolute"), "{reply}");
+
+    // The CLI resolves a relative --out against its own working directory.
+    let caller_cwd = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["backup", "--out", "mine.redb", "--data-dir", d])
+        .current_dir(caller_cwd.path())
+        .env_remove("LETHE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(caller_cwd.path().join("mine.redb").is_file());
+    assert!(daemon.terminate().success());
+}
+
+#[test]
 fn backup_reaches_a_running_daemon_and_the_copy_is_usable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
