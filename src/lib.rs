@@ -134,7 +134,14 @@ impl App {
             }
             Err(domain::accounts::AccountError::BadCredentials) => {
                 // The presented name is not recorded: it may be anything, a token pasted by mistake too.
-                self.audit(ctx, "account.authenticated", audit::Outcome::Denied, Some("bad_token"), None, None);
+                self.audit(
+                    ctx,
+                    "account.authenticated",
+                    audit::Outcome::Denied,
+                    Some("bad_token"),
+                    None,
+                    None,
+                );
                 Err(AuthRefused::BadCredentials)
             }
             Err(other) => {

@@ -190,7 +190,9 @@ impl Metrics {
         out.push_str("# HELP lethe_passphrase_checks_total Passphrase checks run (bcrypt verifications).\n");
         out.push_str("# TYPE lethe_passphrase_checks_total counter\n");
         let _ = writeln!(out, "lethe_passphrase_checks_total {}", domain.hasher.checks());
-        out.push_str("# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n");
+        out.push_str(
+            "# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n",
+        );
         out.push_str("# TYPE lethe_audit_dropped_total counter\n");
         let _ = writeln!(out, "lethe_audit_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
         out

@@ -87,7 +87,11 @@ impl fmt::Display for Net {
     /// A full-length prefix prints as the bare address, so a /32 client reads like an address.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let full = if self.addr.is_ipv4() { 32 } else { 128 };
-        if self.prefix == full { write!(f, "{}", self.addr) } else { write!(f, "{}/{}", self.addr, self.prefix) }
+        if self.prefix == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
     }
 }
 
@@ -354,9 +358,15 @@ mod tests {
             ..RateLimit::default()
         });
         assert_eq!(wide.hit(Class::Creates, ip("198.51.100.7"), 0), Ok(()));
-        assert_eq!(wide.hit(Class::Creates, ip("198.51.100.200"), 0).unwrap_err().net.to_string(), "198.51.100.0/24");
+        assert_eq!(
+            wide.hit(Class::Creates, ip("198.51.100.200"), 0).unwrap_err().net.to_string(),
+            "198.51.100.0/24"
+        );
         assert_eq!(wide.hit(Class::Creates, ip("2001:db8:1:2::1"), 0), Ok(()));
-        assert_eq!(wide.hit(Class::Creates, ip("2001:db8:1:9::1"), 0).unwrap_err().net.to_string(), "2001:db8:1::/48");
+        assert_eq!(
+            wide.hit(Class::Creates, ip("2001:db8:1:9::1"), 0).unwrap_err().net.to_string(),
+            "2001:db8:1::/48"
+        );
         assert_eq!(Net::of(ip("10.1.2.3"), 0).to_string(), "0.0.0.0/0");
         assert_eq!(Net::of(ip("10.1.2.3"), 33).to_string(), "10.1.2.3");
     }

@@ -68,7 +68,8 @@ async fn concurrent_wrong_guesses_cost_at_most_max_failures_checks(engine: Engin
     let checked = checks(&s) - before;
     assert!((1..=max).contains(&checked), "{checked} bcrypt checks for 40 concurrent guesses");
     // Each guess was either checked (and looks like an unknown secret) or refused by the lock.
-    let unknown = answers.iter().filter(|r| r.intended().is_none() && r.json()["message"] == "Unknown secret");
+    let unknown =
+        answers.iter().filter(|r| r.intended().is_none() && r.json()["message"] == "Unknown secret");
     let locked = answers.iter().filter(|r| r.intended() == Some(429));
     assert_eq!(unknown.count() as u64, checked);
     assert_eq!(locked.count() as u64, 40 - checked);
@@ -96,7 +97,10 @@ async fn concurrent_guesses_across_secrets_cost_at_most_the_address_allowance(en
     .await;
     let mut paths = Vec::new();
     for _ in 0..20 {
-        paths.push(format!("/api/v1/secret/{}", key(&s.share("secret=x&passphrase=right").await, "secret_key")));
+        paths.push(format!(
+            "/api/v1/secret/{}",
+            key(&s.share("secret=x&passphrase=right").await, "secret_key")
+        ));
     }
     let before = checks(&s);
     let guesses = paths.iter().map(|path| s.post_form(path, "passphrase=wrong")).collect();
@@ -108,7 +112,8 @@ async fn concurrent_guesses_across_secrets_cost_at_most_the_address_allowance(en
 }
 
 async fn a_reveal_without_a_passphrase_is_not_a_guess(engine: Engine) {
-    let s = TestServer::start_with(engine, &|raw: &mut RawConfig| raw.rate_limit.failed_passphrases = 2).await;
+    let s =
+        TestServer::start_with(engine, &|raw: &mut RawConfig| raw.rate_limit.failed_passphrases = 2).await;
     let sk = key(&s.share("secret=kept&passphrase=right").await, "secret_key");
     let path = format!("/api/v1/secret/{sk}");
     let before = checks(&s);
@@ -170,7 +175,8 @@ async fn the_creator_burns_a_locked_secret_without_its_passphrase(engine: Engine
 }
 
 async fn plain_links_reveal_for_an_address_out_of_passphrase_guesses(engine: Engine) {
-    let s = TestServer::start_with(engine, &|raw: &mut RawConfig| raw.rate_limit.failed_passphrases = 2).await;
+    let s =
+        TestServer::start_with(engine, &|raw: &mut RawConfig| raw.rate_limit.failed_passphrases = 2).await;
     let guarded = key(&s.share("secret=g&passphrase=right").await, "secret_key");
     for _ in 0..2 {
         let r = s.post_form(&format!("/api/v1/secret/{guarded}"), "passphrase=typo").await;
@@ -215,7 +221,9 @@ async fn a_flood_of_refused_requests_writes_a_bounded_audit_trail() {
                 if r.intended() == Some(429) {
                     refused += 1;
                 }
-                let r = s.post_json("/create/secret", &serde_json::json!({"message": "x", "expiration": 3600})).await;
+                let r = s
+                    .post_json("/create/secret", &serde_json::json!({"message": "x", "expiration": 3600}))
+                    .await;
                 if r.status == StatusCode::TOO_MANY_REQUESTS {
                     refused += 1;
                 }
@@ -254,7 +262,9 @@ async fn ipv6_clients_of_one_64_share_a_limit_behind_a_trusted_proxy() {
     .await;
     let share = |xff: &'static str| {
         let s = &s;
-        async move { s.request(Method::POST, "/api/v1/share", &[FORM, ("x-forwarded-for", xff)], "secret=x").await }
+        async move {
+            s.request(Method::POST, "/api/v1/share", &[FORM, ("x-forwarded-for", xff)], "secret=x").await
+        }
     };
     assert_eq!(share("2001:db8:1:2::1").await.status, StatusCode::OK);
     // Another host of the same /64, with a port as some proxies write it: the same client.
@@ -294,7 +304,12 @@ async fn failed_token_attempts_are_limited_and_audited() {
     assert_eq!(r.intended(), Some(429), "{}", r.text());
     let auth = basic("alice@example.com", "wrong");
     let r = s
-        .request(Method::POST, "/request", &[("authorization", &auth), ("content-type", "application/json")], "{}")
+        .request(
+            Method::POST,
+            "/request",
+            &[("authorization", &auth), ("content-type", "application/json")],
+            "{}",
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
     // Until the window ends.

@@ -142,8 +142,11 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
             let outcome =
                 if err.status() == StatusCode::UNAUTHORIZED { Outcome::Denied } else { Outcome::Failure };
             // Rate-limited refusals are summarised by the limiter, not written one by one.
-            let reason =
-                if err.status() == StatusCode::TOO_MANY_REQUESTS { "rate_limited" } else { "invalid_request" };
+            let reason = if err.status() == StatusCode::TOO_MANY_REQUESTS {
+                "rate_limited"
+            } else {
+                "invalid_request"
+            };
             app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
             err.render(name)
         }
@@ -173,7 +176,9 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                             None,
                         );
                     }
-                    Err(AuthRefused::Internal(other)) => return (Err(JsonError::internal(other).into()), None),
+                    Err(AuthRefused::Internal(other)) => {
+                        return (Err(JsonError::internal(other).into()), None);
+                    }
                 },
                 Some(Err(())) => {
                     return (

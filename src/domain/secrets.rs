@@ -361,7 +361,9 @@ impl fmt::Display for SecretError {
             SecretError::Unknown => f.write_str("unknown secret"),
             SecretError::WrongPassphrase => f.write_str("wrong passphrase"),
             SecretError::PassphraseRequired => f.write_str("passphrase required"),
-            SecretError::GuessesExhausted => f.write_str("too many failed passphrase checks from this client"),
+            SecretError::GuessesExhausted => {
+                f.write_str("too many failed passphrase checks from this client")
+            }
             SecretError::Locked => f.write_str("secret locked after failed passphrase attempts"),
             SecretError::IncorrectPassphrase => f.write_str("incorrect passphrase"),
             SecretError::Empty => f.write_str("empty secret"),
@@ -1053,8 +1055,11 @@ impl Domain {
                 && verified_version != Some(version)
             {
                 let rules = self.settings.passphrase.clone();
-                if let Some(entry) = self.store.get(Keyspace::Attempts, meta.secret_hash.to_vec(), now).await? {
-                    let attempts = Attempts::current(Some(codec::decode(&entry.value)?), rules.lock_seconds, now);
+                if let Some(entry) =
+                    self.store.get(Keyspace::Attempts, meta.secret_hash.to_vec(), now).await?
+                {
+                    let attempts =
+                        Attempts::current(Some(codec::decode(&entry.value)?), rules.lock_seconds, now);
                     if attempts.locked(rules.max_failures, now) {
                         lock = Some(entry.version);
                     }
