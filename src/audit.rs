@@ -209,6 +209,14 @@ impl AuditSink {
     /// stop is never held up by an output nobody reads.
     pub fn close(&mut self) {
         self.tx = None;
+        // Drops since the last periodic warning would otherwise go unsaid.
+        let total = self.dropped.load(Ordering::Relaxed);
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if total > warned.0 {
+            tracing::warn!(dropped = total - warned.0, dropped_total = total, "audit lines were dropped");
+            *warned = (total, None);
+        }
+        drop(warned);
         let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(finished) = finished {
             match finished.recv_timeout(self.close_deadline) {

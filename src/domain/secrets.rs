@@ -211,18 +211,6 @@ pub trait Guesses: Sync {
     fn release(&self);
 }
 
-/// No allowance to keep: every reservation succeeds (the CLI, tests of the domain alone).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Unlimited;
-
-impl Guesses for Unlimited {
-    fn reserve(&self) -> bool {
-        true
-    }
-
-    fn release(&self) {}
-}
-
 /// Reserves one passphrase attempt on the secret at `secret_hash`, at `secret_version`: the batch
 /// that counts it (locking the secret when it is the last one of the window), or `None` when the
 /// secret is locked. Runs inside a plan, so concurrent reservations are decided one after another.
@@ -323,7 +311,7 @@ pub const GENERATE_MAX_LENGTH: usize = 128;
 pub enum SecretError {
     /// Unknown, consumed, expired or burned.
     Unknown,
-    /// A wrong or missing passphrase on reveal. Surfaces answer it exactly like [`SecretError::Unknown`];
+    /// A wrong passphrase on reveal. Surfaces answer it exactly like [`SecretError::Unknown`];
     /// it is distinct only so failures can be counted and audited.
     WrongPassphrase,
     /// A protected secret asked for without a passphrase: not a guess, so nothing was checked or
