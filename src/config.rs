@@ -163,7 +163,16 @@ pub struct RateLimit {
     pub reveals: u32,
     pub failed_passphrases: u32,
     pub submissions: u32,
+    /// Wrong API tokens (HTTP Basic) per client network and window.
+    pub failed_tokens: u32,
     pub window_seconds: u64,
+    /// IPv4 clients are limited per network of this prefix length (32: per address).
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are limited per network of this prefix length (64: per subnet, since one host is
+    /// routinely given a whole /64).
+    pub ipv6_prefix: u8,
+    /// Windows kept in memory at most; past it, new networks share one overflow window per class.
+    pub max_entries: usize,
 }
 
 impl Default for RateLimit {
@@ -174,7 +183,11 @@ impl Default for RateLimit {
             reveals: 1000,
             failed_passphrases: 20,
             submissions: 100,
+            failed_tokens: 20,
             window_seconds: 1200,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            max_entries: 100_000,
         }
     }
 }
@@ -542,8 +555,18 @@ impl RawConfig {
         if self.http.max_connections == 0 {
             return Err(ConfigError::new("http.max_connections", "must be at least 1"));
         }
-        if self.rate_limit.window_seconds == 0 {
+        let r = &self.rate_limit;
+        if r.window_seconds == 0 {
             return Err(ConfigError::new("rate_limit.window_seconds", "must be at least 1"));
+        }
+        if !(1..=32).contains(&r.ipv4_prefix) {
+            return Err(ConfigError::new("rate_limit.ipv4_prefix", "must be between 1 and 32"));
+        }
+        if !(1..=128).contains(&r.ipv6_prefix) {
+            return Err(ConfigError::new("rate_limit.ipv6_prefix", "must be between 1 and 128"));
+        }
+        if !(1_000..=10_000_000).contains(&r.max_entries) {
+            return Err(ConfigError::new("rate_limit.max_entries", "must be between 1000 and 10000000"));
         }
 
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));

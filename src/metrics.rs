@@ -1,5 +1,6 @@
 //! Metrics in the Prometheus text format: requests by endpoint and status, latency histograms, live
-//! records by kind, reaper work, group-commit sizes and commit latency, bcrypt queue depth.
+//! records by kind, reaper work, group-commit sizes and commit latency, bcrypt queue depth and checks
+//! run, audit lines dropped.
 //!
 //! Labels come only from the typed router's endpoint names and status codes, never from raw paths,
 //! which carry bearer ids. The text format is simple enough to write by hand; no client library.
@@ -99,6 +100,8 @@ pub struct Metrics {
     /// Latency per endpoint name; entries are created once and then only observed.
     latency: Mutex<HashMap<&'static str, Arc<Histogram>>>,
     pub reaper: Arc<ReaperStats>,
+    /// Audit lines dropped because the audit output could not keep up (the sink's own counter).
+    pub audit_dropped: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Metrics {
@@ -108,6 +111,11 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// Metrics that report the audit sink's count of dropped lines.
+    pub fn with_audit_dropped(audit_dropped: Arc<AtomicU64>) -> Metrics {
+        Metrics { audit_dropped, ..Metrics::default() }
+    }
+
     pub fn observe(&self, endpoint: &'static str, status: u16, seconds: f64) {
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((endpoint, status)).or_insert(0) += 1;
         let histogram = Arc::clone(
@@ -179,6 +187,14 @@ impl Metrics {
         out.push_str("# HELP lethe_bcrypt_queue_depth Passphrase hashes waiting or running.\n");
         out.push_str("# TYPE lethe_bcrypt_queue_depth gauge\n");
         let _ = writeln!(out, "lethe_bcrypt_queue_depth {}", domain.hasher.queue_depth());
+        out.push_str("# HELP lethe_passphrase_checks_total Passphrase checks run (bcrypt verifications).\n");
+        out.push_str("# TYPE lethe_passphrase_checks_total counter\n");
+        let _ = writeln!(out, "lethe_passphrase_checks_total {}", domain.hasher.checks());
+        out.push_str(
+            "# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n",
+        );
+        out.push_str("# TYPE lethe_audit_dropped_total counter\n");
+        let _ = writeln!(out, "lethe_audit_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
         out
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse;
 mod backup;
 mod cli;
 mod client;

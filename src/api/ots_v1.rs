@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::audit::Outcome;
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
-use crate::domain::accounts::{Account, AccountError};
+use crate::domain::accounts::Account;
 use crate::domain::secrets::{
     GENERATE_MAX_LENGTH, GENERATE_MIN_LENGTH, MetadataView, SecretError, ShareInput, State,
 };
@@ -21,7 +21,7 @@ use crate::http::body::{self, BodyError, NotUtf8};
 use crate::http::{self, Body};
 use crate::ratelimit::Class;
 use crate::router::V1;
-use crate::{App, Ctx};
+use crate::{App, AuthRefused, Ctx};
 
 /// The dialect's errors. Each renders as HTTP 404 with a JSON message.
 #[derive(Debug)]
@@ -43,7 +43,10 @@ enum V1Error {
 impl V1Error {
     fn from_secret(err: SecretError, key: &str) -> V1Error {
         match err {
-            SecretError::Unknown | SecretError::WrongPassphrase => V1Error::Unknown(key.to_owned()),
+            SecretError::Unknown | SecretError::WrongPassphrase | SecretError::PassphraseRequired => {
+                V1Error::Unknown(key.to_owned())
+            }
+            SecretError::GuessesExhausted => rate_limited(),
             SecretError::Locked => {
                 V1Error::TooMany("Too many incorrect passphrase attempts. Please try again later.".into())
             }
@@ -98,11 +101,12 @@ impl V1Error {
     }
 }
 
-impl From<AccountError> for V1Error {
-    fn from(err: AccountError) -> V1Error {
+impl From<AuthRefused> for V1Error {
+    fn from(err: AuthRefused) -> V1Error {
         match err {
-            AccountError::BadCredentials => V1Error::NotAuthorized,
-            other => V1Error::Internal(other.to_string()),
+            AuthRefused::BadCredentials => V1Error::NotAuthorized,
+            AuthRefused::Limited(_) => rate_limited(),
+            AuthRefused::Internal(err) => V1Error::Internal(err.to_string()),
         }
     }
 }
@@ -248,12 +252,13 @@ async fn read_params(app: &App, req: Request<Incoming>) -> Result<(HeaderMap, Pa
     Ok((parts.headers, Params { query, body }))
 }
 
-/// The caller's account: `None` for anonymous; credentials that are present but wrong fail.
-async fn caller(app: &App, headers: &HeaderMap) -> Result<Option<Account>, V1Error> {
+/// The caller's account: `None` for anonymous; credentials that are present but wrong fail, and
+/// count against the client's `failed_tokens` allowance.
+async fn caller(app: &App, ctx: &Ctx, headers: &HeaderMap) -> Result<Option<Account>, V1Error> {
     match body::basic_auth(headers) {
         None => Ok(None),
         Some(Err(())) => Err(V1Error::NotAuthorized),
-        Some(Ok((name, token))) => Ok(Some(app.domain.authenticate(&name, &token).await?)),
+        Some(Ok((name, token))) => Ok(Some(app.authenticate(ctx, &name, &token).await?)),
     }
 }
 
@@ -374,7 +379,15 @@ async fn dispatch(
         return Err(V1Error::NoRoute);
     }
     let (headers, params) = read_params(app, req).await?;
-    let account = caller(app, &headers).await?;
+    let account = match caller(app, ctx, &headers).await {
+        Ok(account) => account,
+        Err(err) => {
+            if matches!(err, V1Error::TooMany(_)) {
+                audited.reason = Some("rate_limited");
+            }
+            return Err(err);
+        }
+    };
     audited.account = account.as_ref().map(|a| a.name.clone());
     let d = &app.domain;
     match endpoint {
@@ -415,21 +428,23 @@ async fn dispatch(
             if !is_key_shaped(&secret_key) {
                 return Err(V1Error::Unknown(secret_key));
             }
-            if app.rate(ctx, Class::Reveals).is_err()
-                || app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err()
-            {
+            if app.rate(ctx, Class::Reveals).is_err() {
                 audited.reason = Some("rate_limited");
                 return Err(rate_limited());
             }
             let passphrase = params.passphrase();
-            let revealed = match d.reveal(&secret_key, passphrase.as_ref()).await {
+            let guesses = app.passphrase_guesses(ctx);
+            let revealed = match d.reveal(&secret_key, passphrase.as_ref(), &guesses).await {
                 Ok(revealed) => revealed,
-                Err(SecretError::WrongPassphrase) => {
-                    let _ = app.rate(ctx, Class::FailedPassphrases);
-                    audited.reason = Some("wrong_passphrase");
-                    return Err(V1Error::Unknown(secret_key));
+                Err(err) => {
+                    audited.reason = match err {
+                        SecretError::WrongPassphrase => Some("wrong_passphrase"),
+                        SecretError::PassphraseRequired => Some("passphrase_required"),
+                        SecretError::GuessesExhausted => Some("rate_limited"),
+                        _ => None,
+                    };
+                    return Err(V1Error::from_secret(err, &secret_key));
                 }
-                Err(err) => return Err(V1Error::from_secret(err, &secret_key)),
             };
             #[derive(Serialize)]
             struct Revealed<'a> {
@@ -455,18 +470,16 @@ async fn dispatch(
             if !is_key_shaped(&metadata_key) {
                 return Err(V1Error::Unknown(metadata_key));
             }
-            if app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err() {
-                audited.reason = Some("rate_limited");
-                return Err(rate_limited());
-            }
             let passphrase = params.passphrase();
-            let (view, secret_key) = match d.burn(&metadata_key, passphrase.as_ref()).await {
+            let guesses = app.passphrase_guesses(ctx);
+            let (view, secret_key) = match d.burn(&metadata_key, passphrase.as_ref(), &guesses).await {
                 Ok(burned) => burned,
-                Err(SecretError::IncorrectPassphrase) => {
-                    let _ = app.rate(ctx, Class::FailedPassphrases);
-                    return Err(V1Error::Invalid("Incorrect passphrase".into()));
+                Err(err) => {
+                    if let SecretError::GuessesExhausted = err {
+                        audited.reason = Some("rate_limited");
+                    }
+                    return Err(V1Error::from_secret(err, &metadata_key));
                 }
-                Err(err) => return Err(V1Error::from_secret(err, &metadata_key)),
             };
             let short: String = secret_key.chars().take(8).collect();
             Ok(ok(&json!({"state": metadata_json(&view, false), "secret_shortkey": short})))

@@ -11,13 +11,12 @@ use serde_json::json;
 use super::{Expiration, JsonError, read_bytes, read_json, store_error};
 use crate::audit::Outcome;
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
-use crate::domain::accounts::AccountError;
 use crate::domain::requests::RequestError;
 use crate::http::body;
 use crate::http::{self, Body};
 use crate::ratelimit::Class;
 use crate::router::{Endpoint, Requests};
-use crate::{App, Ctx};
+use crate::{App, AuthRefused, Ctx};
 
 /// `POST /request` body.
 #[derive(Debug, Deserialize)]
@@ -128,7 +127,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
         app.audit(ctx, event, Outcome::Denied, Some("rate_limited"), id.as_deref(), None);
         return JsonError::rate_limited(retry_after).render(name);
     }
-    let (result, account) = dispatch(app, endpoint, req).await;
+    let (result, account) = dispatch(app, ctx, endpoint, req).await;
     match result {
         Ok((resp, created)) => {
             let id = created.as_deref().or(id.as_deref());
@@ -143,7 +142,13 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
         Err(Failed::Wire(err)) => {
             let outcome =
                 if err.status() == StatusCode::UNAUTHORIZED { Outcome::Denied } else { Outcome::Failure };
-            app.audit(ctx, event, outcome, Some("invalid_request"), id.as_deref(), account.as_deref());
+            // Rate-limited refusals are summarised by the limiter, not written one by one.
+            let reason = if err.status() == StatusCode::TOO_MANY_REQUESTS {
+                "rate_limited"
+            } else {
+                "invalid_request"
+            };
+            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
             err.render(name)
         }
     }
@@ -151,7 +156,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
 
 type Dispatched = (Result<(Response<Body>, Option<String>), Failed>, Option<String>);
 
-async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Dispatched {
+async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Dispatched {
     let d = &app.domain;
     let message_limit = d.settings.limits.max_message_bytes + JSON_OVERHEAD;
     let key_limit = MAX_PUBLIC_KEY_BYTES + JSON_OVERHEAD;
@@ -161,15 +166,20 @@ async fn dispatch(app: &App, endpoint: Requests, req: Request<Incoming>) -> Disp
             // An account is optional; credentials that are present must be right.
             let account = match body::basic_auth(req.headers()) {
                 None => None,
-                Some(Ok((name, secret))) => match d.authenticate(&name, &secret).await {
+                Some(Ok((name, secret))) => match app.authenticate(ctx, &name, &secret).await {
                     Ok(account) => Some(account.name),
-                    Err(AccountError::BadCredentials) => {
+                    Err(AuthRefused::Limited(retry_after)) => {
+                        return (Err(JsonError::rate_limited(retry_after).into()), None);
+                    }
+                    Err(AuthRefused::BadCredentials) => {
                         return (
                             Err(JsonError::new(StatusCode::UNAUTHORIZED, "Invalid credentials").into()),
                             None,
                         );
                     }
-                    Err(other) => return (Err(JsonError::internal(other).into()), None),
+                    Err(AuthRefused::Internal(other)) => {
+                        return (Err(JsonError::internal(other).into()), None);
+                    }
                 },
                 Some(Err(())) => {
                     return (

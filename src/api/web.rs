@@ -62,7 +62,8 @@ fn error_page(err: &SecretError) -> Response<Body> {
             "Too many attempts",
             "<p>Too many incorrect passphrase attempts. Please try again later.</p>",
         ),
-        SecretError::Unknown | SecretError::WrongPassphrase => gone_page(),
+        SecretError::GuessesExhausted => too_many(),
+        SecretError::Unknown | SecretError::WrongPassphrase | SecretError::PassphraseRequired => gone_page(),
         other => {
             tracing::warn!(error = %other, "page request failed");
             page(
@@ -138,22 +139,19 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
             if !is_key_shaped(&id) {
                 return gone_page();
             }
-            if app.rate(ctx, Class::Reveals).is_err()
-                || app.limiter.peek(Class::FailedPassphrases, ctx.client_ip, d.now()).is_err()
-            {
+            if app.rate(ctx, Class::Reveals).is_err() {
                 return too_many();
             }
             let passphrase = match form_passphrase(req).await {
                 Ok(p) => p,
                 Err(_) => return bad_form(),
             };
-            let result = d.reveal(&id, passphrase.as_ref()).await;
+            let result = d.reveal(&id, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
             let (outcome, reason) = match &result {
                 Ok(_) => (Outcome::Success, None),
-                Err(SecretError::WrongPassphrase) => {
-                    let _ = app.rate(ctx, Class::FailedPassphrases);
-                    (Outcome::Failure, Some("wrong_passphrase"))
-                }
+                Err(SecretError::WrongPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
+                Err(SecretError::PassphraseRequired) => (Outcome::Failure, Some("passphrase_required")),
+                Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
                 Err(SecretError::Locked) => (Outcome::Denied, Some("locked")),
                 Err(SecretError::Unknown) => (Outcome::Failure, Some("not_found")),
                 Err(_) => (Outcome::Failure, Some("internal")),
@@ -172,21 +170,24 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                         ),
                     )
                 }
-                // A wrong passphrase looks like an unknown secret in the API; a person gets the form
-                // again if the secret is still there.
-                Err(SecretError::WrongPassphrase) => match d.peek(&id).await {
-                    Ok(Some(peek)) => page(
-                        StatusCode::OK,
-                        "A secret for you",
-                        &reveal_form(
-                            &id,
-                            peek.passphrase_required,
-                            "<p class=\"error\">That passphrase is not right.</p>",
+                // A wrong or missing passphrase looks like an unknown secret in the API; a person gets
+                // the form again if the secret is still there.
+                Err(err @ (SecretError::WrongPassphrase | SecretError::PassphraseRequired)) => {
+                    let note = if matches!(err, SecretError::WrongPassphrase) {
+                        "<p class=\"error\">That passphrase is not right.</p>"
+                    } else {
+                        "<p class=\"error\">This secret needs its passphrase.</p>"
+                    };
+                    match d.peek(&id).await {
+                        Ok(Some(peek)) => page(
+                            StatusCode::OK,
+                            "A secret for you",
+                            &reveal_form(&id, peek.passphrase_required, note),
                         ),
-                    ),
-                    Ok(None) => gone_page(),
-                    Err(err) => error_page(&err),
-                },
+                        Ok(None) => gone_page(),
+                        Err(err) => error_page(&err),
+                    }
+                }
                 Err(err) => error_page(&err),
             }
         }
@@ -234,9 +235,14 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Ok(p) => p,
                 Err(_) => return bad_form(),
             };
-            let result = d.burn(&metadata_key, passphrase.as_ref()).await;
-            let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
-            app.audit(ctx, "secret.burned", outcome, None, Some(&metadata_key), None);
+            let result = d.burn(&metadata_key, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
+            let (outcome, reason) = match &result {
+                Ok(_) => (Outcome::Success, None),
+                Err(SecretError::IncorrectPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
+                Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
+                Err(_) => (Outcome::Failure, None),
+            };
+            app.audit(ctx, "secret.burned", outcome, reason, Some(&metadata_key), None);
             match result {
                 Ok(_) => page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>"),
                 Err(SecretError::IncorrectPassphrase) => page(

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -59,6 +59,8 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     /// Callers waiting for or holding a permit, for the bcrypt queue-depth metric.
     queued: Arc<AtomicUsize>,
+    /// Verifications that ran bcrypt: the cost a guesser actually imposed, for metrics and tests.
+    checks: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Hasher {
@@ -70,7 +72,17 @@ impl fmt::Debug for Hasher {
 impl Hasher {
     pub fn new(cost: u32) -> Hasher {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Hasher { cost, permits: Arc::new(Semaphore::new(cores)), queued: Arc::new(AtomicUsize::new(0)) }
+        Hasher {
+            cost,
+            permits: Arc::new(Semaphore::new(cores)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            checks: Arc::default(),
+        }
+    }
+
+    /// Passphrase verifications that ran bcrypt since start.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// Callers currently waiting for or running bcrypt.
@@ -115,8 +127,9 @@ impl Hasher {
         if passphrase.0.len() > MAX_PASSPHRASE_BYTES {
             return Ok(false);
         }
-        let (pass, hash) = (passphrase.clone(), hash.to_owned());
+        let (pass, hash, checks) = (passphrase.clone(), hash.to_owned(), Arc::clone(&self.checks));
         self.run(move || {
+            checks.fetch_add(1, Ordering::Relaxed);
             bcrypt::verify(pass.expose(), &hash).map_err(|e| PassphraseError::Internal(e.to_string()))
         })
         .await
@@ -136,6 +149,9 @@ mod tests {
         assert!(matches!(h.hash(&Passphrase::new("x".repeat(73))).await, Err(PassphraseError::TooLong)));
         assert!(h.hash(&Passphrase::new("x".repeat(72))).await.is_ok());
         assert_eq!(h.queue_depth(), 0);
+        assert_eq!(h.checks(), 2);
+        assert!(!h.verify(&Passphrase::new("x".repeat(73)), &hash).await.unwrap());
+        assert_eq!(h.checks(), 2, "a passphrase too long to be stored costs no bcrypt run");
         assert_eq!(format!("{:?}", Passphrase::new("hunter2".into())), "Passphrase(<redacted>)");
     }
 }

@@ -13,6 +13,12 @@
 //! - A secret is consumed only on the path that returns its value: decryption happens before the take,
 //!   so an internal error leaves it in place.
 //! - Metadata states only move forward: new → viewed → received | burned | expired | orphaned.
+//! - A passphrase guess is paid for before bcrypt runs: one planned write reserves an attempt on the
+//!   secret's [`Attempts`] record, refused once `passphrase.max_failures` are spent in the window, and
+//!   the caller's own allowance ([`Guesses`]) is reserved too. So concurrent guesses cannot outrun the
+//!   limit: however many arrive at once, at most `max_failures` are checked per secret and window. A
+//!   right passphrase gives both back (the reveal or burn deletes the record). A request without a
+//!   passphrase is not a guess: it is answered without bcrypt and counts nowhere.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{Account, account_index_key};
 use super::{CAS_RETRIES, Domain};
+use crate::config::PassphraseRules;
 use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
 use crate::crypto::{CryptoError, Opener, Purpose, random_bytes};
@@ -170,12 +177,72 @@ struct MetadataRecord {
     expires_at: Timestamp,
 }
 
-/// Failed passphrase attempts on one secret, under [`Keyspace::Attempts`].
+/// Passphrase attempts on one secret, under [`Keyspace::Attempts`]: every check reserved in the
+/// window (failed or still running; a right one deletes the record with the secret).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Attempts {
     count: u32,
     window_start: Timestamp,
     locked_until: Timestamp,
+}
+
+impl Attempts {
+    /// The record as it stands at `now`: a window that ended (and no lock running) starts over.
+    fn current(stored: Option<Attempts>, lock_seconds: u64, now: Timestamp) -> Attempts {
+        match stored {
+            Some(a) if now < a.window_start.saturating_add(lock_seconds) || a.locked_until > now => a,
+            _ => Attempts { count: 0, window_start: now, locked_until: 0 },
+        }
+    }
+
+    /// No further check may run: the lock is on, or every attempt of the window is spent (a lowered
+    /// `max_failures` can leave a record there without a lock).
+    fn locked(&self, max_failures: u32, now: Timestamp) -> bool {
+        self.locked_until > now || self.count >= max_failures
+    }
+}
+
+/// The caller's own allowance of passphrase checks, kept by the surface (a limit per client
+/// address): one is reserved before a check runs and released unless the check ran and failed.
+pub trait Guesses: Sync {
+    /// Reserves one check; `false` when the caller has none left.
+    fn reserve(&self) -> bool;
+    /// Gives back a reservation whose check passed or never ran.
+    fn release(&self);
+}
+
+/// Reserves one passphrase attempt on the secret at `secret_hash`, at `secret_version`: the batch
+/// that counts it (locking the secret when it is the last one of the window), or `None` when the
+/// secret is locked. Runs inside a plan, so concurrent reservations are decided one after another.
+fn reserve_attempt(
+    lookup: &mut dyn Lookup,
+    secret_hash: [u8; 32],
+    secret_version: u64,
+    rules: &PassphraseRules,
+    now: Timestamp,
+) -> Result<Option<Batch>, StoreError> {
+    let entry = lookup.get(Keyspace::Attempts, &secret_hash)?;
+    let stored = match &entry {
+        Some(e) => Some(codec::decode::<Attempts>(&e.value)?),
+        None => None,
+    };
+    let mut attempts = Attempts::current(stored, rules.lock_seconds, now);
+    if attempts.locked(rules.max_failures, now) {
+        return Ok(None);
+    }
+    attempts.count += 1;
+    if attempts.count >= rules.max_failures {
+        // Locked from the reservation on: if this last check turns out right, the reveal or burn
+        // deletes the record with the secret, so a right guess is never locked out by itself.
+        attempts.locked_until = now.saturating_add(rules.lock_seconds);
+    }
+    let expires = attempts.window_start.saturating_add(rules.lock_seconds).max(attempts.locked_until);
+    let batch = Batch::new().require_version(Keyspace::Secret, secret_hash, secret_version);
+    let batch = match &entry {
+        Some(e) => batch.require_version(Keyspace::Attempts, secret_hash, e.version),
+        None => batch.require_absent(Keyspace::Attempts, secret_hash),
+    };
+    Ok(Some(batch.put(Keyspace::Attempts, secret_hash, codec::encode(&attempts), Some(expires))))
 }
 
 /// What the creator may know about a secret. The surface decides which fields its dialect shows.
@@ -244,9 +311,14 @@ pub const GENERATE_MAX_LENGTH: usize = 128;
 pub enum SecretError {
     /// Unknown, consumed, expired or burned.
     Unknown,
-    /// A wrong or missing passphrase on reveal. Surfaces answer it exactly like [`SecretError::Unknown`];
+    /// A wrong passphrase on reveal. Surfaces answer it exactly like [`SecretError::Unknown`];
     /// it is distinct only so failures can be counted and audited.
     WrongPassphrase,
+    /// A protected secret asked for without a passphrase: not a guess, so nothing was checked or
+    /// counted. Surfaces answer it like [`SecretError::Unknown`].
+    PassphraseRequired,
+    /// The caller's own allowance of passphrase checks ([`Guesses`]) is spent; nothing was checked.
+    GuessesExhausted,
     /// Too many failed passphrase attempts; the secret is locked for a while.
     Locked,
     /// Wrong passphrase on burn.
@@ -276,6 +348,10 @@ impl fmt::Display for SecretError {
         match self {
             SecretError::Unknown => f.write_str("unknown secret"),
             SecretError::WrongPassphrase => f.write_str("wrong passphrase"),
+            SecretError::PassphraseRequired => f.write_str("passphrase required"),
+            SecretError::GuessesExhausted => {
+                f.write_str("too many failed passphrase checks from this client")
+            }
             SecretError::Locked => f.write_str("secret locked after failed passphrase attempts"),
             SecretError::IncorrectPassphrase => f.write_str("incorrect passphrase"),
             SecretError::Empty => f.write_str("empty secret"),
@@ -327,13 +403,31 @@ fn consume(hash: [u8; 32], version: u64) -> Batch {
     Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash)
 }
 
+/// Whether a reveal may check a passphrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guess {
+    /// No passphrase came with the request.
+    Absent,
+    /// One came, but the caller's own allowance of checks is spent.
+    Refused,
+    /// One came, and the caller's allowance holds a reservation for its check.
+    Allowed,
+}
+
 /// What a reveal's plan found (see [`plan_reveal`]).
 enum Found {
     Unknown,
     /// The stored value does not open under the presented key; nothing was taken.
     Unreadable(CryptoError),
-    /// Protected by a passphrase not yet verified for this version; nothing was taken.
-    Guarded {
+    /// Protected, and the request brought no passphrase; nothing was written.
+    PassphraseRequired,
+    /// Protected, and the caller may not guess now; nothing was written.
+    OverAllowance,
+    /// Protected and locked by failed attempts; nothing was written.
+    Locked,
+    /// Protected by a passphrase not yet verified for this version: the plan's batch reserves one
+    /// attempt, and the check may run only if it applied.
+    Reserved {
         passphrase_hash: String,
         version: u64,
     },
@@ -346,7 +440,8 @@ enum Found {
 
 /// Decides a v1 reveal from the secret and its metadata as they are: take the secret and mark the
 /// metadata received, in one batch conditioned on both versions. It takes nothing it cannot open, nor
-/// a protected secret unless `verified` names the version whose passphrase was checked.
+/// a protected secret unless `verified` names the version whose passphrase was checked; for a
+/// protected one it reserves an attempt instead, when `guess` allows.
 ///
 /// It runs where the store applies writes (redb's writer thread), so it only reads, decodes and opens
 /// the value with a key derived beforehand; bcrypt and everything slow stay with the caller.
@@ -355,6 +450,8 @@ fn plan_reveal(
     secret_hash: [u8; 32],
     opener: &Opener,
     verified: Option<u64>,
+    guess: Guess,
+    rules: &PassphraseRules,
     now: Timestamp,
 ) -> Result<(Option<Batch>, Found), StoreError> {
     let Some(entry) = lookup.get(Keyspace::Secret, &secret_hash)? else {
@@ -366,15 +463,25 @@ fn plan_reveal(
     if let Some(passphrase_hash) = &secret.passphrase_hash
         && verified != Some(entry.version)
     {
-        let guarded = Found::Guarded { passphrase_hash: passphrase_hash.clone(), version: entry.version };
-        return Ok((None, guarded));
+        return Ok(match guess {
+            Guess::Absent => (None, Found::PassphraseRequired),
+            Guess::Refused => (None, Found::OverAllowance),
+            Guess::Allowed => match reserve_attempt(lookup, secret_hash, entry.version, rules, now)? {
+                None => (None, Found::Locked),
+                Some(batch) => {
+                    let reserved =
+                        Found::Reserved { passphrase_hash: passphrase_hash.clone(), version: entry.version };
+                    (Some(batch), reserved)
+                }
+            },
+        });
     }
     let value = match opener.open(&secret.sealed_value) {
         Ok(value) => value,
         Err(err) => return Ok((None, Found::Unreadable(err))),
     };
     let mut batch = consume(secret_hash, entry.version);
-    // Only a passphrase can have failed attempts on record.
+    // Only a passphrase can have attempts on record; deleting them gives back the right guess's.
     if secret.passphrase_hash.is_some() {
         batch = batch.delete(Keyspace::Attempts, secret_hash);
     }
@@ -736,71 +843,34 @@ impl Domain {
         Ok(found.map(|(s, _)| Peek { passphrase_required: s.passphrase_hash.is_some() }))
     }
 
-    async fn locked(&self, secret_hash: [u8; 32]) -> Result<bool, SecretError> {
-        let now = self.now();
-        let Some(entry) = self.store.get(Keyspace::Attempts, secret_hash.to_vec(), now).await? else {
-            return Ok(false);
-        };
-        let attempts: Attempts = codec::decode(&entry.value)?;
-        Ok(attempts.locked_until > now)
-    }
-
-    /// Counts a failed passphrase; the `max_failures`-th failure within the window locks the secret.
-    async fn record_failure(&self, secret_hash: [u8; 32]) -> Result<(), SecretError> {
-        let rules = &self.settings.passphrase;
-        for _ in 0..CAS_RETRIES {
-            let now = self.now();
-            let entry = self.store.get(Keyspace::Attempts, secret_hash.to_vec(), now).await?;
-            let previous = match &entry {
-                Some(e) => Some(codec::decode::<Attempts>(&e.value)?),
-                None => None,
-            };
-            let mut attempts = match previous {
-                Some(a) if now < a.window_start + rules.lock_seconds => a,
-                _ => Attempts { count: 0, window_start: now, locked_until: 0 },
-            };
-            attempts.count += 1;
-            if attempts.count >= rules.max_failures {
-                attempts.locked_until = now + rules.lock_seconds;
-            }
-            let expires = (attempts.window_start + rules.lock_seconds).max(attempts.locked_until);
-            let batch = match &entry {
-                Some(e) => Batch::new().require_version(Keyspace::Attempts, secret_hash, e.version),
-                None => Batch::new().require_absent(Keyspace::Attempts, secret_hash),
-            }
-            .put(Keyspace::Attempts, secret_hash, codec::encode(&attempts), Some(expires));
-            if let Outcome::Applied(_) = self.store.apply(batch, now).await? {
-                return Ok(());
-            }
-        }
-        Err(contention())
-    }
-
-    /// Checks the passphrase of a protected secret, counting failures. `Ok(false)` means wrong.
-    async fn check_passphrase(
-        &self,
-        secret_hash: [u8; 32],
-        hash: &str,
-        passphrase: Option<&Passphrase>,
-    ) -> Result<bool, SecretError> {
-        if self.locked(secret_hash).await? {
-            return Err(SecretError::Locked);
-        }
-        let ok = match passphrase {
-            Some(p) => self.hasher.verify(p, hash).await?,
-            None => false,
-        };
-        if !ok {
-            self.record_failure(secret_hash).await?;
-        }
-        Ok(ok)
-    }
-
-    /// Reveals a secret once: returns its value and deletes it in one step.
+    /// Reveals a secret once: returns its value and deletes it in one step. An unprotected secret
+    /// costs one planned trip to the store. A protected one costs a reservation on `guesses` and on the
+    /// secret's attempts before bcrypt runs; both are given back unless the check ran and failed.
     pub async fn reveal(
         &self,
         secret_key: &str,
         passphrase: Option<&Passphrase>,
+        guesses: &dyn Guesses,
+    ) -> Result<Revealed, SecretError> {
+        // Reserved before the plan, so the plan can reserve the secret's attempt in the same step; an
+        // unprotected secret releases it again at once.
+        let guess = match passphrase {
+            None => Guess::Absent,
+            Some(_) if guesses.reserve() => Guess::Allowed,
+            Some(_) => Guess::Refused,
+        };
+        let result = self.reveal_as(secret_key, passphrase, guess).await;
+        if guess == Guess::Allowed && !matches!(result, Err(SecretError::WrongPassphrase)) {
+            guesses.release();
+        }
+        result
+    }
+
+    async fn reveal_as(
+        &self,
+        secret_key: &str,
+        passphrase: Option<&Passphrase>,
+        guess: Guess,
     ) -> Result<Revealed, SecretError> {
         let secret_hash = self.keys.store_key(secret_key);
         let opener = Arc::new(self.keys.opener(Purpose::SecretValue, secret_key.as_bytes()));
@@ -810,15 +880,24 @@ impl Domain {
             // bcrypt may have taken a while: the take is judged at the time it is committed.
             let now = self.now();
             let opener = Arc::clone(&opener);
+            let rules = self.settings.passphrase.clone();
             let (found, outcome) = self
                 .store
-                .apply_planned(now, move |lookup| plan_reveal(lookup, secret_hash, &opener, verified, now))
+                .apply_planned(now, move |lookup| {
+                    plan_reveal(lookup, secret_hash, &opener, verified, guess, &rules, now)
+                })
                 .await?;
             match found {
                 Found::Unknown => return Err(SecretError::Unknown),
                 Found::Unreadable(err) => return Err(err.into()),
-                Found::Guarded { passphrase_hash, version } => {
-                    if !self.check_passphrase(secret_hash, &passphrase_hash, passphrase).await? {
+                Found::PassphraseRequired => return Err(SecretError::PassphraseRequired),
+                Found::OverAllowance => return Err(SecretError::GuessesExhausted),
+                Found::Locked => return Err(SecretError::Locked),
+                Found::Reserved { passphrase_hash, version } => {
+                    // Not reserved (the attempts moved under the plan): read again and decide.
+                    let Some(Outcome::Applied(_)) = outcome else { continue };
+                    let Some(passphrase) = passphrase else { return Err(SecretError::PassphraseRequired) };
+                    if !self.hasher.verify(passphrase, &passphrase_hash).await? {
                         return Err(SecretError::WrongPassphrase);
                     }
                     verified = Some(version);
@@ -915,10 +994,30 @@ impl Domain {
     }
 
     /// Destroys a secret unread. Returns the burned view and the secret key (for its short form).
+    ///
+    /// A protected secret needs its passphrase, checked like a reveal's (an attempt reserved on the
+    /// secret and on `guesses` first) — except while failed guesses lock it: then the metadata key
+    /// alone is enough, so a stranger with the link cannot keep a secret alive against its creator.
     pub async fn burn(
         &self,
         metadata_key: &str,
         passphrase: Option<&Passphrase>,
+        guesses: &dyn Guesses,
+    ) -> Result<(MetadataView, String), SecretError> {
+        let mut reserved = false;
+        let result = self.burn_as(metadata_key, passphrase, guesses, &mut reserved).await;
+        if reserved && !matches!(result, Err(SecretError::IncorrectPassphrase)) {
+            guesses.release();
+        }
+        result
+    }
+
+    async fn burn_as(
+        &self,
+        metadata_key: &str,
+        passphrase: Option<&Passphrase>,
+        guesses: &dyn Guesses,
+        reserved: &mut bool,
     ) -> Result<(MetadataView, String), SecretError> {
         let metadata_hash = self.keys.store_key(metadata_key);
         let mut verified_version = None;
@@ -937,13 +1036,45 @@ impl Domain {
                 self.metadata(metadata_key, false).await?;
                 return Err(SecretError::Unknown);
             };
+            // The attempts record whose lock lets this burn through without a passphrase; the batch
+            // requires it unchanged, so a lock that ended meanwhile asks for the passphrase again.
+            let mut lock = None;
             if let Some(hash) = &secret.passphrase_hash
                 && verified_version != Some(version)
             {
-                if !self.check_passphrase(meta.secret_hash, hash, passphrase).await? {
-                    return Err(SecretError::IncorrectPassphrase);
+                let rules = self.settings.passphrase.clone();
+                if let Some(entry) =
+                    self.store.get(Keyspace::Attempts, meta.secret_hash.to_vec(), now).await?
+                {
+                    let attempts =
+                        Attempts::current(Some(codec::decode(&entry.value)?), rules.lock_seconds, now);
+                    if attempts.locked(rules.max_failures, now) {
+                        lock = Some(entry.version);
+                    }
                 }
-                verified_version = Some(version);
+                if lock.is_none() {
+                    // Asking without a passphrase is not a guess: nothing to check or count.
+                    let Some(passphrase) = passphrase else { return Err(SecretError::IncorrectPassphrase) };
+                    if !*reserved {
+                        if !guesses.reserve() {
+                            return Err(SecretError::GuessesExhausted);
+                        }
+                        *reserved = true;
+                    }
+                    let secret_hash = meta.secret_hash;
+                    let (_, outcome) = self
+                        .store
+                        .apply_planned(now, move |lookup| {
+                            Ok((reserve_attempt(lookup, secret_hash, version, &rules, now)?, ()))
+                        })
+                        .await?;
+                    // Locked or raced meanwhile: read again (a lock now lets the burn through).
+                    let Some(Outcome::Applied(_)) = outcome else { continue };
+                    if !self.hasher.verify(passphrase, hash).await? {
+                        return Err(SecretError::IncorrectPassphrase);
+                    }
+                    verified_version = Some(version);
+                }
             }
             let secret_key = String::from_utf8(self.keys.open(
                 Purpose::MetadataSecretKey,
@@ -953,9 +1084,13 @@ impl Domain {
             .map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
             meta.state = State::Burned;
             meta.updated = now;
-            let batch = Batch::new()
+            let mut batch = Batch::new()
                 .require_version(Keyspace::Secret, meta.secret_hash, version)
-                .require_version(Keyspace::Metadata, metadata_hash, meta_entry.version)
+                .require_version(Keyspace::Metadata, metadata_hash, meta_entry.version);
+            if let Some(lock_version) = lock {
+                batch = batch.require_version(Keyspace::Attempts, meta.secret_hash, lock_version);
+            }
+            let batch = batch
                 .delete(Keyspace::Secret, meta.secret_hash)
                 .delete(Keyspace::Attempts, meta.secret_hash)
                 .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
