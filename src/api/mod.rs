@@ -102,17 +102,17 @@ pub async fn read_bytes(incoming: Incoming, limit: usize) -> Result<hyper::body:
     })
 }
 
-/// An `expiration` field as the client sent it: any JSON value, so that `-1`, `1.5` or `"3600"` get the
-/// surface's "Invalid expiration specified" rather than a generic parse error. [`Expiration::seconds`]
-/// is the only reading of it.
+/// An `expiration` field as the client sent it: any JSON number, so that `-1` or `1.5` get the
+/// surface's "Invalid expiration specified" as other numbers outside the allowed list do (a string is
+/// still not JSON of the right shape). [`Expiration::seconds`] is the only reading of it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(transparent)]
-pub struct Expiration(Option<serde_json::Value>);
+pub struct Expiration(Option<serde_json::Number>);
 
 impl Expiration {
     /// A whole, non-negative number of seconds; `None` for anything else, including absence.
     pub fn seconds(&self) -> Option<u64> {
-        self.0.as_ref().and_then(serde_json::Value::as_u64)
+        self.0.as_ref().and_then(serde_json::Number::as_u64)
     }
 }
 
