@@ -77,10 +77,23 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Creates the data directory (mode 0700) if needed.
+/// Creates the data directory (mode 0700) if needed, and refuses one that group or others can reach.
+///
+/// Refused rather than tightened: the directory is the operator's, and a mode they chose may be
+/// serving something else; the message names it and the fix. Everything lethe keeps in it is 0600
+/// too, but a readable directory still shows which files exist and how fast they grow.
 pub fn ensure_data_dir(settings: &Settings) -> Result<(), io::Error> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&settings.data_dir)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &settings.data_dir;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is open to group or others (mode {mode:04o}); run chmod 700 on it", dir.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the store and the master key as configured, and builds the domain.
