@@ -3,6 +3,7 @@
 
 mod support;
 
+mod at_rest;
 mod backup;
 mod cli;
 mod client;
