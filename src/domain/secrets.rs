@@ -43,7 +43,9 @@ pub enum Payload {
     File,
 }
 
-/// A secret the client encrypted: the server holds ciphertext it cannot read, so it stores it as is.
+/// A secret the client encrypted: the server holds ciphertext it cannot read. Its record is stored
+/// sealed as a whole under the secret's id ([`codec::SEALED_VERSION`]), so no byte the client chose
+/// reaches the database file; records written in clear before that still decode.
 #[derive(Clone, Serialize, Deserialize)]
 struct ClientSecret {
     payload: Payload,
