@@ -77,10 +77,37 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Creates the data directory (mode 0700) if needed.
+/// Creates the data directory (mode 0700) if needed, and tightens one that group or others can reach.
+///
+/// Tightened rather than refused: the directory is lethe's alone (the database, the master key, the
+/// admin socket), so nothing else can depend on its looser mode, while a refusal would stop every
+/// deployment whose directory was made under a 022 umask. The change is logged with the old mode; a
+/// directory lethe may not change (someone else's) is refused with the fix in the message.
 pub fn ensure_data_dir(settings: &Settings) -> Result<(), io::Error> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&settings.data_dir)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &settings.data_dir;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                old_mode = %format_args!("{mode:04o}"),
+                "the data directory was open to group or others; it is 0700 now"
+            );
+            Ok(())
+        }
+        Err(err) => Err(io::Error::new(
+            err.kind(),
+            format!(
+                "{} is open to group or others (mode {mode:04o}) and cannot be tightened ({err}); run chmod 700 on it",
+                dir.display()
+            ),
+        )),
+    }
 }
 
 /// Opens the store and the master key as configured, and builds the domain.

@@ -87,3 +87,74 @@ async fn a_redb_backup_taken_under_write_load_restores() {
 async fn a_memory_backup_taken_under_write_load_restores() {
     a_backup_taken_under_write_load_restores(Engine::Memory).await;
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A backup is written where it was asked to be and nowhere else: a symbolic link planted at the
+/// temporary name older builds used (`<out>.partial`), or at the final name itself, dangling or not,
+/// redirects nothing, and the copy and its temporary file are the owner's alone.
+async fn planted_links_cannot_redirect_a_backup(engine: Engine) {
+    let s = TestServer::start(engine).await;
+    s.share("secret=backed+up").await;
+    let store = s.app.domain.store.clone();
+    let now = s.clock.now();
+    let backup = move |out: std::path::PathBuf| {
+        let store = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || lethe::store::backup(store.blocking(), &out, now))
+                .await
+                .unwrap()
+        }
+    };
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, b"not yours to overwrite").unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+
+    // At the old temporary name: the backup neither follows nor needs it.
+    let out = out_dir.path().join("copy.redb");
+    std::os::unix::fs::symlink(&victim, out_dir.path().join("copy.redb.partial")).unwrap();
+    let bytes = backup(out.clone()).await.expect("backup");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not yours to overwrite");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), bytes);
+    assert_eq!(mode(&out), 0o600, "the copy is the owner's alone");
+    assert_eq!(names(out_dir.path()), ["copy.redb", "copy.redb.partial"], "no temporary file is left");
+
+    // At the final name, pointing at a file or at nothing: refused, nothing written through it.
+    for (name, target) in [("to-file.redb", victim.clone()), ("dangling.redb", elsewhere.path().join("new"))]
+    {
+        let out = out_dir.path().join(name);
+        std::os::unix::fs::symlink(&target, &out).unwrap();
+        let refused = backup(out.clone()).await;
+        assert!(refused.is_err_and(|e| e.to_string().contains("already exists")), "{name}");
+        assert_eq!(std::fs::read_link(&out).unwrap(), target, "the link is left as it was");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not yours to overwrite");
+    assert!(!elsewhere.path().join("new").exists(), "nothing was created through a dangling link");
+    assert_eq!(names(elsewhere.path()), ["victim"]);
+    assert_eq!(names(out_dir.path()), ["copy.redb", "copy.redb.partial", "dangling.redb", "to-file.redb"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_links_cannot_redirect_a_redb_backup() {
+    planted_links_cannot_redirect_a_backup(Engine::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_links_cannot_redirect_a_memory_backup() {
+    planted_links_cannot_redirect_a_backup(Engine::Memory).await;
+}

@@ -11,6 +11,7 @@ per_backend!(
     a_failing_write_refuses_creation_in_each_dialect,
     a_reveal_whose_delete_fails_keeps_the_secret_for_later,
     readiness_reports_a_store_that_cannot_read,
+    readiness_reports_a_store_that_cannot_write_until_it_can_again,
 );
 
 async fn a_failing_write_refuses_creation_in_each_dialect(s: &TestServer) {
@@ -65,4 +66,22 @@ async fn readiness_reports_a_store_that_cannot_read(s: &TestServer) {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     s.faults.reads(false);
     assert_eq!(s.get("/ready").await.status, StatusCode::OK);
+}
+
+/// A store that reads but cannot commit (a full disk) cannot serve a create or a reveal: a load
+/// balancer must hear it from `/ready`, and hear that it is back once it is.
+async fn readiness_reports_a_store_that_cannot_write_until_it_can_again(s: &TestServer) {
+    let m = s.share("secret=kept").await;
+    assert_eq!(s.get("/ready").await.status, StatusCode::OK);
+    s.faults.writes(true);
+    let r = s.get("/ready").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "not ready");
+    assert!(!r.text().contains("No space"), "internal detail leaked: {}", r.text());
+    assert_eq!(s.post_form("/api/v1/share", "secret=refused").await.intended(), Some(500));
+    assert_eq!(s.get("/health").await.status, StatusCode::OK, "health is the process, not the store");
+    s.faults.writes(false);
+    assert_eq!(s.get("/ready").await.status, StatusCode::OK);
+    let r = s.post_form(&format!("/api/v1/secret/{}", key(&m, "secret_key")), "").await;
+    assert_eq!(r.json()["value"], "kept", "what was acknowledged before is still there");
 }

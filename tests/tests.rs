@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod at_rest;
 mod backup;
 mod cli;
 mod client;

@@ -40,6 +40,15 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
         }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
         Ops::Ready => match app.domain.store.check().await {
+            // A store that reads but cannot commit (recovering from a full disk) is not ready either:
+            // creates and reveals would fail.
+            Ok(()) if !app.domain.store.healthy() => {
+                tracing::warn!("readiness check failed: the store cannot commit writes yet");
+                http::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"status": "not ready", "error": "the store cannot commit writes"}),
+                )
+            }
             Ok(()) => http::json(StatusCode::OK, &json!({"status": "ready"})),
             Err(err) => {
                 tracing::warn!(error = %err, "readiness check failed");

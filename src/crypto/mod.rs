@@ -201,6 +201,10 @@ pub enum Purpose {
     MetadataSecretKey,
     /// A metadata key kept in an account's recent list, keyed by the account name.
     RecentMetadataKey,
+    /// A client-encrypted secret's whole record (the client's ciphertext with it), keyed by its id.
+    ClientSecret,
+    /// A secret request's whole record (public key, label, submitted ciphertext), keyed by its id.
+    Request,
 }
 
 impl Purpose {
@@ -209,6 +213,8 @@ impl Purpose {
             Purpose::SecretValue => b"lethe/v1/secret-value",
             Purpose::MetadataSecretKey => b"lethe/v1/metadata-secret-key",
             Purpose::RecentMetadataKey => b"lethe/v1/recent-metadata-key",
+            Purpose::ClientSecret => b"lethe/client-secret-record",
+            Purpose::Request => b"lethe/request-record",
         }
     }
 }
@@ -217,7 +223,7 @@ impl Purpose {
 /// from it *and* the bearer id of the record.
 pub struct MasterKey {
     /// One HKDF pseudo-random key per [`Purpose`], extracted once so the hot path only expands.
-    prks: [Prk; 3],
+    prks: [Prk; 5],
     log_key: hmac::Key,
     /// Masks the creation sequence inside each bearer id (see [`MasterKey::store_key`]).
     locality_key: hmac::Key,
@@ -241,8 +247,13 @@ impl MasterKey {
                 .unwrap_or_else(|_| unreachable!("HKDF output of one block cannot fail"))
         };
         let prk = |p: Purpose| Salt::new(HKDF_SHA256, p.salt()).extract(&bytes);
-        let prks =
-            [prk(Purpose::SecretValue), prk(Purpose::MetadataSecretKey), prk(Purpose::RecentMetadataKey)];
+        let prks = [
+            prk(Purpose::SecretValue),
+            prk(Purpose::MetadataSecretKey),
+            prk(Purpose::RecentMetadataKey),
+            prk(Purpose::ClientSecret),
+            prk(Purpose::Request),
+        ];
         // Starting from the clock keeps a restarted server appending after what it wrote before (the
         // sequence wraps every 49 days, which only moves where inserts land).
         let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u32);
@@ -495,6 +506,10 @@ mod tests {
         assert_eq!(mk.open(Purpose::SecretValue, b"id-1", &sealed).unwrap(), b"hello");
         assert!(mk.open(Purpose::SecretValue, b"id-2", &sealed).is_err());
         assert!(mk.open(Purpose::MetadataSecretKey, b"id-1", &sealed).is_err());
+        assert!(mk.open(Purpose::ClientSecret, b"id-1", &sealed).is_err());
+        let record = mk.seal(Purpose::Request, b"id-1", b"hello");
+        assert_eq!(mk.open(Purpose::Request, b"id-1", &record).unwrap(), b"hello");
+        assert!(mk.open(Purpose::ClientSecret, b"id-1", &record).is_err());
         assert!(MasterKey::from_bytes([8; 32]).open(Purpose::SecretValue, b"id-1", &sealed).is_err());
         assert!(mk.open(Purpose::SecretValue, b"id-1", &sealed[..10]).is_err());
     }

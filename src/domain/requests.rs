@@ -9,6 +9,9 @@
 //! - Collection takes the record in one step: of concurrent collections exactly one gets the message.
 //! - Token routes check existence, then the token, then the state, so a caller without the token
 //!   learns nothing about the state.
+//! - A record is sealed as a whole under a key derived from the master key and the request id, so the
+//!   database holds none of the public key, label or submitted ciphertext a client sent. Records
+//!   written in clear before that still decode.
 
 use std::fmt;
 
@@ -16,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CAS_RETRIES, Domain};
 use crate::crypto::openpgp::{self, KeyError, MessageError, PublicKeyInfo};
-use crate::crypto::{digests_equal, new_request_token, sha256};
+use crate::crypto::{Purpose, digests_equal, new_request_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
 /// Longest label, in bytes.
@@ -151,21 +154,27 @@ impl From<StoreError> for RequestError {
     }
 }
 
-/// Writes `record` over the version the caller read; a concurrent change makes it a conflict.
-fn replace(hash: [u8; 32], version: u64, record: &RequestRecord) -> Batch {
-    Batch::new().require_version(Keyspace::Request, hash, version).put(
-        Keyspace::Request,
-        hash,
-        codec::encode(record),
-        Some(record.expires_at),
-    )
-}
-
 fn contention() -> RequestError {
     RequestError::Store(StoreError::Io("request changed concurrently too often".into()))
 }
 
 impl Domain {
+    /// The stored form of `record`, sealed under the request id.
+    fn seal_request(&self, id: &str, record: &RequestRecord) -> Vec<u8> {
+        codec::encode_sealed(record, |plain| self.keys.seal(Purpose::Request, id.as_bytes(), plain))
+    }
+
+    /// Writes `record` over the version the caller read; a concurrent change makes it a conflict.
+    fn replace(&self, id: &str, version: u64, record: &RequestRecord) -> Batch {
+        let hash = self.keys.store_key(id);
+        Batch::new().require_version(Keyspace::Request, hash, version).put(
+            Keyspace::Request,
+            hash,
+            self.seal_request(id, record),
+            Some(record.expires_at),
+        )
+    }
+
     /// Validates a public key for a request that lives until `expires_at`.
     fn request_key(&self, armored: &str, expires_at: Timestamp) -> Result<KeyFacts, RequestError> {
         let info = openpgp::validate_public_key(armored, self.now())
@@ -220,7 +229,7 @@ impl Domain {
         let batch = Batch::new().require_absent(Keyspace::Request, hash).put(
             Keyspace::Request,
             hash,
-            codec::encode(&record),
+            self.seal_request(&id, &record),
             Some(expires_at),
         );
         match self.store.apply(batch, now).await? {
@@ -234,7 +243,9 @@ impl Domain {
     async fn request_read(&self, id: &str) -> Result<(RequestRecord, u64), RequestError> {
         let entry = self.store.get(Keyspace::Request, self.keys.store_key(id).to_vec(), self.now()).await?;
         let entry = entry.ok_or(RequestError::NotFound)?;
-        Ok((codec::decode(&entry.value)?, entry.version))
+        let opener = self.keys.opener(Purpose::Request, id.as_bytes());
+        let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
+        Ok((codec::decode_sealed(&entry.value, open)?, entry.version))
     }
 
     /// Reads a request and checks its token, in that order.
@@ -274,7 +285,6 @@ impl Domain {
 
     /// The responder's side: store a message encrypted to the request's key, once.
     pub async fn request_submit(&self, id: &str, message: &str) -> Result<(), RequestError> {
-        let hash = self.keys.store_key(id);
         // Parsed once, on the first pass, after the request is known to exist (404 before 400).
         let mut info = None;
         for _ in 0..CAS_RETRIES {
@@ -299,7 +309,7 @@ impl Domain {
             }
             record.state = RequestState::Fulfilled;
             record.message = Some(message.to_owned());
-            match self.store.apply(replace(hash, version, &record), self.now()).await? {
+            match self.store.apply(self.replace(id, version, &record), self.now()).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Conflict(_) => continue,
             }
@@ -342,7 +352,6 @@ impl Domain {
         token: Option<&str>,
         public_key: &str,
     ) -> Result<String, RequestError> {
-        let hash = self.keys.store_key(id);
         for _ in 0..CAS_RETRIES {
             let (mut record, version) = self.request_authorized(id, token).await?;
             if record.state != RequestState::Pending {
@@ -350,7 +359,7 @@ impl Domain {
             }
             record.key = self.request_key(public_key, record.expires_at)?;
             record.public_key = public_key.to_owned();
-            match self.store.apply(replace(hash, version, &record), self.now()).await? {
+            match self.store.apply(self.replace(id, version, &record), self.now()).await? {
                 Outcome::Applied(_) => return Ok(record.key.fingerprint),
                 Outcome::Conflict(_) => continue,
             }

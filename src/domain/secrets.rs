@@ -50,7 +50,9 @@ pub enum Payload {
     File,
 }
 
-/// A secret the client encrypted: the server holds ciphertext it cannot read, so it stores it as is.
+/// A secret the client encrypted: the server holds ciphertext it cannot read. Its record is stored
+/// sealed as a whole under the secret's id ([`codec::SEALED_VERSION`]), so no byte the client chose
+/// reaches the database file; records written in clear before that still decode.
 #[derive(Clone, Serialize, Deserialize)]
 struct ClientSecret {
     payload: Payload,
@@ -67,6 +69,16 @@ impl fmt::Debug for ClientSecret {
             .field("bytes", &self.data.len())
             .field("one_time", &self.one_time)
             .finish()
+    }
+}
+
+/// The client-encrypted secret in a stored [`SecretRecord`] if it carries `payload`: sealed under its
+/// id, or in clear as databases written before sealing hold it. `None` for any other record.
+fn open_client(value: &[u8], opener: &Opener, payload: Payload) -> Result<Option<ClientSecret>, StoreError> {
+    let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
+    match codec::decode_sealed::<SecretRecord>(value, open)? {
+        SecretRecord::Client(secret) if secret.payload == payload => Ok(Some(secret)),
+        _ => Ok(None),
     }
 }
 
@@ -723,17 +735,26 @@ impl Domain {
         }
     }
 
+    /// The client-encrypted secret under `id`, opened, if it carries `payload`.
     async fn read_client(
         &self,
-        secret_hash: [u8; 32],
+        id: &str,
         payload: Payload,
     ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
-        match self.read_record(secret_hash).await? {
-            Some((SecretRecord::Client(secret), version)) if secret.payload == payload => {
-                Ok(Some((secret, version)))
-            }
-            _ => Ok(None),
-        }
+        let hash = self.keys.store_key(id);
+        let Some(entry) = self.store.get(Keyspace::Secret, hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
+        Ok(open_client(&entry.value, &opener, payload)?.map(|secret| (secret, entry.version)))
+    }
+
+    /// A client-encrypted secret's record, sealed under its id: the database then holds none of the
+    /// bytes the client sent, not even its ciphertext.
+    fn seal_client(&self, id: &str, secret: ClientSecret) -> Vec<u8> {
+        codec::encode_sealed(&SecretRecord::Client(secret), |plain| {
+            self.keys.seal(Purpose::ClientSecret, id.as_bytes(), plain)
+        })
     }
 
     /// Stores a client-encrypted secret after checking that it is OpenPGP ciphertext within limits.
@@ -764,11 +785,11 @@ impl Domain {
         let id = self.keys.new_id();
         let hash = self.keys.store_key(&id);
         let expires_at = now + expiration;
-        let record = SecretRecord::Client(ClientSecret { payload, data, expiration, one_time });
+        let record = self.seal_client(&id, ClientSecret { payload, data, expiration, one_time });
         let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
             Keyspace::Secret,
             hash,
-            codec::encode(&record),
+            record,
             Some(expires_at),
         );
         match self.store.apply(batch, now).await? {
@@ -785,23 +806,25 @@ impl Domain {
     /// before it in its group; then it waits for that commit, which only adds the commit's latency.
     pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
         let hash = self.keys.store_key(id);
+        // Derived here, so the plan on the store's writer only decrypts; opened before the take, so a
+        // record that cannot be opened is left in place.
+        let opener = Arc::new(self.keys.opener(Purpose::ClientSecret, id.as_bytes()));
         for _ in 0..CAS_RETRIES {
+            let opener = Arc::clone(&opener);
             let (found, outcome) = self
                 .store
                 .apply_planned(self.now(), move |lookup| {
                     let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
-                    match codec::decode::<SecretRecord>(&entry.value)? {
-                        SecretRecord::Client(secret) if secret.payload == payload => {
-                            let batch = secret.one_time.then(|| consume(hash, entry.version));
-                            let opened = ClientOpened {
-                                data: secret.data,
-                                expiration: secret.expiration,
-                                one_time: secret.one_time,
-                            };
-                            Ok((batch, Some(opened)))
-                        }
-                        _ => Ok((None, None)),
-                    }
+                    let Some(secret) = open_client(&entry.value, &opener, payload)? else {
+                        return Ok((None, None));
+                    };
+                    let batch = secret.one_time.then(|| consume(hash, entry.version));
+                    let opened = ClientOpened {
+                        data: secret.data,
+                        expiration: secret.expiration,
+                        one_time: secret.one_time,
+                    };
+                    Ok((batch, Some(opened)))
                 })
                 .await?;
             let Some(opened) = found else {
@@ -818,7 +841,7 @@ impl Domain {
 
     /// Whether a client-encrypted secret is one-time; never consumes.
     pub async fn client_status(&self, id: &str) -> Result<bool, ClientError> {
-        match self.read_client(self.keys.store_key(id), Payload::Message).await? {
+        match self.read_client(id, Payload::Message).await? {
             Some((secret, _)) => Ok(secret.one_time),
             None => Err(ClientError::NotFound),
         }
@@ -826,7 +849,7 @@ impl Domain {
 
     pub async fn client_delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
         let hash = self.keys.store_key(id);
-        let Some((_, version)) = self.read_client(hash, payload).await? else {
+        let Some((_, version)) = self.read_client(id, payload).await? else {
             return Err(ClientError::NotFound);
         };
         let batch =

@@ -358,6 +358,13 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap check that the store can serve reads (for `/ready`).
     fn check(&self) -> Result<(), StoreError>;
 
+    /// Whether the store can commit writes, as far as it knows without trying: false while a backend
+    /// is recovering from a failed write (redb reopening its file after an I/O error), so `/ready`
+    /// can send traffic elsewhere until it can. Backends that cannot get stuck keep the default.
+    fn healthy(&self) -> bool {
+        true
+    }
+
     /// Calls `visit` for every live entry of every keyspace, all from one consistent view of the
     /// store (for backups). An error from `visit` stops the walk and is returned.
     fn visit_all(&self, now: Timestamp, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
@@ -378,22 +385,26 @@ pub type Visitor<'a> = dyn FnMut(Keyspace, &[u8], &Entry) -> Result<(), StoreErr
 const BACKUP_CHUNK: usize = 1000;
 
 /// Writes a consistent copy of every live entry of `source` to a new redb file at `out`, which must
-/// not exist yet; returns its size in bytes. The copy is written next to `out` and renamed into place
-/// only when complete, so a failed backup never leaves a half-written file under that name. Versions
-/// start over at 1 in the copy, which no stored record depends on.
+/// not exist yet; returns its size in bytes. Versions start over at 1 in the copy, which no stored
+/// record depends on.
+///
+/// The copy is written to a temporary file beside `out`, under a random name, created 0600 with
+/// `O_CREAT | O_EXCL` (which refuses any existing name, a symbolic link included, dangling or not, and
+/// so never follows one), and written through that handle only. It is linked to `out` when complete,
+/// which fails rather than replace anything already there, a planted link included; so a failed backup
+/// never leaves a half-written file under that name and a backup never writes where a link points.
 pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, StoreError> {
     let io = |err: std::io::Error| StoreError::Io(err.to_string());
-    if out.exists() {
-        return Err(StoreError::Io(format!("{} already exists", out.display())));
+    let exists = || StoreError::Io(format!("{} already exists", out.display()));
+    // `symlink_metadata`: a link at `out` is an existing name, wherever it points.
+    if out.symlink_metadata().is_ok() {
+        return Err(exists());
     }
     let file_name =
         out.file_name().ok_or_else(|| StoreError::Io("the backup path has no file name".into()))?;
-    let mut partial_name = file_name.to_owned();
-    partial_name.push(".partial");
-    let partial = out.with_file_name(partial_name);
-    let _ = std::fs::remove_file(&partial);
+    let (partial, file) = create_partial(out, file_name)?;
     let result = (|| {
-        let target = RedbStore::open(&partial)?;
+        let target = RedbStore::open_file(file)?;
         let mut batch = Batch::new();
         source.visit_all(now, &mut |ks, key, entry| {
             batch.mutations.push(Mutation::Put {
@@ -410,15 +421,46 @@ pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, Sto
         if !batch.mutations.is_empty() {
             target.apply(batch, now)?;
         }
-        // Dropping the store joins its writer and closes the file before the rename.
+        // Dropping the store joins its writer and closes the file before it is linked into place.
         drop(target);
-        std::fs::rename(&partial, out).map_err(io)?;
+        match std::fs::hard_link(&partial, out) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            // A file system without hard links: rename, which replaces, so look once more first.
+            Err(_) if out.symlink_metadata().is_err() => std::fs::rename(&partial, out).map_err(io)?,
+            Err(_) => return Err(exists()),
+        }
         Ok(std::fs::metadata(out).map_err(io)?.len())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
+    let _ = std::fs::remove_file(&partial);
     result
+}
+
+/// Creates the temporary file of a backup to `out`: in the same directory (so linking it into place
+/// never crosses file systems), named `.<file name>.<128 random bits>.partial`, mode 0600.
+fn create_partial(
+    out: &Path,
+    file_name: &std::ffi::OsStr,
+) -> Result<(std::path::PathBuf, std::fs::File), StoreError> {
+    use ring::rand::SecureRandom;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| StoreError::Io("the operating system's random number generator failed".into()))?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = std::ffi::OsString::from(".");
+    name.push(file_name);
+    name.push(format!(".{suffix}.partial"));
+    let partial = out.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|err| StoreError::Io(format!("{}: {err}", partial.display())))?;
+    Ok((partial, file))
 }
 
 /// Which backend to open.
@@ -593,5 +635,10 @@ impl StoreHandle {
 
     pub async fn check(&self) -> Result<(), StoreError> {
         self.run(|s| s.check()).await
+    }
+
+    /// See [`Store::healthy`]; never blocks.
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy()
     }
 }

@@ -40,6 +40,16 @@
 //!
 //! Reads use their own read transactions and never wait for the writer.
 //!
+//! Failures. After an I/O error in a commit (a full disk, say) redb often refuses every later read and
+//! write of that handle ("Previous I/O error occurred"), however soon the disk has room again. So after
+//! a group fails on I/O the writer stops taking work until a probe commit succeeds: on the same handle
+//! if redb did not latch the error, otherwise on the file opened again (taken from readers first,
+//! once they let go of it), which rolls it back to its last commit, so nothing acknowledged is lost.
+//! It retries with backoff and fails jobs that arrive meanwhile at once rather than hold them.
+//! [`Store::healthy`] is false from the failure until the probe succeeds.
+//!
+//! Files. The database file is created 0600, and tightened to 0600 if an older build left it looser.
+//!
 //! Memory. redb keeps a page cache (1 GiB by default) that would let a large database grow the
 //! process to that size; [`RedbStore::open`] bounds it to [`DEFAULT_CACHE_BYTES`], so resident memory
 //! stays small however many secrets are stored (pages not cached are read from the file, which the
@@ -49,7 +59,11 @@
 //! also keeps a 0 expiry from being mistaken for "never" in the header).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::{OpenOptions, Permissions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use crate::metrics::CommitMetrics;
 use std::sync::mpsc;
@@ -73,6 +87,14 @@ const STALE_ROWS_PER_ENTRY: usize = 16;
 /// Most jobs in one write transaction, so one commit's latency stays bounded under a flood.
 const MAX_GROUP: usize = 1024;
 
+/// First and longest wait between attempts to reopen the database after an I/O error: short enough
+/// that an operator who frees space sees the store back within seconds, long enough not to spin.
+const REOPEN_FIRST_WAIT: Duration = Duration::from_millis(50);
+const REOPEN_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the writer looks again whether readers have let go of a failed database handle.
+const READERS_POLL: Duration = Duration::from_millis(2);
+
 /// The writer thread's name (Linux shows the first 15 bytes of it in `/proc`).
 pub const WRITER_THREAD: &str = "lethe-store-writer";
 
@@ -90,6 +112,9 @@ const RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("re
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 const LAYOUT_ROW: &str = "layout";
 const COUNTS_ROW: &str = "counts";
+/// Written and removed again by [`probe`].
+const PROBE_ROW: &str = "probe";
+const PROBE_BYTES: usize = 64 * 1024;
 
 /// Bumped whenever stored rows change shape, so that a build never misreads another's file. Version 1
 /// (one table per keyspace) had no `meta` table.
@@ -243,10 +268,77 @@ enum Done {
     Purge(usize),
 }
 
+/// Where the database comes from, so the writer can open it again after an I/O error.
+enum Source {
+    File {
+        path: PathBuf,
+        cache_bytes: usize,
+    },
+    /// redb's in-memory backend, or a file handed over open: there is nothing to reopen by name.
+    Fixed,
+}
+
+impl Source {
+    fn open(&self) -> Result<Database, StoreError> {
+        match self {
+            Source::File { path, cache_bytes } => {
+                let file = open_private(path)?;
+                let backend = redb::backends::FileBackend::new(file).map_err(io_error)?;
+                Database::builder()
+                    .set_cache_size(*cache_bytes)
+                    .create_with_backend(backend)
+                    .map_err(io_error)
+            }
+            Source::Fixed => Err(StoreError::Io("this database cannot be reopened".into())),
+        }
+    }
+}
+
+/// Opens (or creates) the database file readable by its owner only. A file an older build left
+/// readable by others is tightened: it holds sealed values, but not even its size and growth are
+/// anyone else's business.
+fn open_private(path: &Path) -> Result<std::fs::File, StoreError> {
+    let io = |err: std::io::Error| StoreError::Io(format!("{}: {err}", path.display()));
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+    let file = file.map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(mode & 0o700)).map_err(io)?;
+    }
+    Ok(file)
+}
+
+/// The database as readers and the writer share it.
+struct Shared {
+    /// `None` while the writer reopens the file after an I/O error; readers then fail at once.
+    db: RwLock<Option<Arc<Database>>>,
+    /// False from a failed write transaction that left redb refusing writes, until the file is
+    /// reopened and takes a commit again.
+    healthy: AtomicBool,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        match &*self.db.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(db) => Ok(Arc::clone(db)),
+            None => Err(unavailable()),
+        }
+    }
+
+    fn set(&self, db: Option<Arc<Database>>) -> Option<Arc<Database>> {
+        std::mem::replace(&mut *self.db.write().unwrap_or_else(PoisonError::into_inner), db)
+    }
+}
+
+/// What callers get while the database is being reopened.
+fn unavailable() -> StoreError {
+    StoreError::Io("the database is being reopened after an I/O error".into())
+}
+
 /// The redb store. Dropping it closes the job channel and joins the writer thread, which finishes the
 /// jobs already sent first.
 pub struct RedbStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     /// The only way to write; `None` only while dropping.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -327,7 +419,16 @@ impl RedbStore {
 
     /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
-        RedbStore::start(Database::builder().set_cache_size(cache_bytes).create(path).map_err(io_error)?)
+        let source = Source::File { path: path.to_owned(), cache_bytes };
+        RedbStore::start(source.open()?, source)
+    }
+
+    /// A new database in `file`, which must be empty, written through that handle only (a backup's
+    /// temporary file: nothing reopens it by name). It cannot recover from an I/O error.
+    pub fn open_file(file: std::fs::File) -> Result<RedbStore, StoreError> {
+        let backend = redb::backends::FileBackend::new(file).map_err(io_error)?;
+        let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create_with_backend(backend);
+        RedbStore::start(db.map_err(io_error)?, Source::Fixed)
     }
 
     /// The same engine, layout and writer over redb's in-memory backend: nothing survives the store.
@@ -335,11 +436,26 @@ impl RedbStore {
     /// backend.
     pub fn open_in_memory() -> Result<RedbStore, StoreError> {
         let backend = redb::backends::InMemoryBackend::new();
-        RedbStore::start(Database::builder().create_with_backend(backend).map_err(io_error)?)
+        RedbStore::start(Database::builder().create_with_backend(backend).map_err(io_error)?, Source::Fixed)
     }
 
     /// Checks the layout, creates every table, and starts the writer thread.
-    fn start(db: Database) -> Result<RedbStore, StoreError> {
+    fn start(db: Database, source: Source) -> Result<RedbStore, StoreError> {
+        RedbStore::prepare(&db)?;
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), healthy: AtomicBool::new(true) });
+        let (jobs, receiver) = mpsc::channel();
+        let writer_shared = Arc::clone(&shared);
+        let stats = Arc::new(Counters::default());
+        let writer_stats = Arc::clone(&stats);
+        let writer = std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || writer_loop(&writer_shared, &source, &receiver, &writer_stats))
+            .map_err(|err| StoreError::Io(format!("cannot start the writer thread: {err}")))?;
+        Ok(RedbStore { shared, jobs: Some(jobs), writer: Some(writer), stats })
+    }
+
+    /// Checks the layout of a freshly opened database and creates every table.
+    fn prepare(db: &Database) -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(io_error)?;
         txn.set_durability(Durability::Immediate).map_err(io_error)?;
         let existing = txn.list_tables().map_err(io_error)?.count();
@@ -365,18 +481,7 @@ impl RedbStore {
         }
         txn.open_table(RECORDS).map_err(io_error)?;
         txn.open_table(EXPIRY).map_err(io_error)?;
-        txn.commit().map_err(io_error)?;
-
-        let db = Arc::new(db);
-        let (jobs, receiver) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let stats = Arc::new(Counters::default());
-        let writer_stats = Arc::clone(&stats);
-        let writer = std::thread::Builder::new()
-            .name(WRITER_THREAD.into())
-            .spawn(move || writer_loop(&writer_db, &receiver, &writer_stats))
-            .map_err(|err| StoreError::Io(format!("cannot start the writer thread: {err}")))?;
-        Ok(RedbStore { db, jobs: Some(jobs), writer: Some(writer), stats })
+        txn.commit().map_err(io_error)
     }
 
     /// What the group-commit writer has done so far.
@@ -399,7 +504,8 @@ impl RedbStore {
     /// It walks every table, so it reads the whole database, and it holds the write lock while it does
     /// (commits wait): for benches between phases, not for a serving path.
     pub fn allocated_bytes(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_write().map_err(io_error)?;
         let stats = txn.stats().map_err(io_error)?;
         txn.abort().map_err(io_error)?;
         let page = u64::try_from(stats.page_size()).unwrap_or(u64::MAX);
@@ -442,7 +548,8 @@ fn read_entry(
 
 impl Store for RedbStore {
     fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         let stored = if ks.is_listed() {
             read_entry(&txn.open_table(listed_table(ks)).map_err(io_error)?, key)?
         } else {
@@ -462,7 +569,8 @@ impl Store for RedbStore {
         if limit == 0 {
             return Ok(found);
         }
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         if !ks.is_listed() {
             // Rows of other keyspaces interleave, and `key ‖ tag` does not sort like `key` when one key
             // is a prefix of another, so collect everything under the prefix and sort. Nothing on a
@@ -542,7 +650,8 @@ impl Store for RedbStore {
     }
 
     fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         let index = txn.open_table(EXPIRY).map_err(io_error)?;
         match index.first().map_err(io_error)? {
             Some((row, _)) => parse_index_key(row.value())
@@ -553,7 +662,8 @@ impl Store for RedbStore {
     }
 
     fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         if ks.is_listed() {
             return txn.open_table(listed_table(ks)).map_err(io_error)?.len().map_err(io_error);
         }
@@ -562,8 +672,13 @@ impl Store for RedbStore {
         Ok(counts.and_then(|c| c.get(usize::from(ks.tag())).copied()).unwrap_or(0))
     }
 
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::SeqCst)
+    }
+
     fn check(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         txn.open_table(RECORDS).map_err(io_error)?;
         txn.open_table(EXPIRY).map_err(io_error)?;
         Ok(())
@@ -572,7 +687,8 @@ impl Store for RedbStore {
     fn visit_all(&self, now: Timestamp, visit: &mut super::Visitor<'_>) -> Result<(), StoreError> {
         // One read transaction for every table: the visit sees a single committed state, while
         // writers go on committing newer ones.
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(io_error)?;
         for ks in Keyspace::ALL.into_iter().filter(|ks| ks.is_listed()) {
             let table = txn.open_table(listed_table(ks)).map_err(io_error)?;
             for row in table.iter().map_err(io_error)? {
@@ -637,7 +753,7 @@ impl Answer {
 /// Replies are delivered by a second thread. Waking fifty callers takes a fifth of a millisecond,
 /// which the writer spends instead on the next group, so a commit's answers and the next group's
 /// work overlap on two cores.
-fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
+fn writer_loop(shared: &Shared, source: &Source, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
     let (answers, delivered) = mpsc::channel::<Answer>();
     std::thread::scope(|scope| {
         let replier = std::thread::Builder::new()
@@ -655,17 +771,148 @@ fn writer_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &Counters) {
         while let Ok(first) = jobs.recv() {
             let mut group = vec![first];
             join_waiting(jobs, &mut group);
-            match run_group(db, &mut group, Some(jobs), stats) {
+            // Only this thread takes the database away, and it always puts one back before it gets
+            // here; the error is for form's sake.
+            let db = match shared.db() {
+                Ok(db) => db,
+                Err(err) => {
+                    deliver(Answer::Failed(group, err));
+                    continue;
+                }
+            };
+            match run_group(&db, &mut group, Some(jobs), stats) {
                 Ok(done) => deliver(Answer::Committed(group, done)),
                 Err(err) => {
                     tracing::warn!(error = %err, jobs = group.len(), "store write transaction failed");
+                    // A full or failing disk, as opposed to a record that would not decode. Marked
+                    // before the answers go out, so a caller told of the failure finds the store
+                    // unhealthy already.
+                    let io = matches!(err, StoreError::Io(_)) || refuses_writes(&db);
+                    if io {
+                        shared.healthy.store(false, Ordering::SeqCst);
+                    }
                     deliver(Answer::Failed(group, err));
+                    drop(db);
+                    if io && !recover(shared, source, jobs) {
+                        break;
+                    }
                 }
             }
         }
         // Closing the channel lets the reply thread finish what is queued; the scope joins it.
         drop(answers);
     });
+}
+
+/// Whether redb has latched an I/O error on this handle and refuses every write until it is reopened.
+fn refuses_writes(db: &Database) -> bool {
+    match db.begin_write() {
+        Ok(txn) => {
+            let _ = txn.abort();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Brings the store back after a write transaction failed on I/O, retrying with backoff; jobs that
+/// arrive meanwhile fail at once rather than wait. Returns false if the store was dropped first.
+///
+/// A handle that still takes writes only has to take a probe commit. One on which redb latched the
+/// error is taken from readers and the file opened again, which clears the latch and rolls the file
+/// back to its last commit: that holds everything ever acknowledged, since a failed group answered
+/// none of its jobs.
+fn recover(shared: &Shared, source: &Source, jobs: &mpsc::Receiver<Job>) -> bool {
+    let mut wait = REOPEN_FIRST_WAIT * 2;
+    let mut attempts = 0u32;
+    // A latched handle taken from readers, until the last of them lets go: redb keeps the file (and
+    // its lock) open as long as any handle is.
+    let mut latched: Option<Arc<Database>> = None;
+    // A disk that was full a moment ago rarely has room now: the first attempt waits too.
+    if !fail_arrivals(jobs, REOPEN_FIRST_WAIT) {
+        return false;
+    }
+    loop {
+        let attempt = match (latched.take(), shared.db()) {
+            (Some(db), _) => match Arc::try_unwrap(db) {
+                Err(db) => {
+                    latched = Some(db);
+                    None
+                }
+                Ok(db) => {
+                    drop(db);
+                    Some(reopened(source).map(|db| shared.set(Some(Arc::new(db)))).map(drop))
+                }
+            },
+            (None, Ok(db)) if refuses_writes(&db) => {
+                latched = shared.set(None);
+                continue;
+            }
+            (None, Ok(db)) => Some(probe(&db)),
+            // A reopen failed before: the file is not open at all.
+            (None, Err(_)) => Some(reopened(source).map(|db| shared.set(Some(Arc::new(db)))).map(drop)),
+        };
+        let pause = match attempt {
+            None => READERS_POLL,
+            Some(Ok(())) => {
+                shared.healthy.store(true, Ordering::SeqCst);
+                tracing::info!(attempts = attempts + 1, "the store takes writes again");
+                return true;
+            }
+            Some(Err(err)) => {
+                attempts += 1;
+                // Once per attempt, and attempts back off to seconds: a long outage logs a line every
+                // few seconds, not hundreds.
+                tracing::warn!(error = %err, attempts, retry_in = ?wait, "the store cannot take writes yet");
+                let pause = wait;
+                wait = (wait * 2).min(REOPEN_MAX_WAIT);
+                pause
+            }
+        };
+        if !fail_arrivals(jobs, pause) {
+            return false;
+        }
+    }
+}
+
+/// Fails every job that arrives for `pause`; false if the store was dropped meanwhile.
+fn fail_arrivals(jobs: &mpsc::Receiver<Job>, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    loop {
+        match jobs.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(job) => fail(job, &unavailable()),
+            Err(mpsc::RecvTimeoutError::Timeout) => return true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}
+
+/// The database opened again from `source`, checked, and known to take a commit.
+fn reopened(source: &Source) -> Result<Database, StoreError> {
+    let db = source.open()?;
+    RedbStore::prepare(&db)?;
+    probe(&db)?;
+    Ok(db)
+}
+
+/// Durable commits that write a row of [`PROBE_BYTES`] and remove it again, so a database is known
+/// to take a write as large as a big secret: a commit of a few bytes can still fit in the pages of a
+/// file whose disk is full.
+fn probe(db: &Database) -> Result<(), StoreError> {
+    for value in [Some(vec![0; PROBE_BYTES]), None] {
+        let mut txn = db.begin_write().map_err(io_error)?;
+        txn.set_durability(Durability::Immediate).map_err(io_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(io_error)?;
+            match &value {
+                Some(value) => meta.insert(PROBE_ROW, value.as_slice()).map(drop),
+                None => meta.remove(PROBE_ROW).map(drop),
+            }
+            .map_err(io_error)?;
+        }
+        txn.commit().map_err(io_error)?;
+    }
+    Ok(())
 }
 
 fn fail(job: Job, err: &StoreError) {
@@ -1114,7 +1361,8 @@ mod tests {
         let a = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
         let b = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
         let c = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
-        let done = run_group(&store.db, &mut vec![a, b, c], None, &store.stats).expect("group");
+        let done = run_group(&store.shared.db().expect("open"), &mut vec![a, b, c], None, &store.stats)
+            .expect("group");
         assert_eq!(
             outcomes(done),
             vec![Outcome::Applied(vec![None]), Outcome::Conflict(0), Outcome::Applied(vec![None])]
@@ -1136,7 +1384,10 @@ mod tests {
         late.send(create(b"late-2")).expect("send");
         let before = store.writer_stats();
         let mut group = vec![create(b"first")];
-        let done = outcomes(run_group(&store.db, &mut group, Some(&arrivals), &store.stats).expect("group"));
+        let done = outcomes(
+            run_group(&store.shared.db().expect("open"), &mut group, Some(&arrivals), &store.stats)
+                .expect("group"),
+        );
         assert_eq!(done, vec![Outcome::Applied(vec![None]); 3]);
         assert_eq!(group.len(), 3);
         let stats = store.writer_stats().since(&before);
@@ -1154,7 +1405,13 @@ mod tests {
         let take = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let again = job(Batch::new().require_version(S, b"k", 1).take(S, b"k"));
         let done = outcomes(
-            run_group(&store.db, &mut vec![first, second, take, again], None, &store.stats).expect("group"),
+            run_group(
+                &store.shared.db().expect("open"),
+                &mut vec![first, second, take, again],
+                None,
+                &store.stats,
+            )
+            .expect("group"),
         );
         assert_eq!(done[0], Outcome::Applied(vec![None]));
         assert_eq!(done[1], Outcome::Conflict(0));
@@ -1191,8 +1448,13 @@ mod tests {
             let entry = lookup.get(S, b"a")?.expect("the earlier batch's entry");
             Ok(Some(Batch::new().put(S, b"b", entry.value, None)))
         });
-        let done = run_group(&store.db, &mut vec![create, panics, fails, copies], None, &store.stats)
-            .expect("the group commits");
+        let done = run_group(
+            &store.shared.db().expect("open"),
+            &mut vec![create, panics, fails, copies],
+            None,
+            &store.stats,
+        )
+        .expect("the group commits");
         let results: Vec<String> = done
             .iter()
             .map(|d| match d {
@@ -1232,8 +1494,13 @@ mod tests {
         let write = job(Batch::new().put(S, b"k", b"v".to_vec(), None));
         // The replies of a group are sent by the writer loop after the commit, which this test never
         // runs: a reply seen here was sent before the commit.
-        let done = run_group(&store.db, &mut vec![counted(1), write, counted(2)], None, &store.stats)
-            .expect("group");
+        let done = run_group(
+            &store.shared.db().expect("open"),
+            &mut vec![counted(1), write, counted(2)],
+            None,
+            &store.stats,
+        )
+        .expect("group");
         assert_eq!(answered.load(Ordering::SeqCst), 1, "only the plan before the write is answered");
         assert!(matches!(done[0], Done::Answered));
         assert!(matches!(done[2], Done::Plan(Ok(_))));
@@ -1248,12 +1515,18 @@ mod tests {
         let reads = || plan_job(|lookup| lookup.get(S, b"k").map(|_| None));
         // A batch whose condition fails writes nothing either.
         let refused = job(Batch::new().require_absent(S, b"k").put(S, b"k", b"w".to_vec(), None));
-        let done =
-            run_group(&store.db, &mut vec![reads(), refused, reads()], None, &store.stats).expect("group");
+        let done = run_group(
+            &store.shared.db().expect("open"),
+            &mut vec![reads(), refused, reads()],
+            None,
+            &store.stats,
+        )
+        .expect("group");
         assert_eq!(done.len(), 3);
         assert_eq!(store.writer_stats().since(&before).commits, 0);
         let written = plan_job(|_| Ok(Some(Batch::new().put(S, b"n", b"v".to_vec(), None))));
-        run_group(&store.db, &mut vec![reads(), written], None, &store.stats).expect("group");
+        run_group(&store.shared.db().expect("open"), &mut vec![reads(), written], None, &store.stats)
+            .expect("group");
         assert_eq!(store.writer_stats().since(&before).commits, 1);
     }
 
@@ -1311,6 +1584,136 @@ mod tests {
         // The write lock it took is released: writes go on.
         let batch = Batch::new().put(S, b"after", b"v".to_vec(), None);
         assert_eq!(store.apply(batch, 100).expect("apply"), Outcome::Applied(vec![None]));
+    }
+
+    /// Set in the child that [`a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes`]
+    /// starts in a user and mount namespace when it cannot mount a file system where it runs.
+    const IN_NAMESPACE: &str = "LETHE_TEST_IN_MOUNT_NAMESPACE";
+
+    /// Unmounts the small file system when the test ends, however it ends.
+    struct Mounted(PathBuf);
+
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    /// A real full disk: a 4 MiB tmpfs, filled by another file until writes get ENOSPC. redb then
+    /// latches the error and refuses every later write of that handle; the store must reopen the file
+    /// by itself once space returns, with every acknowledged write still there.
+    #[test]
+    fn a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let disk = dir.path().join("disk");
+        std::fs::create_dir(&disk).expect("mount point");
+        let mount = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "lethe-full-disk-test"])
+            .arg(&disk)
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !mount.is_ok_and(|status| status.success()) {
+            assert!(
+                std::env::var_os(IN_NAMESPACE).is_none(),
+                "cannot mount a tmpfs even as root of a new user and mount namespace"
+            );
+            // Not allowed to mount here: run this same test again as root of a new user and mount
+            // namespace, where mounting a tmpfs needs no privilege on the host.
+            let name = concat!(
+                module_path!(),
+                "::a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes"
+            );
+            let name = name.split_once("::").map_or(name, |(_, rest)| rest);
+            let exe = std::env::current_exe().expect("the test binary");
+            let status = std::process::Command::new("unshare")
+                .args(["--user", "--map-root-user", "--mount", "--"])
+                .arg(exe)
+                .args(["--exact", name, "--test-threads=1"])
+                .env(IN_NAMESPACE, "1")
+                .status()
+                .expect("unshare(1) runs (util-linux), to mount a small file system without privilege");
+            assert!(status.success(), "the test failed in its own mount namespace: {status}");
+            return;
+        }
+        let _mounted = Mounted(disk.clone());
+        let store = RedbStore::open_with_cache(&disk.join(REDB_FILE), 1 << 20).expect("open");
+        let create = |i: u32, len: usize| {
+            Batch::new().require_absent(S, i.to_be_bytes()).put(S, i.to_be_bytes(), vec![7; len], None)
+        };
+        let mut acknowledged = Vec::new();
+        for i in 0..20 {
+            assert!(matches!(store.apply(create(i, 1000), 100), Ok(Outcome::Applied(_))));
+            acknowledged.push(i);
+        }
+        // Another process takes every byte left, and again whenever a failed commit frees some.
+        let filler = disk.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let fill = |file: &mut std::fs::File| while std::io::Write::write_all(file, &[0; 4096]).is_ok() {};
+        fill(&mut file);
+        let mut failed = false;
+        for i in 1000..1500 {
+            fill(&mut file);
+            match store.apply(create(i, 16 * 1024), 100) {
+                Ok(Outcome::Applied(_)) => acknowledged.push(i),
+                Ok(Outcome::Conflict(_)) => panic!("a fresh key conflicted"),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "no commit failed on a full disk");
+        assert!(!store.healthy(), "a store whose commit failed for lack of space reports it");
+        assert!(store.writer_stats().failed_commits >= 1);
+
+        // Space returns; the store must take writes again without being reopened by anyone.
+        drop(file);
+        std::fs::remove_file(&filler).expect("free the space");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut next = 2000;
+        loop {
+            match store.apply(create(next, 1000), 100) {
+                Ok(Outcome::Applied(_)) => break,
+                result => {
+                    assert!(Instant::now() < deadline, "the store never recovered: {result:?}");
+                    next += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        acknowledged.push(next);
+        assert!(store.healthy());
+        // A reveal (a take) and a create both work, and every acknowledged write is there.
+        let taken = store.apply(Batch::new().take(S, 0u32.to_be_bytes()), 100).expect("take");
+        assert!(
+            matches!(&taken, Outcome::Applied(slots) if slots[0].as_ref().is_some_and(|e| e.value.len() == 1000))
+        );
+        acknowledged.retain(|&i| i != 0);
+        assert!(matches!(store.apply(create(9999, 10), 100), Ok(Outcome::Applied(_))));
+        acknowledged.push(9999);
+        drop(store);
+        // And durably: a fresh open finds them all.
+        let store = RedbStore::open(&disk.join(REDB_FILE)).expect("reopen");
+        for i in &acknowledged {
+            assert!(
+                store.get(S, &i.to_be_bytes(), 100).expect("get").is_some(),
+                "acknowledged write {i} was lost"
+            );
+        }
+        assert!(store.get(S, &0u32.to_be_bytes(), 100).expect("get").is_none(), "the take was lost");
+        assert_eq!(store.count(S).expect("count"), acknowledged.len() as u64);
+    }
+
+    #[test]
+    fn the_database_file_is_private_and_a_loose_one_is_tightened() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(REDB_FILE);
+        drop(RedbStore::open(&path).expect("open"));
+        let mode = || std::fs::metadata(&path).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode(), 0o600);
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("loosen");
+        drop(RedbStore::open(&path).expect("open"));
+        assert_eq!(mode(), 0o600);
     }
 
     #[test]

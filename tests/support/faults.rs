@@ -110,6 +110,12 @@ impl Store for Faulty {
         self.inner.blocking().check()
     }
 
+    // A device that fails writes is a store that cannot commit, as redb reports between an I/O
+    // error and reopening its file.
+    fn healthy(&self) -> bool {
+        !self.faults.fail_writes.load(Ordering::SeqCst) && self.inner.blocking().healthy()
+    }
+
     fn visit_all(&self, now: Timestamp, visit: &mut lethe::store::Visitor<'_>) -> Result<(), StoreError> {
         self.read()?;
         self.inner.blocking().visit_all(now, visit)
