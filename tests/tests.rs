@@ -16,3 +16,4 @@ mod requests;
 mod strict_input;
 mod v1;
 mod web;
+mod web_app;
