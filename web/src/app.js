@@ -140,6 +140,15 @@ function buildNav() {
     requestsLink = h('a', { href: '#/requests' });
     links.push(requestsLink);
   }
+  // A link to the view already shown fires no hashchange; it should still start that view afresh
+  // (a new form after a created link), as a person expects from clicking it.
+  for (const a of links) {
+    a.addEventListener('click', () => {
+      if (a.getAttribute('href') === location.hash || (a.getAttribute('href') === '#/' && location.hash === '')) {
+        onRoute();
+      }
+    });
+  }
   nav.replaceChildren(h('ul', {}, links.map((a) => h('li', {}, a))));
   updateBadge();
 }
