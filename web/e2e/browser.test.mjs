@@ -407,6 +407,44 @@ test('an exported request is imported into a fresh browser and collected there',
   await closeAll();
 });
 
+test('replace key pair makes a new link and fails the old one; revoke and clear collected tidy up', async () => {
+  const a = await context();
+  const oldLink = await createRequest(a.page, 'Rotate me');
+  await createRequest(a.page, '<i>Revoke</i> me');
+  const revokeLink = await value(a.page, 'Request link');
+  await a.page.goto(`${BASE}/#/requests`);
+  const rotating = entry(a.page, 'Rotate me');
+  assert.equal(await rotating.getByLabel('Request link').inputValue({ timeout: WAIT }), oldLink);
+  await rotating.getByRole('button', { name: 'Replace key pair' }).click();
+  await a.page.getByRole('dialog').getByRole('button', { name: 'Replace key pair' }).click();
+  await statusWith(a.page, 'Key pair replaced. Send the new link.');
+  const newLink = await rotating.getByLabel('Request link').inputValue();
+  assert.notEqual(newLink, oldLink);
+  assert.equal(newLink.split('/').at(-2), oldLink.split('/').at(-2), 'same request, new fingerprint');
+  await rotating.getByRole('button', { name: 'Copy link' }).click();
+  await statusWith(a.page, 'Copied');
+  assert.equal(await a.page.evaluate(() => navigator.clipboard.readText()), newLink);
+
+  const b = await context();
+  await b.page.goto(oldLink);
+  await see(h1(b.page, 'Key verification failed'));
+  await respond(b.page, newLink, 'after rotation');
+
+  const revoking = entry(a.page, '<i>Revoke</i> me');
+  await revoking.getByRole('button', { name: 'Revoke' }).click();
+  await a.page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await see(revoking.getByText('State: Revoked'));
+  await b.page.goto(revokeLink);
+  await see(h1(b.page, 'Request not available'));
+
+  await a.page.reload();
+  assert.equal(await collect(a.page, 'Rotate me'), 'after rotation', 'the new private key decrypts');
+  await a.page.getByRole('button', { name: 'Clear collected' }).click();
+  assert.equal(await entry(a.page, 'Rotate me').count(), 0);
+  await see(entry(a.page, '<i>Revoke</i> me').getByRole('button', { name: 'Remove' }));
+  await closeAll();
+});
+
 test('purge all keeps the request it could not revoke, with its key and token', async () => {
   const a = await context();
   await createRequest(a.page, 'Kept');

@@ -196,6 +196,11 @@ function newView(heading, top) {
       alert.textContent = '';
       status.textContent = text;
     },
+    /// An import can refuse some files and take others: both are said.
+    both(alertText, statusText) {
+      alert.textContent = alertText;
+      status.textContent = statusText;
+    },
     clearMessages() {
       alert.textContent = '';
       status.textContent = '';
@@ -701,7 +706,7 @@ function requestsView() {
   };
   window.addEventListener('lethe-requests-changed', onChange);
   render();
-  refreshStates();
+  refreshStates().catch(() => {});
 
   function run(action) {
     Promise.resolve()
@@ -817,7 +822,7 @@ function requestsView() {
       v.status('Key pair replaced. Send the new link.');
     } else if (r.status === 409) {
       v.alert('A secret was provided meanwhile; the key pair was not replaced.');
-      refreshStates();
+      refreshStates().catch(() => {});
     } else {
       v.alert(serverMessage(r));
     }
@@ -888,7 +893,7 @@ function requestsView() {
     if (accepted.length) saveStore({ ...store, requests });
     const imported = `Imported ${accepted.length} request(s).`;
     if (refused.length) {
-      v.alert(`Not a lethe request export: ${refused.join(', ')}`);
+      v.both(`Not a lethe request export: ${refused.join(', ')}`, accepted.length ? imported : '');
     } else {
       v.status(imported);
     }
@@ -930,6 +935,7 @@ function onRoute() {
       const v = newView('Something went wrong');
       v.alert('The page could not be shown. Reload to try again.');
     });
+  updateBadge();
   if (app.config.secretRequests) refreshStates().catch(() => {});
 }
 
