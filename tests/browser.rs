@@ -64,6 +64,10 @@ async fn every_web_flow_works_in_chromium() {
     let chromium = chromium();
     node_modules(&web);
     let s = TestServer::start_with_mirror(Engine::Redb, &|_| {}).await;
+    // The browser compares the server's `expires_at` with its own clock (a request past it shows as
+    // expired), so the server's clock must read the real time here, not the suite's fixed start.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    s.clock.set(now.as_secs());
     let (base, mirror) = (s.base.clone(), s.mirror.clone().expect("a mirror"));
     // Screenshots for the README: target/screenshots unless LETHE_SCREENSHOTS names another place
     // (docs/screenshots to refresh the committed ones).

@@ -197,13 +197,17 @@ test('a link without its key asks for it, and a wrong key is retried without fet
   await closeAll();
 });
 
-test('an empty or too long secret is refused and nothing is sent', async () => {
+test('an empty or too long secret, or a too long label, is refused and nothing is sent', async () => {
   const a = await context();
   await a.page.goto(`${BASE}/#/`);
   await a.page.getByRole('button', { name: 'Create link' }).click();
   await see(a.page.getByRole('alert').filter({ hasText: /\S/ }));
   await a.page.getByLabel('Secret', { exact: true }).fill('x'.repeat(12_000));
   await a.page.getByRole('button', { name: 'Create link' }).click();
+  await alertWith(a.page, 'too long');
+  await a.page.goto(`${BASE}/#/request`);
+  await a.page.getByLabel('Label').fill('é'.repeat(51));
+  await a.page.getByRole('button', { name: 'Create request' }).click();
   await alertWith(a.page, 'too long');
   assert.equal(a.requests.filter((r) => r.method === 'POST').length, 0);
   await closeAll();
