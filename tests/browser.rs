@@ -44,6 +44,9 @@ fn chromium() -> String {
 /// `web/node_modules` from the committed lockfile; install scripts stay off (esbuild's binary comes
 /// in its platform package, playwright-core has none, and none may download a browser).
 fn node_modules(web: &Path) {
+    // Both tests here may find it missing at once; one `npm ci` at a time in one directory.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if web.join("node_modules/playwright-core").exists() && web.join("node_modules/openpgp").exists() {
         return;
     }
@@ -54,6 +57,21 @@ fn node_modules(web: &Path) {
         "`npm ci --ignore-scripts` in web/ failed (it needs the npm registry once):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The app's pure parts and its OpenPGP round trips (`web/test/`), under the same openpgp version the
+/// bundle carries; here so that `cargo test` runs them too.
+#[test]
+fn the_web_apps_unit_tests_pass() {
+    let web = web_dir();
+    require("node", "nodejs");
+    require("npm", "npm");
+    node_modules(&web);
+    let out = run(Command::new("node").args(["--test", "--test-reporter=spec", "test/"]).current_dir(&web));
+    let report =
+        format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "web unit tests failed:\n{report}");
+    assert!(report.contains("ℹ fail 0") && !report.contains("ℹ pass 0"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

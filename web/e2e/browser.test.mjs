@@ -37,6 +37,12 @@ after(async () => {
 /// A fresh browser profile (its own localStorage), watched for foreign requests and errors.
 async function context(options = {}) {
   const ctx = await browser.newContext({ acceptDownloads: true, ...options });
+  // Violations are reported to the page as events too; make each one a console error the guard sees.
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) =>
+      console.error(`Content Security Policy violation: ${e.violatedDirective}`),
+    );
+  });
   for (const origin of [BASE, MIRROR]) {
     await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
   }
@@ -491,6 +497,15 @@ test('a read-only mirror opens links but offers no creation, and unknown routes 
   await a.page.goto(`${BASE}/#/no/such/view`);
   await see(h1(a.page, 'Page not found'));
   assert.equal(await a.page.title(), 'Page not found · lethe');
+
+  // The shell's CSP is in force, and the guard every test relies on sees a violation of it.
+  await assert.rejects(a.page.evaluate(() => { document.body.innerHTML = '<b>markup</b>'; }), /TrustedHTML/);
+  const violation = () => a.problems.some((p) => /Trusted|Content Security Policy/.test(p));
+  for (const deadline = Date.now() + WAIT; !violation() && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(violation(), `the guard saw: ${a.problems}`);
+  a.problems.splice(0);
   await closeAll();
 });
 
