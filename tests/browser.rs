@@ -3,7 +3,7 @@
 //! real server with a full listener and a read-only mirror that every link points at.
 //!
 //! What it needs is checked first and named when missing, so the test fails with the fix in its
-//! message instead of being skipped: `node` and `npm` (Debian `nodejs`, `npm`), `chromium` (Debian
+//! message instead of being skipped: `node` 20 or later and `npm` (`nodejs`, `npm`), `chromium` (Debian
 //! `chromium`), and `web/node_modules`, installed here with `npm ci --ignore-scripts` from the
 //! committed lockfile when absent.
 
@@ -28,6 +28,20 @@ fn require(program: &str, debian_package: &str) {
         found,
         "the browser tests need `{program}`, which is missing: install it with \
          `apt-get install -y {debian_package}` (.ci/run does)"
+    );
+}
+
+/// playwright-core and the test runner's reporters need Node 20 or later.
+fn require_node_20() {
+    require("node", "nodejs");
+    let out = run(Command::new("node").arg("--version"));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let major: u32 =
+        version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    assert!(
+        major >= 20,
+        "the browser tests need Node 20 or later (playwright-core requires it); found {version}: install a \
+         newer `nodejs` package"
     );
 }
 
@@ -77,7 +91,7 @@ fn the_web_apps_unit_tests_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_web_flow_works_in_chromium() {
     let web = web_dir();
-    require("node", "nodejs");
+    require_node_20();
     require("npm", "npm");
     let chromium = chromium();
     node_modules(&web);
