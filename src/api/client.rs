@@ -1,6 +1,7 @@
 //! Client-encrypted secrets: `/create/secret` (and the older `/secret`), `/secret/{id}`,
-//! `/secret/{id}/status`, `/create/file`, `/file/{id}`, `/file/{id}/status`. The client encrypts; the server checks that it
-//! was handed OpenPGP ciphertext within limits and hands it back, once when asked to.
+//! `/secret/{id}/status`, `/create/file`, `/file/{id}`, `/file/{id}/status`. The client encrypts; the
+//! server checks that it was handed OpenPGP ciphertext within limits and hands it back, once when asked
+//! to.
 
 use http_body_util::Full;
 use hyper::body::Incoming;
