@@ -317,6 +317,12 @@ test('a request is answered in another browser and collected with the badge coun
   const create = a.requests.find((r) => r.method === 'POST' && r.url.endsWith('/request'));
   assert.ok(!create.request.postData().includes('PRIVATE KEY'), 'the private key stays in the browser');
 
+  // A second tab of the same browser, open before the secret arrives, counts it from the first tab's
+  // refresh (the storage event), without a route change of its own.
+  const tab2 = await a.ctx.newPage();
+  await tab2.goto(`${BASE}/#/`);
+  await see(tab2.getByRole('link', { name: 'Requests', exact: true }));
+
   const b = await context();
   await b.page.goto(link);
   await see(h1(b.page, 'Someone requests a secret'));
@@ -329,6 +335,9 @@ test('a request is answered in another browser and collected with the badge coun
   await a.page.goto(`${BASE}/#/requests`);
   await see(h1(a.page, 'Requests'));
   await see(a.page.getByRole('link', { name: 'Requests (1 waiting)', exact: true }));
+  await see(tab2.getByRole('link', { name: 'Requests (1 waiting)', exact: true }));
+  assert.equal(await tab2.getByRole('heading', { level: 1 }).textContent(), 'Share a secret');
+  await tab2.close();
   await shot(a.page, 'requests.png');
   const item = entry(a.page, 'Prod API key');
   // Cancel does nothing.
@@ -425,7 +434,15 @@ test('replace key pair makes a new link and fails the old one; revoke and clear 
   await a.page.goto(`${BASE}/#/requests`);
   const rotating = entry(a.page, 'Rotate me');
   assert.equal(await rotating.getByLabel('Request link').inputValue({ timeout: WAIT }), oldLink);
-  await rotating.getByRole('button', { name: 'Replace key pair' }).click();
+  // Escape cancels a confirmation, and focus returns to the button that opened it.
+  const replace = rotating.getByRole('button', { name: 'Replace key pair' });
+  await replace.click();
+  await see(a.page.getByRole('dialog').getByRole('heading', { name: 'Replace the key pair?' }));
+  await a.page.keyboard.press('Escape');
+  await a.page.getByRole('dialog').waitFor({ state: 'detached', timeout: WAIT });
+  assert.equal(await a.page.evaluate(() => document.activeElement.textContent), 'Replace key pair');
+  assert.equal(await rotating.getByLabel('Request link').inputValue(), oldLink, 'nothing was replaced');
+  await replace.click();
   await a.page.getByRole('dialog').getByRole('button', { name: 'Replace key pair' }).click();
   await statusWith(a.page, 'Key pair replaced. Send the new link.');
   const newLink = await rotating.getByLabel('Request link').inputValue();
