@@ -177,6 +177,8 @@ test('a text secret is shared, opened once in another browser, and gone on reloa
   await b.page.getByRole('button', { name: 'Reveal secret' }).click();
   assert.equal(await value(b.page, 'Secret'), 'hunter2 — ünïcode ✓');
   await statusWith(b.page, 'This secret has been deleted from the server.');
+  assert.equal(await b.page.getByRole('status').count(), 1, 'one status region per view');
+  assert.equal(await b.page.getByRole('alert').count(), 1, 'one alert region per view');
   await b.page.getByRole('button', { name: 'Copy secret' }).click();
   await statusWith(b.page, 'Copied');
   await b.page.reload();

@@ -411,14 +411,12 @@ async function openView(route) {
       return;
     }
     if (!v.live) return;
-    const deleted = oneTime ? h('p', { role: 'status' }, 'This secret has been deleted from the server.') : null;
     if (kind === 'file') {
       const save = () => download(plain.data, plain.filename, 'application/octet-stream');
       save();
       v.show(
         h('p', {}, `Downloaded ${plain.filename}.`),
         h('p', {}, h('button', { type: 'button', onclick: save }, 'Save again')),
-        deleted,
       );
     } else {
       const area = h('textarea', { readonly: true, rows: '8', spellcheck: 'false' });
@@ -426,9 +424,10 @@ async function openView(route) {
       v.show(
         field('Secret', area),
         h('p', {}, h('button', { type: 'button', onclick: () => copy(area.value, v, area) }, 'Copy secret')),
-        deleted,
       );
     }
+    // The view's one status region says it, so a page never holds two.
+    if (oneTime) v.status('This secret has been deleted from the server.');
   }
 }
 
