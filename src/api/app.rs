@@ -57,11 +57,6 @@ pub fn handle(endpoint: Ui) -> Response<Body> {
     }
 }
 
-/// The asset paths the shell references, for tests and for operators checking a build.
-pub fn asset_names() -> impl Iterator<Item = &'static str> {
-    FILES.iter().filter_map(|(n, _, _)| n.strip_prefix("assets/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,7 +77,7 @@ mod tests {
 
     #[test]
     fn every_asset_name_carries_a_hash() {
-        for name in asset_names() {
+        for name in FILES.iter().filter_map(|(n, _, _)| n.strip_prefix("assets/")) {
             let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
             let hash = stem.rsplit_once('-').map(|(_, h)| h).unwrap_or_default();
             assert!(hash.len() >= 8 && hash.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
