@@ -10,7 +10,6 @@
 use hyper::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::ops;
 use crate::http::{self, Body};
 use crate::router::Ui;
 
@@ -25,6 +24,11 @@ pub const SHELL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
 
 /// Hashed names never change content, so a year and `immutable` is safe.
 const ASSET_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// The same plain 404 as any unrouted path: a missing asset is not a page.
+fn not_found() -> Response<Body> {
+    http::json(StatusCode::NOT_FOUND, &serde_json::json!({"message": "Not found"}))
+}
 
 fn file(name: &str) -> Option<(&'static [u8], &'static str)> {
     FILES.iter().find(|(n, _, _)| *n == name).map(|(_, bytes, ty)| (*bytes, *ty))
@@ -41,7 +45,7 @@ pub fn handle(endpoint: Ui) -> Response<Body> {
                 resp
             }
             // build.rs refuses to build without index.html.
-            None => ops::not_found(),
+            None => not_found(),
         },
         Ui::Asset { name } => {
             // `index.html` lives beside `assets/`, never under it.
@@ -51,7 +55,7 @@ pub fn handle(endpoint: Ui) -> Response<Body> {
                     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(ASSET_CACHE));
                     resp
                 }
-                None => ops::not_found(),
+                None => not_found(),
             }
         }
     }
