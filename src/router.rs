@@ -15,6 +15,7 @@ pub enum Endpoint {
     Client(Client),
     Requests(Requests),
     Web(Web),
+    Ui(Ui),
     Ops(Ops),
     NotFound,
     /// The path exists but not for this method; carries the `Allow` header value.
@@ -61,6 +62,10 @@ pub enum Client {
     ReadFile {
         id: String,
     },
+    /// `GET /file/{id}/status`: the file page's "is it still there", never consuming.
+    FileStatus {
+        id: String,
+    },
     DeleteFile {
         id: String,
     },
@@ -83,7 +88,6 @@ pub enum Requests {
 /// Server-rendered pages for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Web {
-    Home,
     Stylesheet,
     /// The recipient's page with the Reveal button; never consumes.
     SecretPage {
@@ -99,6 +103,16 @@ pub enum Web {
     },
     PrivateBurn {
         metadata_key: String,
+    },
+}
+
+/// The browser app: its shell and its content-hashed assets (`api::app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ui {
+    /// `/` and `/index.html`; the fragment after `#` picks the view, so there is no catch-all.
+    Shell,
+    Asset {
+        name: String,
     },
 }
 
@@ -132,6 +146,7 @@ impl Endpoint {
                 Client::Delete { .. } => "client.delete",
                 Client::CreateFile => "client.create_file",
                 Client::ReadFile { .. } => "client.read_file",
+                Client::FileStatus { .. } => "client.file_status",
                 Client::DeleteFile { .. } => "client.delete_file",
                 Client::Unknown => "client.unknown",
             },
@@ -145,12 +160,15 @@ impl Endpoint {
                 Requests::Unknown => "requests.unknown",
             },
             Endpoint::Web(web) => match web {
-                Web::Home => "web.home",
                 Web::Stylesheet => "web.stylesheet",
                 Web::SecretPage { .. } => "web.secret_page",
                 Web::SecretReveal { .. } => "web.secret_reveal",
                 Web::PrivatePage { .. } => "web.private_page",
                 Web::PrivateBurn { .. } => "web.private_burn",
+            },
+            Endpoint::Ui(ui) => match ui {
+                Ui::Shell => "app.shell",
+                Ui::Asset { .. } => "app.asset",
             },
             Endpoint::Ops(ops) => match ops {
                 Ops::Config => "ops.config",
@@ -174,6 +192,15 @@ fn id_segment(s: &str) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// An asset file name: an id segment that may hold dots (`app-C2TVYZRN.js`), never `..` or a slash.
+fn id_segment_dotted(s: &str) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    ok.then(|| s.to_owned())
+}
+
 pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
     let (get, post) = (method == Method::GET || method == Method::HEAD, method == Method::POST);
     let full = mode == Mode::Full;
@@ -192,8 +219,13 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
         return Endpoint::V1(route_v1(rest, get, post, full));
     }
     match segments.as_slice() {
-        [""] if get => Endpoint::Web(Web::Home),
-        [""] => Endpoint::MethodNotAllowed("GET, HEAD"),
+        [""] | ["index.html"] if get => Endpoint::Ui(Ui::Shell),
+        [""] | ["index.html"] => Endpoint::MethodNotAllowed("GET, HEAD"),
+        ["assets", name] => match id_segment_dotted(name) {
+            Some(name) if get => Endpoint::Ui(Ui::Asset { name }),
+            Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
+            None => Endpoint::NotFound,
+        },
         ["static", "lethe.css"] if get => Endpoint::Web(Web::Stylesheet),
         ["create", "secret"] | ["secret"] if post => {
             Endpoint::Client(if full { Client::Create } else { Client::Unknown })
@@ -217,6 +249,11 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
         },
         ["secret", id, "status"] => match client_id(id) {
             Some(id) if get => Endpoint::Client(Client::Status { id }),
+            Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
+            None => Endpoint::Client(Client::Unknown),
+        },
+        ["file", id, "status"] => match client_id(id) {
+            Some(id) if get => Endpoint::Client(Client::FileStatus { id }),
             Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
             None => Endpoint::Client(Client::Unknown),
         },
@@ -357,7 +394,20 @@ mod tests {
         assert_eq!(r(Method::GET, "/health"), Endpoint::Ops(Ops::Health));
         assert_eq!(r(Method::GET, "/health/"), Endpoint::Ops(Ops::Health));
         assert_eq!(r(Method::DELETE, "/health"), Endpoint::MethodNotAllowed("GET, HEAD"));
-        assert_eq!(r(Method::GET, "/"), Endpoint::Web(Web::Home));
+        assert_eq!(r(Method::GET, "/"), Endpoint::Ui(Ui::Shell));
+        assert_eq!(r(Method::GET, "/index.html"), Endpoint::Ui(Ui::Shell));
+        assert_eq!(r(Method::POST, "/"), Endpoint::MethodNotAllowed("GET, HEAD"));
+        assert_eq!(
+            r(Method::GET, "/assets/app-ABCDEFGH.js"),
+            Endpoint::Ui(Ui::Asset { name: "app-ABCDEFGH.js".into() })
+        );
+        assert_eq!(r(Method::GET, "/assets/..%2Fx"), Endpoint::NotFound);
+        assert_eq!(r(Method::GET, "/assets/.hidden"), Endpoint::NotFound);
+        assert_eq!(r(Method::GET, "/assets/a/b.js"), Endpoint::NotFound);
+        assert_eq!(r(Method::GET, "/favicon.ico"), Endpoint::NotFound);
+        assert_eq!(r(Method::GET, "/some/app/route"), Endpoint::NotFound);
+        let ro = route(&Method::GET, "/", Mode::ReadOnly);
+        assert_eq!(ro, Endpoint::Ui(Ui::Shell));
         assert_eq!(r(Method::GET, "/nothing/here"), Endpoint::NotFound);
         assert_eq!(r(Method::GET, "/secret/"), Endpoint::NotFound);
     }
@@ -380,6 +430,14 @@ mod tests {
             Endpoint::Client(Client::Status { id: id.clone() })
         );
         assert_eq!(r(Method::POST, "/create/file"), Endpoint::Client(Client::CreateFile));
+        assert_eq!(
+            r(Method::GET, &format!("/file/{id}/status")),
+            Endpoint::Client(Client::FileStatus { id: id.clone() })
+        );
+        assert_eq!(
+            route(&Method::GET, &format!("/file/{id}/status"), Mode::ReadOnly),
+            Endpoint::Client(Client::FileStatus { id: id.clone() })
+        );
         assert_eq!(
             r(Method::GET, &format!("/file/{id}")),
             Endpoint::Client(Client::ReadFile { id: id.clone() })

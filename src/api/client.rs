@@ -1,6 +1,7 @@
 //! Client-encrypted secrets: `/create/secret` (and the older `/secret`), `/secret/{id}`,
-//! `/secret/{id}/status`, `/create/file`, `/file/{id}`. The client encrypts; the server checks that it
-//! was handed OpenPGP ciphertext within limits and hands it back, once when asked to.
+//! `/secret/{id}/status`, `/create/file`, `/file/{id}`, `/file/{id}/status`. The client encrypts; the
+//! server checks that it was handed OpenPGP ciphertext within limits and hands it back, once when asked
+//! to.
 
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -69,7 +70,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incomin
         Client::Create | Client::CreateFile => (Some("secret.created"), None),
         Client::Read { id } | Client::ReadFile { id } => (Some("secret.revealed"), Some(id.clone())),
         Client::Delete { id } | Client::DeleteFile { id } => (Some("secret.deleted"), Some(id.clone())),
-        Client::Status { .. } | Client::Unknown => (None, None),
+        Client::Status { .. } | Client::FileStatus { .. } | Client::Unknown => (None, None),
     };
     let limited = match &endpoint {
         Client::Create | Client::CreateFile => app.rate(ctx, Class::Creates),
@@ -179,7 +180,15 @@ async fn dispatch(
             Ok((resp, None))
         }
         Client::Status { id } => {
-            let one_time = d.client_status(&id).await.map_err(|e| client_error(e, Payload::Message))?;
+            let one_time = d
+                .client_status(&id, Payload::Message)
+                .await
+                .map_err(|e| client_error(e, Payload::Message))?;
+            Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
+        }
+        Client::FileStatus { id } => {
+            let one_time =
+                d.client_status(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
         }
         Client::Delete { id } => {

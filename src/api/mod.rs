@@ -2,6 +2,7 @@
 //! domain layer; no surface calls another. The client-encrypted and secret-request surfaces share one
 //! dialect — `{"message": …}` with a real HTTP status — defined here.
 
+pub mod app;
 pub mod client;
 pub mod ops;
 pub mod ots_v1;

@@ -116,12 +116,6 @@ fn too_many() -> Response<Body> {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
     let d = &app.domain;
     match endpoint {
-        Web::Home => page(
-            StatusCode::OK,
-            "lethe",
-            "<p>lethe hands a secret from one person to another exactly once.</p>\
-             <p>Create secrets with the API: <code>curl -d 'secret=…' /api/v1/share</code>.</p>",
-        ),
         Web::Stylesheet => http::response(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET),
         Web::SecretPage { id } => {
             if !is_key_shaped(&id) {

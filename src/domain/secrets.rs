@@ -840,8 +840,8 @@ impl Domain {
     }
 
     /// Whether a client-encrypted secret is one-time; never consumes.
-    pub async fn client_status(&self, id: &str) -> Result<bool, ClientError> {
-        match self.read_client(id, Payload::Message).await? {
+    pub async fn client_status(&self, id: &str, payload: Payload) -> Result<bool, ClientError> {
+        match self.read_client(id, payload).await? {
             Some((secret, _)) => Ok(secret.one_time),
             None => Err(ClientError::NotFound),
         }

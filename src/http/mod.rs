@@ -106,6 +106,7 @@ pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<B
         Endpoint::Client(ep) => api::client::handle(app, &ctx, ep, req).await,
         Endpoint::Requests(ep) => api::requests::handle(app, &ctx, ep, req).await,
         Endpoint::Web(ep) => api::web::handle(app, &ctx, ep, req).await,
+        Endpoint::Ui(ep) => api::app::handle(ep),
         Endpoint::Ops(ep) => api::ops::handle(app, &ctx, ep).await,
         Endpoint::NotFound => api::ops::not_found(),
         Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
@@ -117,13 +118,15 @@ pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<B
     response
 }
 
-/// Headers on every response. `no-store` goes on everything: most responses carry secret material or
-/// bearer keys, and the rest gain nothing from caching.
+/// Headers on every response. `no-store` and the script-free CSP are the defaults: most responses
+/// carry secret material or bearer keys, and only the web app's shell may run scripts. They are added
+/// only when the handler set none, so the app's shell keeps its own CSP and its hashed assets their
+/// long caching (`api::app`).
 fn security_headers(headers: &mut hyper::HeaderMap) {
     const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
