@@ -1,5 +1,6 @@
-//! The HTTP layer: accept loop, connection cap, header read timeout, graceful shutdown, hard body
-//! limits, and the security headers every response carries.
+//! The HTTP layer: accept loop, connection caps (per listener and per client address), header read
+//! and request body deadlines, graceful shutdown, hard body limits, and the security headers every
+//! response carries.
 //!
 //! It owns sockets and bytes, not meaning: each request is routed to a typed [`Endpoint`] and handed to
 //! the surface that owns it, which answers in its own dialect.
@@ -7,10 +8,11 @@
 pub mod body;
 pub mod client_ip;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -38,12 +40,70 @@ pub struct Peer {
     pub mode: Mode,
 }
 
+/// Open connections per client address on one listener. A client over its share is turned away at
+/// accept, before it can hold a place under `http.max_connections`.
+struct ClientSlots {
+    per_client: usize,
+    /// Open connections by client key; an entry lives only while its count is positive, so the map
+    /// never holds more entries than the listener holds connections.
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection's place in [`ClientSlots`], given back when the connection ends.
+struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    key: IpAddr,
+}
+
+impl ClientSlots {
+    fn new(per_client: usize) -> Arc<ClientSlots> {
+        Arc::new(ClientSlots { per_client, open: Mutex::new(HashMap::new()) })
+    }
+
+    /// A place for one more connection from `peer`, or `None` when it already holds its share.
+    fn try_acquire(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        let key = client_key(peer);
+        // A poisoned lock only means another connection's bookkeeping panicked; the counts are intact.
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= self.per_client {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { slots: Arc::clone(self), key })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The address a connection counts against: IPv4 as it is (also when it arrives IPv4-mapped on a
+/// dual-stack socket), IPv6 by its /64, since one host is routinely handed a whole /64.
+fn client_key(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
 /// Serves one listener until `shutdown` resolves, then stops accepting and lets in-flight requests
 /// finish for up to `http.shutdown_grace_seconds`.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: impl Future<Output = ()>) {
     let http = &app.domain.settings.http;
     // Bounds open connections; a connection beyond it waits in the kernel backlog, not in memory.
     let connections = Arc::new(Semaphore::new(http.max_connections));
+    let clients = ClientSlots::new(http.max_connections_per_client);
+    // hyper starts this timer whenever it waits for a request head, so it also closes an idle
+    // keep-alive connection; with the body deadline, no connection holds its place without traffic.
     let header_timeout = Duration::from_secs(http.header_read_timeout_seconds);
     let grace = Duration::from_secs(http.shutdown_grace_seconds);
     let graceful = GracefulShutdown::new();
@@ -68,6 +128,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = clients.try_acquire(addr.ip()) else {
+            // Closed unanswered: writing a reply could block on a client that does not read. The
+            // address is not logged (it identifies a person), and the line is debug since a flood
+            // of refusals must not become a flood of log lines.
+            tracing::debug!("connection refused: the client holds its share of this listener");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let peer = Peer { addr, mode };
         let app = Arc::clone(&app);
@@ -84,6 +152,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
+            drop(slot);
             drop(permit);
         });
     }
@@ -97,19 +166,34 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
 /// Routes one request and decorates the response.
 pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
+    // The head is in; the body has until the deadline, however slowly it comes.
+    let deadline = tokio::time::Instant::from_std(started)
+        + Duration::from_secs(app.domain.settings.http.request_timeout_seconds);
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let endpoint = router::route(req.method(), req.uri().path(), peer.mode);
     let name = endpoint.name();
     let client_ip = app.domain.settings.trusted_proxies.client_ip(peer.addr.ip(), req.headers());
     let ctx = Ctx { client_ip, mode: peer.mode };
-    let mut response = match endpoint {
-        Endpoint::V1(ep) => api::ots_v1::handle(app, &ctx, ep, req).await,
-        Endpoint::Client(ep) => api::client::handle(app, &ctx, ep, req).await,
-        Endpoint::Requests(ep) => api::requests::handle(app, &ctx, ep, req).await,
-        Endpoint::Web(ep) => api::web::handle(app, &ctx, ep, req).await,
-        Endpoint::Ops(ep) => api::ops::handle(app, &ctx, ep).await,
-        Endpoint::NotFound => api::ops::not_found(),
-        Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
+    let dispatch = async {
+        match endpoint {
+            Endpoint::V1(ep) => api::ots_v1::handle(app, &ctx, ep, req).await,
+            Endpoint::Client(ep) => api::client::handle(app, &ctx, ep, req).await,
+            Endpoint::Requests(ep) => api::requests::handle(app, &ctx, ep, req).await,
+            Endpoint::Web(ep) => api::web::handle(app, &ctx, ep, req).await,
+            Endpoint::Ops(ep) => api::ops::handle(app, &ctx, ep).await,
+            Endpoint::NotFound => api::ops::not_found(),
+            Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
+        }
     };
+    let (mut response, timed_out) = body::scoped(deadline, expects_continue, dispatch).await;
+    if timed_out {
+        // Whatever the surface made of the cut-off body, the client is told the plain truth in no
+        // surface's dialect: its request never arrived whole.
+        response = request_timeout();
+    }
     let status = response.status().as_u16();
     app.metrics.observe(name, status, started.elapsed().as_secs_f64());
     tracing::debug!(endpoint = name, status, "request");
@@ -134,6 +218,14 @@ pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// 408 for a body that missed its deadline; the connection closes after it, since the rest of the
+/// body may still be on its way.
+fn request_timeout() -> Response<Body> {
+    let mut resp = json(StatusCode::REQUEST_TIMEOUT, &serde_json::json!({"message": "Request timeout"}));
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
