@@ -1196,7 +1196,11 @@ impl LocalServer {
             passphrase: PassphraseRules { bcrypt_cost, ..PassphraseRules::default() },
             // The load comes from one address; a limiter would measure itself.
             rate_limit: RateLimit { enabled: false, ..RateLimit::default() },
-            http: Http { max_connections: connections, max_connections_per_client: connections, ..Http::default() },
+            http: Http {
+                max_connections: connections,
+                max_connections_per_client: connections,
+                ..Http::default()
+            },
             ..RawConfig::default()
         };
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);

@@ -478,7 +478,10 @@ mod tests {
         );
         assert_eq!(r(Method::HEAD, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
         assert_eq!(r(Method::POST, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
-        assert_eq!(r(Method::HEAD, &format!("/request/{id}/secret")), Endpoint::MethodNotAllowed("GET, POST"));
+        assert_eq!(
+            r(Method::HEAD, &format!("/request/{id}/secret")),
+            Endpoint::MethodNotAllowed("GET, POST")
+        );
         let ro = |m: Method, p: &str| route(&m, p, Mode::ReadOnly);
         assert_eq!(ro(Method::HEAD, &format!("/request/{id}/secret")), Endpoint::Requests(Requests::Unknown));
         // Non-consuming routes still answer HEAD as GET.
@@ -488,10 +491,7 @@ mod tests {
         );
         assert_eq!(r(Method::HEAD, &format!("/request/{id}")), Endpoint::Requests(Requests::View { id }));
         assert_eq!(r(Method::HEAD, "/health"), Endpoint::Ops(Ops::Health));
-        assert_eq!(
-            r(Method::HEAD, "/secret/abc"),
-            Endpoint::Web(Web::SecretPage { id: "abc".into() })
-        );
+        assert_eq!(r(Method::HEAD, "/secret/abc"), Endpoint::Web(Web::SecretPage { id: "abc".into() }));
     }
 
     #[test]

@@ -169,10 +169,8 @@ pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<B
     // The head is in; the body has until the deadline, however slowly it comes.
     let deadline = tokio::time::Instant::from_std(started)
         + Duration::from_secs(app.domain.settings.http.request_timeout_seconds);
-    let expects_continue = req
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue =
+        req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let endpoint = router::route(req.method(), req.uri().path(), peer.mode);
     let name = endpoint.name();
     let client_ip = app.domain.settings.trusted_proxies.client_ip(peer.addr.ip(), req.headers());
@@ -245,5 +243,38 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
         Ok(body) => response(status, JSON, body),
         // Only a map with non-string keys fails to serialize, and no reply has one.
         Err(_) => response(StatusCode::INTERNAL_SERVER_ERROR, JSON, r#"{"message":"Internal error"}"#),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_gets_it_back() {
+        let slots = ClientSlots::new(2);
+        let a = slots.try_acquire(ip("192.0.2.1")).unwrap();
+        let _b = slots.try_acquire(ip("192.0.2.1")).unwrap();
+        assert!(slots.try_acquire(ip("192.0.2.1")).is_none());
+        // The same client arriving IPv4-mapped on a dual-stack listener is the same client.
+        assert!(slots.try_acquire(ip("::ffff:192.0.2.1")).is_none());
+        let other = slots.try_acquire(ip("192.0.2.2")).unwrap();
+        drop(a);
+        assert!(slots.try_acquire(ip("192.0.2.1")).is_some());
+        drop(other);
+        // Entries go with their last connection, so the table is bounded by the open connections.
+        assert_eq!(slots.open.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("2001:db8:1:2:ffff::9")), client_key(ip("2001:db8:1:2::1")));
+        assert_ne!(client_key(ip("2001:db8:1:3::1")), client_key(ip("2001:db8:1:2::1")));
+        assert_eq!(client_key(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
     }
 }
