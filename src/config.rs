@@ -206,8 +206,9 @@ pub struct Http {
     /// How long a client may take to send the request head; it also bounds how long an idle
     /// keep-alive connection is kept waiting for its next request.
     pub header_read_timeout_seconds: u64,
-    /// How long a client may take to send a request's body once its head is in; a stalled or dripping
-    /// upload is cut off with 408 and its connection closed.
+    /// How long a client may take to send a request's body once its head is in (a stalled or dripping
+    /// upload is cut off with 408 and its connection closed), and how long a response may wait on a
+    /// client that has stopped reading it before the connection is dropped.
     pub request_timeout_seconds: u64,
     /// Open connections per listener beyond which new ones wait in the kernel backlog.
     pub max_connections: usize,

@@ -1,6 +1,7 @@
 //! The HTTP layer under hostile clients, over raw sockets: stalled and dripping uploads are cut off by
-//! the request deadline, one address cannot fill a listener, an oversized `Expect: 100-continue` is
-//! refused before `100 Continue`; and a HEAD on a consuming route takes nothing.
+//! the request deadline, one address cannot fill a listener, a client that stops reading gives its
+//! place back, an oversized `Expect: 100-continue` is refused before `100 Continue`; and a HEAD on a
+//! consuming route takes nothing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
@@ -22,6 +23,8 @@ const HANG_GUARD: Duration = Duration::from_secs(30);
 /// The addresses the tests' clients come from; Linux loopback answers for all of 127/8.
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const BYSTANDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+/// Kept apart from the test client's own pooled connections, which come from 127.0.0.1.
+const NON_READER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 /// A complete head and the first byte of a body that never follows.
 const STALLED_UPLOAD: &[u8] = b"POST /api/v1/share HTTP/1.1\r\nHost: x\r\n\
@@ -144,6 +147,44 @@ async fn an_idle_keep_alive_connection_is_closed() {
     // The answer, then nothing more from the client: the server must not keep the place forever.
     let answer = until_closed(&mut conn).await;
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("healthy"), "{answer}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_gives_its_place_back() {
+    let s = TestServer::start_with(Engine::Memory, &|raw| {
+        raw.http.max_connections_per_client = 1;
+        raw.http.request_timeout_seconds = 2;
+    })
+    .await;
+    let k = keys();
+    let bytes = k.gpg.encrypt_to_binary(&k.key, &crate::support::noise(50_000));
+    let headers = [("x-lethe-expiration", "3600"), ("x-lethe-onetime", "false")];
+    let r = s.request(Method::POST, "/create/file", &headers, bytes).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let id = message(&r).as_str().unwrap().to_owned();
+
+    // Far more response than the socket buffers hold, asked for by a client that reads none of it.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    socket.bind(SocketAddr::new(NON_READER, 0)).expect("bind");
+    let mut stuck = socket.connect(addr(&s)).await.expect("connect");
+    let pipelined = format!("GET /file/{id} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(400);
+    stuck.write_all(pipelined.as_bytes()).await.expect("send requests");
+
+    // The address's one place comes back only when the server gives up on the stalled writes.
+    let served = tokio::time::timeout(HANG_GUARD, async {
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            if health_from(NON_READER, addr(&s)).await.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "a client that stopped reading kept its place");
+    drop(stuck);
     s.stop().await;
 }
 

@@ -11,8 +11,11 @@ pub mod client_ip;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -23,8 +26,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::api;
 use crate::config::Mode;
@@ -95,6 +100,77 @@ fn client_key(peer: IpAddr) -> IpAddr {
     }
 }
 
+/// A connection whose writes must make progress. hyper has no write timeout, so a client that stops
+/// reading its responses would otherwise hold its connection, and its places under the caps, forever.
+struct StallGuard<T> {
+    inner: T,
+    stall: Duration,
+    /// Armed when a write first finds the socket full, disarmed by any progress.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(inner: T, stall: Duration) -> StallGuard<T> {
+        StallGuard { inner, stall, timer: None }
+    }
+
+    /// Passes a write's outcome through, failing it once it has been pending for `stall`.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, outcome: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if outcome.is_ready() {
+            self.timer = None;
+            return outcome;
+        }
+        let stall = self.stall;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, outcome)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, outcome)
+    }
+}
+
 /// Serves one listener until `shutdown` resolves, then stops accepting and lets in-flight requests
 /// finish for up to `http.shutdown_grace_seconds`.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: impl Future<Output = ()>) {
@@ -105,6 +181,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
     // hyper starts this timer whenever it waits for a request head, so it also closes an idle
     // keep-alive connection; with the body deadline, no connection holds its place without traffic.
     let header_timeout = Duration::from_secs(http.header_read_timeout_seconds);
+    // A response that makes no progress for as long as a body may take is abandoned too.
+    let stall = Duration::from_secs(http.request_timeout_seconds);
     let grace = Duration::from_secs(http.shutdown_grace_seconds);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -146,7 +224,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(StallGuard::new(stream, stall)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
