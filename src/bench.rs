@@ -1186,6 +1186,8 @@ impl LocalServer {
             TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
         let base = format!("http://{addr}");
+        // Every connection comes from this one address, so the per-client cap is the listener's.
+        let connections = concurrency.max(1024) + 16;
         let raw = RawConfig {
             data_dir: Some(dir.path().to_owned()),
             storage: engine.to_string(),
@@ -1194,7 +1196,11 @@ impl LocalServer {
             passphrase: PassphraseRules { bcrypt_cost, ..PassphraseRules::default() },
             // The load comes from one address; a limiter would measure itself.
             rate_limit: RateLimit { enabled: false, ..RateLimit::default() },
-            http: Http { max_connections: concurrency.max(1024) + 16, ..Http::default() },
+            http: Http {
+                max_connections: connections,
+                max_connections_per_client: connections,
+                ..Http::default()
+            },
             ..RawConfig::default()
         };
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);

@@ -216,17 +216,31 @@ pub struct Log {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
-    /// How long a client may take to send the request head.
+    /// How long a client may take to send the request head; it also bounds how long an idle
+    /// keep-alive connection is kept waiting for its next request.
     pub header_read_timeout_seconds: u64,
+    /// How long a client may take to send a request's body once its head is in (a stalled or dripping
+    /// upload is cut off with 408 and its connection closed), and how long a response may wait on a
+    /// client that has stopped reading it before the connection is dropped.
+    pub request_timeout_seconds: u64,
     /// Open connections per listener beyond which new ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Open connections per client address on one listener (IPv6: per /64), counted on the TCP peer,
+    /// never on `X-Forwarded-For`; one more is closed at once, so one client cannot fill the listener.
+    pub max_connections_per_client: usize,
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Http {
     fn default() -> Http {
-        Http { header_read_timeout_seconds: 10, max_connections: 1024, shutdown_grace_seconds: 30 }
+        Http {
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            shutdown_grace_seconds: 30,
+        }
     }
 }
 
@@ -554,6 +568,12 @@ impl RawConfig {
         }
         if self.http.max_connections == 0 {
             return Err(ConfigError::new("http.max_connections", "must be at least 1"));
+        }
+        if self.http.request_timeout_seconds == 0 {
+            return Err(ConfigError::new("http.request_timeout_seconds", "must be at least 1"));
+        }
+        if self.http.max_connections_per_client == 0 {
+            return Err(ConfigError::new("http.max_connections_per_client", "must be at least 1"));
         }
         let r = &self.rate_limit;
         if r.window_seconds == 0 {

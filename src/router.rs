@@ -3,6 +3,10 @@
 //! The endpoint's [`Endpoint::name`] labels logs and metrics; raw paths never do, since they carry
 //! bearer ids. A read-only listener routes creation endpoints to "unknown" in the surface's own
 //! dialect, so the public face does not even reveal that they exist.
+//!
+//! HEAD is routed like GET except on the routes whose GET consumes (a client-encrypted secret or file,
+//! a request's collected secret): there a HEAD, which proxies, monitors and link checkers send freely,
+//! must never take what nobody will receive.
 
 use hyper::Method;
 
@@ -203,6 +207,7 @@ fn id_segment_dotted(s: &str) -> Option<String> {
 
 pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
     let (get, post) = (method == Method::GET || method == Method::HEAD, method == Method::POST);
+    let head = method == Method::HEAD;
     let full = mode == Mode::Full;
     if mode == Mode::Metrics {
         return match (get, path) {
@@ -235,6 +240,8 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
         }
         // A client-encrypted id and a v1 key differ in shape, so the path alone picks the dialect.
         ["secret", id] if crypto::is_id_shaped(id) => match client_id(id) {
+            // Answered as the status route: 200 while the secret is there, 404 once it is gone.
+            Some(id) if head => Endpoint::Client(Client::Status { id }),
             Some(id) if get => Endpoint::Client(Client::Read { id }),
             Some(id) if delete => Endpoint::Client(Client::Delete { id }),
             _ => Endpoint::MethodNotAllowed("GET, HEAD, DELETE"),
@@ -258,12 +265,19 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
             None => Endpoint::Client(Client::Unknown),
         },
         ["file", id] => match client_id(id) {
+            // Files have no status route to answer as.
+            Some(_) if head => Endpoint::MethodNotAllowed("GET, DELETE"),
             Some(id) if get => Endpoint::Client(Client::ReadFile { id }),
             Some(id) if delete => Endpoint::Client(Client::DeleteFile { id }),
-            Some(_) => Endpoint::MethodNotAllowed("GET, HEAD, DELETE"),
+            Some(_) => Endpoint::MethodNotAllowed("GET, DELETE"),
             None => Endpoint::Client(Client::Unknown),
         },
         ["request"] if post => Endpoint::Requests(if full { Requests::Create } else { Requests::Unknown }),
+        // The requester's collect has no status route to answer as (the request's own view is a
+        // different resource), so a HEAD there is refused; a read-only listener keeps not knowing it.
+        ["request", raw, "secret"] if head && full && crypto::is_id_shaped(raw) => {
+            Endpoint::MethodNotAllowed("GET, POST")
+        }
         ["request", rest @ ..] => Endpoint::Requests(route_requests(rest, method, full)),
         ["private", key] => match id_segment(key) {
             Some(metadata_key) if get => Endpoint::Web(Web::PrivatePage { metadata_key }),
@@ -299,7 +313,7 @@ fn route_requests(rest: &[&str], method: &Method, full: bool) -> Requests {
         },
         [raw, "secret"] => match id(raw) {
             Some(id) if method == Method::POST => Requests::Submit { id },
-            Some(id) if get && full => Requests::Collect { id },
+            Some(id) if method == Method::GET && full => Requests::Collect { id },
             _ => Requests::Unknown,
         },
         [raw, "key"] => match id(raw) {
@@ -490,6 +504,52 @@ mod tests {
             Endpoint::Requests(Requests::Submit { id: id.clone() })
         );
         assert_eq!(ro(Method::GET, &format!("/secret/{id}")), Endpoint::Client(Client::Read { id }));
+    }
+
+    #[test]
+    fn a_head_never_reaches_a_consuming_route() {
+        let id = "A".repeat(32);
+        let consuming = |e: &Endpoint| {
+            matches!(
+                e,
+                Endpoint::Client(Client::Read { .. } | Client::ReadFile { .. })
+                    | Endpoint::Requests(Requests::Collect { .. })
+                    | Endpoint::V1(V1::Reveal { .. })
+                    | Endpoint::Web(Web::SecretReveal { .. })
+            )
+        };
+        for mode in [Mode::Full, Mode::ReadOnly] {
+            for path in [
+                format!("/secret/{id}"),
+                format!("/file/{id}"),
+                format!("/request/{id}/secret"),
+                format!("/secret/{}", "a".repeat(31)),
+                "/api/v1/secret/abc".to_owned(),
+            ] {
+                let e = route(&Method::HEAD, &path, mode);
+                assert!(!consuming(&e), "HEAD {path} on {mode:?} routes to {e:?}");
+            }
+        }
+        assert_eq!(
+            r(Method::HEAD, &format!("/secret/{id}")),
+            Endpoint::Client(Client::Status { id: id.clone() })
+        );
+        assert_eq!(r(Method::HEAD, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
+        assert_eq!(r(Method::POST, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
+        assert_eq!(
+            r(Method::HEAD, &format!("/request/{id}/secret")),
+            Endpoint::MethodNotAllowed("GET, POST")
+        );
+        let ro = |m: Method, p: &str| route(&m, p, Mode::ReadOnly);
+        assert_eq!(ro(Method::HEAD, &format!("/request/{id}/secret")), Endpoint::Requests(Requests::Unknown));
+        // Non-consuming routes still answer HEAD as GET.
+        assert_eq!(
+            r(Method::HEAD, &format!("/secret/{id}/status")),
+            Endpoint::Client(Client::Status { id: id.clone() })
+        );
+        assert_eq!(r(Method::HEAD, &format!("/request/{id}")), Endpoint::Requests(Requests::View { id }));
+        assert_eq!(r(Method::HEAD, "/health"), Endpoint::Ops(Ops::Health));
+        assert_eq!(r(Method::HEAD, "/secret/abc"), Endpoint::Web(Web::SecretPage { id: "abc".into() }));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod client;
 mod crash;
 mod deploy;
 mod faults;
+mod hostile_http;
 mod http;
 mod limits;
 mod mirror;

@@ -1,17 +1,26 @@
-//! Reading request bodies through a hard limit, and decoding the small formats the surfaces share
-//! (query strings and form bodies, HTTP Basic credentials).
+//! Reading request bodies through a hard limit and the request's deadline, and decoding the small
+//! formats the surfaces share (query strings and form bodies, HTTP Basic credentials).
+//!
+//! The HTTP layer runs each request inside a [`scoped`] section that carries what `read` needs to know
+//! but the surfaces do not: when the body must have arrived, and whether the client is waiting for
+//! `100 Continue`. Surfaces keep calling `read(body, limit)` and stay unaware of both.
+
+use std::cell::Cell;
+use std::future::Future;
 
 use http_body_util::BodyExt;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body, Bytes};
 use hyper::header::{self, HeaderMap};
+use tokio::time::Instant;
 
 use base64::Engine as _;
 
 #[derive(Debug)]
 pub enum BodyError {
-    /// Over the limit; counted on the bytes actually received, not on `Content-Length`.
+    /// Over the limit; counted on the bytes actually received, or declared by a client that waits for
+    /// `100 Continue` and so has sent nothing yet.
     TooLarge,
-    /// The client went away or sent a malformed body.
+    /// The client went away, sent a malformed body, or did not finish it before the request deadline.
     Read(String),
 }
 
@@ -20,24 +29,103 @@ pub enum BodyError {
 /// ordinary clients read the refusal.
 const DRAIN_PAST_LIMIT: usize = 1024 * 1024;
 
-/// Reads the whole body, keeping at most `limit` bytes, counted on the bytes received (never on
-/// `Content-Length`).
-pub async fn read(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    let mut kept = Vec::new();
+/// What the HTTP layer knows about the request being handled on this task.
+struct Scope {
+    /// When the whole body must have arrived.
+    deadline: Instant,
+    /// The client sent `Expect: 100-continue`: hyper sends `100 Continue` on the first poll of the body,
+    /// so an oversized declaration must be refused before that poll.
+    expects_continue: bool,
+    /// Set by [`read`] when the deadline cut the body off, so the HTTP layer answers 408 whatever the
+    /// surface made of the error. A `Cell`: the scope is only ever touched from its own task.
+    timed_out: Cell<bool>,
+}
+
+tokio::task_local! {
+    static SCOPE: Scope;
+}
+
+/// Runs one request's handling with its body deadline; returns the handler's output and whether the
+/// deadline cut the body off.
+pub async fn scoped<F: Future>(deadline: Instant, expects_continue: bool, handler: F) -> (F::Output, bool) {
+    let scope = Scope { deadline, expects_continue, timed_out: Cell::new(false) };
+    SCOPE
+        .scope(scope, async {
+            let output = handler.await;
+            (output, SCOPE.with(|s| s.timed_out.get()))
+        })
+        .await
+}
+
+/// The bytes kept of a body: never more than `limit`, and never a buffer larger than that either (a
+/// plain `Vec` doubles past it).
+struct Kept {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Kept {
+    /// Pre-sized from a declared length only when the limit allows it, so a lying `Content-Length`
+    /// cannot make the server reserve more than the route accepts.
+    fn new(declared: u64, limit: usize) -> Kept {
+        let size = usize::try_from(declared).ok().filter(|&n| n <= limit).unwrap_or(0);
+        Kept { buf: Vec::with_capacity(size), limit }
+    }
+
+    /// Appends `data`; the caller has checked that the total stays within the limit.
+    fn push(&mut self, data: &[u8]) {
+        let needed = self.buf.len() + data.len();
+        if needed > self.buf.capacity() {
+            let target = needed.max(self.buf.capacity().saturating_mul(2)).min(self.limit).max(needed);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(data);
+    }
+}
+
+/// Reads the whole body, keeping at most `limit` bytes, counted on the bytes received (never trusting
+/// `Content-Length`). Inside a [`scoped`] request, the body must arrive before the request's deadline,
+/// and a client waiting for `100 Continue` with a declared length over `limit` is refused without it.
+pub async fn read<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let (deadline, expects_continue) =
+        SCOPE.try_with(|s| (Some(s.deadline), s.expects_continue)).unwrap_or((None, false));
+    let declared = body.size_hint().lower();
+    let over = usize::try_from(declared).map_or(true, |n| n > limit);
+    if over && expects_continue {
+        // Nothing was sent yet, so nothing needs draining: the refusal goes out instead of 100 Continue.
+        return Err(BodyError::TooLarge);
+    }
+    // A body declared over the limit is refused anyway; only drain it.
+    let mut kept = Kept::new(if over { 0 } else { declared }, limit);
     let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let _ = SCOPE.try_with(|s| s.timed_out.set(true));
+                    return Err(BodyError::Read("the request body did not arrive in time".into()));
+                }
+            },
+            None => body.frame().await,
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|err| BodyError::Read(err.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
         seen = seen.saturating_add(data.len());
-        if seen > limit {
+        if seen > limit || over {
             if seen > limit.saturating_add(DRAIN_PAST_LIMIT) {
                 break;
             }
             continue;
         }
-        kept.extend_from_slice(&data);
+        kept.push(&data);
     }
-    if seen > limit { Err(BodyError::TooLarge) } else { Ok(Bytes::from(kept)) }
+    if seen > limit || over { Err(BodyError::TooLarge) } else { Ok(Bytes::from(kept.buf)) }
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -115,6 +203,92 @@ pub fn basic_auth(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
 mod tests {
     use super::*;
 
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::{Frame, SizeHint};
+
+    /// A body in chunks, with a declared length or none (as a chunked upload); once the chunks are
+    /// out it ends, or stalls forever when `stall`. `poisoned` fails the test if it is polled at all.
+    struct TestBody {
+        chunks: VecDeque<&'static [u8]>,
+        declared: Option<u64>,
+        stall: bool,
+        poisoned: bool,
+    }
+
+    fn body(chunks: &[&'static [u8]]) -> TestBody {
+        TestBody { chunks: chunks.iter().copied().collect(), declared: None, stall: false, poisoned: false }
+    }
+
+    impl Body for TestBody {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            assert!(!self.poisoned, "a body that must stay unread was polled");
+            match self.chunks.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk))))),
+                None if self.stall => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.declared.map_or_else(SizeHint::default, SizeHint::with_exact)
+        }
+    }
+
+    #[test]
+    fn kept_bytes_never_reserve_past_the_limit() {
+        let mut kept = Kept::new(0, 1000);
+        for _ in 0..100 {
+            kept.push(&[7u8; 10]);
+            assert!(kept.buf.capacity() <= 1000, "{}", kept.buf.capacity());
+        }
+        assert_eq!(kept.buf.len(), 1000);
+        // A declared length within the limit sizes the buffer once; one over it sizes nothing.
+        assert_eq!(Kept::new(600, 1000).buf.capacity(), 600);
+        assert_eq!(Kept::new(1001, 1000).buf.capacity(), 0);
+        assert_eq!(Kept::new(u64::MAX, 1000).buf.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_through_the_limit() {
+        assert_eq!(read(body(&[b"ab", b"cd", b"e"]), 5).await.unwrap(), "abcde");
+        assert!(matches!(read(body(&[b"ab", b"cd", b"ef"]), 5).await, Err(BodyError::TooLarge)));
+        let declared = TestBody { declared: Some(5), ..body(&[b"hello"]) };
+        assert_eq!(read(declared, 5).await.unwrap(), "hello");
+        // Declared over the limit without waiting for 100 Continue: drained, then refused.
+        let declared = TestBody { declared: Some(6), ..body(&[b"hello!"]) };
+        assert!(matches!(read(declared, 5).await, Err(BodyError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn a_client_waiting_for_continue_is_refused_on_its_declared_length_alone() {
+        let later = Instant::now() + std::time::Duration::from_secs(3600);
+        let oversized = TestBody { declared: Some(6), poisoned: true, ..body(&[b"123456"]) };
+        let (out, timed_out) = scoped(later, true, read(oversized, 5)).await;
+        assert!(matches!(out, Err(BodyError::TooLarge)));
+        assert!(!timed_out);
+        let fits = TestBody { declared: Some(5), ..body(&[b"12345"]) };
+        let (out, _) = scoped(later, true, read(fits, 5)).await;
+        assert_eq!(out.unwrap(), "12345");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_cut_off_at_the_deadline() {
+        let stalled = TestBody { stall: true, ..body(&[b"1"]) };
+        let (out, timed_out) = scoped(Instant::now(), false, read(stalled, 5)).await;
+        assert!(matches!(out, Err(BodyError::Read(_))));
+        assert!(timed_out);
+        // Outside a request scope there is no deadline to miss.
+        assert_eq!(read(body(&[b"ok"]), 5).await.unwrap(), "ok");
+    }
     #[test]
     fn form_decoding() {
         assert_eq!(percent_decode(b"a+b%20c%2Fd"), Ok("a b c/d".into()));
