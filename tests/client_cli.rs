@@ -121,9 +121,6 @@ async fn text_round_trip(s: &TestServer) {
     assert!(!err(&sent).contains(&key) && !err(&sent).contains("line one"), "{}", err(&sent));
     let status = s.get(&format!("/secret/{id}/status")).await;
     assert_eq!(status.json(), json!({"oneTime": true}));
-    // The server holds ciphertext only.
-    let stored = s.get(&format!("/secret/{id}/status")).await.text();
-    assert!(!stored.contains("line one"));
 
     let link = out(&sent);
     let got = Client::without_url().run(&["receive", link.trim_end()], b"").await;
@@ -144,6 +141,15 @@ async fn text_round_trip(s: &TestServer) {
         assert_exit(&got, 0);
         assert_eq!(out(&got), "reusable");
     }
+    // A link without its key: the key comes on stdin, after the link when that comes there too.
+    let (id, key) = parse_link(&out(&sent), &s.base, "s");
+    let bare = format!("{}/#/s/{id}", s.base);
+    let got = Client::without_url().run(&["receive", &bare], format!("{key}\n").as_bytes()).await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "reusable");
+    let got = Client::without_url().run(&["receive", "-"], format!("{bare}\n{key}\n").as_bytes()).await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "reusable");
 }
 
 async fn file_round_trip(s: &TestServer) {
@@ -527,4 +533,28 @@ async fn the_server_comes_from_url_or_client_url_and_secrets_never_from_argv() {
     let got = nowhere.run(&["send", "--url", "http://127.0.0.1:9"], b"x").await;
     assert_exit(&got, 1);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_command_explains_its_flags_and_exit_codes() {
+    let c = Client::without_url();
+    for args in [
+        &["send", "--help"][..],
+        &["receive", "--help"],
+        &["request", "--help"],
+        &["request", "new", "--help"],
+        &["request", "respond", "--help"],
+        &["request", "collect", "--help"],
+    ] {
+        let o = c.run(args, b"").await;
+        assert_exit(&o, 0);
+        assert!(out(&o).contains("--url"), "{args:?}: {}", out(&o));
+    }
+    for args in [&["send", "--help"][..], &["receive", "--help"], &["request", "--help"]] {
+        let help = out(&c.run(args, b"").await);
+        assert!(
+            help.contains("Exit codes: 0 done; 1 failed") && help.contains("3 gone or not found"),
+            "{help}"
+        );
+    }
 }

@@ -49,6 +49,11 @@ pub enum Exit {
     NotYet = 4,
 }
 
+/// The exit codes, as `--help` of every client command shows them.
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 failed (network, server, file system); 2 usage or verification \
+failure (bad arguments or input, wrong decryption key, a key that does not match its link); 3 gone or \
+not found (viewed, revoked, collected, expired, already answered); 4 not yet (nothing to collect).";
+
 /// The exit code of an invalid configuration for the client commands.
 pub const EXIT_USAGE: u8 = Exit::Usage as u8;
 
@@ -81,12 +86,14 @@ impl From<CryptoError> for Failure {
 /// `--url`: the server, when the configuration's `client.url` is not the one.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UrlArg {
-    /// Server base URL, plain http:// (default: client.url, env LETHE_CLIENT__URL).
+    /// Server base URL, plain http:// (default: client.url, env LETHE_CLIENT__URL; for `receive` and
+    /// `respond`, the link's own address).
     #[arg(long, value_name = "URL", global = true)]
     pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct SendArgs {
     /// Send this file instead of text read from stdin; the link opens as a download.
     #[arg(long, value_name = "PATH")]
@@ -102,6 +109,7 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct ReceiveArgs {
     /// The link (`<server>/#/s/…` or `#/f/…`); read from stdin when absent or `-`, which keeps it out
     /// of the process list. A link without its key asks for the key on stdin.
@@ -121,6 +129,7 @@ pub struct ReceiveArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RequestArgs {
     #[command(subcommand)]
     pub command: RequestCmd,
@@ -247,9 +256,10 @@ async fn server_config(server: &Server) -> Result<ServerConfig, Failure> {
     }
     let v: Value = resp.json()?;
     Ok(ServerConfig {
+        // Printed as the start of every link: a value that could carry terminal escapes is not a URL.
         public_url: v["PUBLIC_URL"]
             .as_str()
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
             .map(|s| s.trim_end_matches('/').to_owned()),
         default_expiry: v["DEFAULT_EXPIRY"].as_u64(),
         max_length: v["MAX_LENGTH"].as_u64(),
