@@ -173,6 +173,11 @@ async fn file_round_trip(s: &TestServer) {
         assert!(out(&got).is_empty(), "a file never goes to stdout");
     }
 
+    // --force replaces the file of that name.
+    let got = r.run(&["receive", &link, "--force"], b"").await;
+    assert_exit(&got, 0);
+    assert!(!r.cwd().join("report (2).bin").exists());
+
     // --out that exists is refused before anything is fetched: a one-time file stays on the server.
     let sent = c.run(&["send", "--file", src.to_str().unwrap()], b"").await;
     let (id, _) = parse_link(&out(&sent), &s.base, "f");
@@ -529,6 +534,16 @@ async fn the_server_comes_from_url_or_client_url_and_secrets_never_from_argv() {
     let got = Client::new(&s).run(&["send"], b"").await;
     assert_exit(&got, 2);
     assert!(err(&got).contains("empty"), "{}", err(&got));
+    // A read-only listener creates nothing; the client says so before it encrypts anything.
+    let m = TestServer::start_with_mirror(lethe::store::Engine::Memory, &|_| {}).await;
+    let mirror = m.mirror.clone().expect("a mirror");
+    let got = nowhere.run(&["send", "--url", &mirror], b"x").await;
+    assert_exit(&got, 1);
+    assert!(err(&got).contains("only opens links"), "{}", err(&got));
+    let got = nowhere.run(&["request", "new", "--url", &mirror], b"").await;
+    assert_exit(&got, 1);
+    assert!(err(&got).contains("not available on this server"), "{}", err(&got));
+    m.stop().await;
     // An unreachable server is a failure of its own kind.
     let got = nowhere.run(&["send", "--url", "http://127.0.0.1:9"], b"x").await;
     assert_exit(&got, 1);

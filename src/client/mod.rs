@@ -119,7 +119,7 @@ pub struct ReceiveArgs {
     /// a text secret to stdout).
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
-    /// Replace the --out file when it exists.
+    /// Replace the file (--out, or the file's own name) when it exists.
     #[arg(long)]
     pub force: bool,
     /// Fetch from this server instead of the link's own address (e.g. the plain http:// one behind a
@@ -247,6 +247,8 @@ struct ServerConfig {
     default_expiry: Option<u64>,
     max_length: Option<u64>,
     max_file_size: Option<u64>,
+    read_only: bool,
+    secret_requests: bool,
 }
 
 async fn server_config(server: &Server) -> Result<ServerConfig, Failure> {
@@ -264,6 +266,8 @@ async fn server_config(server: &Server) -> Result<ServerConfig, Failure> {
         default_expiry: v["DEFAULT_EXPIRY"].as_u64(),
         max_length: v["MAX_LENGTH"].as_u64(),
         max_file_size: v["MAX_FILE_SIZE"].as_u64(),
+        read_only: v["READ_ONLY"].as_bool().unwrap_or(false),
+        secret_requests: v["SECRET_REQUESTS"].as_bool().unwrap_or(true),
     })
 }
 
@@ -366,6 +370,12 @@ fn refused(resp: &http::Response) -> Failure {
 async fn send(args: &SendArgs, settings: &Settings) -> Result<(), Failure> {
     let server = configured_server(&args.server, settings)?;
     let config = server_config(&server).await?;
+    if config.read_only {
+        return Err(Failure::new(
+            Exit::Failed,
+            "This server only opens links; secrets are created elsewhere.",
+        ));
+    }
     let expiration = args.expiration.or(config.default_expiry).unwrap_or(3600);
     let key = crypto::new_key()?;
     let one_time = !args.reusable;
@@ -570,7 +580,13 @@ async fn receive(args: &ReceiveArgs) -> Result<(), Failure> {
         }
         (None, true) => {
             let name = sanitise_file_name(opened.file_name.as_deref());
-            let path = save_as_own_name(&name, &opened.data)?;
+            let path = if args.force {
+                write_private(Path::new(&name), &opened.data, true)
+                    .map_err(|e| Failure::new(Exit::Failed, format!("cannot save the file: {e}")))?;
+                PathBuf::from(name)
+            } else {
+                save_as_own_name(&name, &opened.data)?
+            };
             eprintln!("Saved {}.", path.display());
         }
     }
@@ -658,6 +674,9 @@ async fn request_new(
     let dir = request_dir(settings)?;
     let server = configured_server(flag, settings)?;
     let config = server_config(&server).await?;
+    if config.read_only || !config.secret_requests {
+        return Err(Failure::new(Exit::Failed, "Secret requests are not available on this server."));
+    }
     let expiration = expiration.or(config.default_expiry).unwrap_or(86_400);
     let key = crypto::generate_request_key(label)?;
     let mut body = json!({"public_key": key.public_key, "expiration": expiration});
