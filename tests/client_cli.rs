@@ -512,6 +512,18 @@ async fn requests_are_exported_imported_rotated_and_revoked() {
     let got = responder.run(&["request", "respond", other_link.trim_end()], b"too late").await;
     assert_exit(&got, 3);
     assert!(err(&got).contains("Request not available"), "{}", err(&got));
+
+    // Only a request that can no longer hold a secret is removed, with its key and token.
+    let file = a.requests().join(format!("lethe-request-{other_id}.json"));
+    let pending = a.run(&["request", "new"], b"").await;
+    let (pending_id, _) = parse_request_link(&out(&pending), &s.base);
+    assert_exit(&a.run(&["request", "remove", &pending_id], b"").await, 2);
+    assert_eq!(request_state(&s, &pending_id).await.as_deref(), Some("pending"));
+    assert!(a.requests().join(format!("lethe-request-{pending_id}.json")).exists());
+    assert!(file.exists());
+    assert_exit(&a.run(&["request", "remove", &other_id], b"").await, 0);
+    assert!(!file.exists());
+    assert!(!out(&a.run(&["request", "list"], b"").await).contains(&other_id));
     s.stop().await;
 }
 

@@ -158,6 +158,8 @@ pub enum RequestCmd {
     },
     /// Withdraw a request; a secret already provided is deleted too.
     Revoke { id: String },
+    /// Delete a collected, revoked or expired request (its private key and token) from this machine.
+    Remove { id: String },
     /// Replace a pending request's key pair; prints the new link (the old one stops verifying).
     Rotate { id: String },
     /// Add a request exported from the web UI (or another machine).
@@ -643,6 +645,7 @@ async fn request(args: &RequestArgs, settings: &Settings) -> Result<(), Failure>
         RequestCmd::List => request_list(&args.server, settings).await,
         RequestCmd::Collect { id } => request_collect(&args.server, settings, id).await,
         RequestCmd::Revoke { id } => request_revoke(&args.server, settings, id).await,
+        RequestCmd::Remove { id } => request_remove(settings, id),
         RequestCmd::Rotate { id } => request_rotate(&args.server, settings, id).await,
         RequestCmd::Import { file } => request_import(settings, file),
         RequestCmd::Export { id, out } => request_export(settings, id, out.as_deref()),
@@ -891,6 +894,21 @@ async fn request_rotate(flag: &UrlArg, settings: &Settings, id: &str) -> Result<
     save_entry(&dir, &entry)?;
     eprintln!("Key pair replaced. Send the new link.");
     println!("{}", links::request_link(&link_base(&config, &server), &entry.id, &entry.fingerprint));
+    Ok(())
+}
+
+fn request_remove(settings: &Settings, id: &str) -> Result<(), Failure> {
+    let dir = request_dir(settings)?;
+    let entry = load_entry(&dir, id)?;
+    if !entry.is_final() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "This request may still receive or hold a secret: revoke it first (`lethe request revoke`).",
+        ));
+    }
+    dir.remove(&entry.id)
+        .map_err(|e| Failure::new(Exit::Failed, format!("cannot remove the stored request: {e}")))?;
+    eprintln!("Removed.");
     Ok(())
 }
 

@@ -141,6 +141,11 @@ impl RequestDir {
         fs::rename(&temp, &target)
     }
 
+    /// Deletes an entry's file.
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        fs::remove_file(self.file(id))
+    }
+
     /// The entry with this id, `Ok(None)` when there is no such file.
     pub fn load(&self, id: &str) -> Result<Option<Entry>, String> {
         if !is_id(id) {
