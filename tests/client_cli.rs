@@ -585,3 +585,71 @@ async fn every_client_command_explains_its_flags_and_exit_codes() {
         );
     }
 }
+
+/// `lethe send` on a terminal (a pseudo-terminal made by util-linux `script`): the prompt shows, and
+/// what is typed after it is not echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_secret_is_read_without_echo() {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let s = memory().await;
+    let command = format!("{BIN} send --url {}", s.base);
+    let transcript = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new("script");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LETHE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script (util-linux)");
+        let mut output = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = output.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("Secret: ") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            seen.extend(rx.recv_timeout(left).expect("the prompt within 20 s"));
+        }
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(b"typed on a terminal\n").expect("type");
+        // The reader ends at the end of the output; the deadline bounds a hang.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no end of output: {}", String::from_utf8_lossy(&seen))
+                }
+            }
+        }
+        drop(input);
+        child.wait().expect("wait for script");
+        String::from_utf8_lossy(&seen).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(!transcript.contains("typed on a terminal"), "echoed: {transcript}");
+    let link =
+        transcript.lines().find(|l| l.contains("/#/s/")).unwrap_or_else(|| panic!("{transcript}")).trim();
+    let got = Client::without_url().run(&["receive", link], b"").await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "typed on a terminal");
+    s.stop().await;
+}

@@ -290,14 +290,14 @@ fn prompt_hidden(prompt: &str) -> Result<Zeroizing<String>, Failure> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    eprint!("{prompt}: ");
+    // Echo goes off before the prompt shows, so nothing typed after the prompt can be echoed.
     if !stty("-echo") {
-        eprintln!();
         return Err(Failure::new(
             Exit::Failed,
             "cannot turn off echo on this terminal; pipe the secret in instead",
         ));
     }
+    eprint!("{prompt}: ");
     let mut line = Zeroizing::new(String::new());
     let read = std::io::stdin().read_line(&mut line);
     stty("echo");
