@@ -653,3 +653,49 @@ async fn on_a_terminal_the_secret_is_read_without_echo() {
     assert_eq!(out(&got), "typed on a terminal");
     s.stop().await;
 }
+
+/// Runs `lethe` with exactly the given environment (and PATH).
+async fn lethe_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || cmd.stdin(Stdio::null()).output().expect("run lethe")).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_live_in_the_xdg_data_directory_unless_configured_and_a_bad_client_url_is_named() {
+    let s = memory().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let xdg = home.path().join("xdg");
+    let x = xdg.to_str().unwrap();
+    let made = lethe_env(&["request", "new"], &[("HOME", h), ("LETHE_CLIENT__URL", &s.base)]).await;
+    assert_exit(&made, 0);
+    let (id, _) = parse_request_link(&out(&made), &s.base);
+    assert!(home.path().join(format!(".local/share/lethe/requests/lethe-request-{id}.json")).exists());
+    let made =
+        lethe_env(&["request", "new"], &[("HOME", h), ("XDG_DATA_HOME", x), ("LETHE_CLIENT__URL", &s.base)])
+            .await;
+    let (id, _) = parse_request_link(&out(&made), &s.base);
+    assert!(xdg.join(format!("lethe/requests/lethe-request-{id}.json")).exists());
+
+    // The configuration file's [client] section works like the environment.
+    let config = home.path().join("lethe.toml");
+    let dir = home.path().join("from-file");
+    std::fs::write(
+        &config,
+        format!("[client]\nurl = \"{}\"\nrequests_dir = \"{}\"\n", s.base, dir.display()),
+    )
+    .unwrap();
+    let made = lethe_env(&["request", "new", "--config", config.to_str().unwrap()], &[("HOME", h)]).await;
+    assert_exit(&made, 0);
+    let (id, _) = parse_request_link(&out(&made), &s.base);
+    assert!(dir.join(format!("lethe-request-{id}.json")).exists());
+
+    let bad = lethe_env(&["send"], &[("HOME", h), ("LETHE_CLIENT__URL", "ftp://x.example")]).await;
+    assert_exit(&bad, 2);
+    assert!(err(&bad).contains("client.url"), "{}", err(&bad));
+    s.stop().await;
+}
