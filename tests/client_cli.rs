@@ -555,6 +555,20 @@ async fn the_server_comes_from_url_or_client_url_and_secrets_never_from_argv() {
     let got = nowhere.run(&["request", "new", "--url", &mirror], b"").await;
     assert_exit(&got, 1);
     assert!(err(&got).contains("not available on this server"), "{}", err(&got));
+    // Made on the full listener, links point at the mirror (PUBLIC_URL), which opens and answers them.
+    let full = Client { url: Some(m.base.clone()), home: tempfile::tempdir().unwrap() };
+    let sent = full.run(&["send"], b"via the mirror").await;
+    assert_exit(&sent, 0);
+    parse_link(&out(&sent), &mirror, "s");
+    let got = nowhere.run(&["receive", out(&sent).trim_end()], b"").await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "via the mirror");
+    let made = full.run(&["request", "new"], b"").await;
+    let (id, _) = parse_request_link(&out(&made), &mirror);
+    assert_exit(&nowhere.run(&["request", "respond", out(&made).trim_end()], b"answered").await, 0);
+    let got = full.run(&["request", "collect", &id], b"").await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "answered");
     m.stop().await;
     // An unreachable server is a failure of its own kind.
     let got = nowhere.run(&["send", "--url", "http://127.0.0.1:9"], b"x").await;
