@@ -1,4 +1,5 @@
-//! The command line: `lethe serve`, `lethe account …`, `lethe config`, `lethe bench`. Flags are
+//! The command line: `lethe serve`, `lethe account …`, `lethe config`, `lethe bench`, and the client
+//! commands `lethe send`, `receive` and `request …` (in [`crate::client`]). Flags are
 //! `Option`s merged last over the file and environment, so they always win.
 
 use std::io::Write;
@@ -47,6 +48,12 @@ pub enum Cmd {
     /// Load-test a server (its own in-process one, or --url) and print throughput, latency and a
     /// capacity estimate.
     Bench(crate::bench::BenchArgs),
+    /// Encrypt a secret here (stdin, or --file) and print its link, as the web UI makes them.
+    Send(crate::client::SendArgs),
+    /// Open a secret link: fetch, decrypt here, print the text or save the file.
+    Receive(crate::client::ReceiveArgs),
+    /// Request a secret end-to-end encrypted to a key made here, answer a request, manage requests.
+    Request(crate::client::RequestArgs),
 }
 
 #[derive(Debug, Default, Args)]
@@ -115,6 +122,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Cmd::Account(_) | Cmd::Backup { .. } => load(&cli, &ServeArgs::default()),
         // The load generator reads no configuration: it starts its own server or targets --url.
         Cmd::Bench(args) => return crate::bench::main(args),
+        Cmd::Send(_) | Cmd::Receive(_) | Cmd::Request(_) => {
+            load(&cli, &ServeArgs::default()).map_err(|_| ExitCode::from(crate::client::EXIT_USAGE))
+        }
     };
     let settings = match settings {
         Ok(s) => Arc::new(s),
@@ -167,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Cmd::Bench(args) => crate::bench::main(args),
+        Cmd::Send(_) | Cmd::Receive(_) | Cmd::Request(_) => crate::client::run(&cli.command, &settings),
         Cmd::Account(cmd) => {
             let command = match cmd {
                 AccountCmd::Add { name } => Command::AccountAdd { name: name.clone() },

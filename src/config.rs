@@ -67,6 +67,17 @@ pub struct RawConfig {
     pub metrics: Metrics,
     pub log: Log,
     pub http: Http,
+    pub client: ClientDefaults,
+}
+
+/// The command-line client's defaults (`lethe send`, `receive`, `request …`); the server ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientDefaults {
+    /// The server to talk to when `--url` is not given.
+    pub url: Option<String>,
+    /// Where `lethe request` keeps its requests; unset means `$XDG_DATA_HOME/lethe/requests`.
+    pub requests_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +277,7 @@ impl Default for RawConfig {
             metrics: Metrics::default(),
             log: Log::default(),
             http: Http::default(),
+            client: ClientDefaults::default(),
         }
     }
 }
@@ -589,6 +601,9 @@ impl RawConfig {
             return Err(ConfigError::new("rate_limit.max_entries", "must be between 1000 and 10000000"));
         }
 
+        if let Some(url) = &self.client.url {
+            validate_url(url).map_err(|msg| ConfigError::new("client.url", msg))?;
+        }
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
         Ok(Settings {
             storage,

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -113,6 +113,8 @@ async fn every_web_flow_works_in_chromium() {
             .env("LETHE_URL", base)
             .env("LETHE_MIRROR", mirror)
             .env("LETHE_CHROMIUM", chromium)
+            // The command-line client, for the tests of links and requests moving to and from it.
+            .env("LETHE_BIN", env!("CARGO_BIN_EXE_lethe"))
             .env("LETHE_SCREENSHOTS", shots))
     })
     .await

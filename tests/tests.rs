@@ -9,6 +9,7 @@ mod backup;
 mod browser;
 mod cli;
 mod client;
+mod client_cli;
 mod crash;
 mod deploy;
 mod faults;

@@ -428,6 +428,64 @@ test('an exported request is imported into a fresh browser and collected there',
   await closeAll();
 });
 
+/// Runs the `lethe` command-line client (LETHE_BIN) in `dir`, with its request directory there and
+/// the full listener as its server; `input` is its stdin.
+function cli(dir, args, input = '') {
+  const out = spawnSync(process.env.LETHE_BIN, args, {
+    input,
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: dir, LETHE_CLIENT__URL: BASE, LETHE_CLIENT__REQUESTS_DIR: path.join(dir, 'requests') },
+  });
+  assert.equal(out.status, 0, `lethe ${args.join(' ')}: ${out.stderr}`);
+  return out.stdout.toString();
+}
+
+test('links and requests move between the command-line client and the browser', async () => {
+  assert.ok(process.env.LETHE_BIN, 'LETHE_BIN names the lethe binary');
+  const dir = mkdtempSync(path.join(tmpdir(), 'lethe-e2e-cli-'));
+
+  // A link made in the terminal opens in the browser, and one made in the browser opens in the terminal.
+  const sent = cli(dir, ['send'], 'from the terminal\nsecond line').trim();
+  assert.match(sent, new RegExp(`^${MIRROR}/#/s/[A-Za-z0-9_-]+/[A-Za-z0-9]{22}$`));
+  const a = await context();
+  await a.page.goto(sent);
+  await see(h1(a.page, 'A secret for you'));
+  await a.page.getByRole('button', { name: 'Reveal secret' }).click();
+  assert.equal(await value(a.page, 'Secret'), 'from the terminal\nsecond line');
+  const { link } = await shareText(a.page, 'from the browser ✓');
+  assert.equal(cli(dir, ['receive', link]), 'from the browser ✓');
+
+  // A browser's export is collected in the terminal, answered by the terminal.
+  const browserLink = await createRequest(a.page, 'Browser to terminal');
+  await a.page.goto(`${BASE}/#/requests`);
+  const [download] = await Promise.all([
+    a.page.waitForEvent('download', { timeout: WAIT }),
+    entry(a.page, 'Browser to terminal').getByRole('button', { name: 'Export' }).click(),
+  ]);
+  const exported = path.join(dir, download.suggestedFilename());
+  writeFileSync(exported, readFileSync(await download.path()));
+  cli(dir, ['request', 'import', exported]);
+  cli(dir, ['request', 'respond', browserLink], 'answered in the terminal');
+  const browserId = browserLink.split('/').at(-2);
+  assert.equal(cli(dir, ['request', 'collect', browserId]), 'answered in the terminal');
+
+  // A terminal's request is collected in the browser, answered by a browser.
+  const cliLink = cli(dir, ['request', 'new', '--label', 'Terminal to browser']).trim();
+  assert.match(cliLink, new RegExp(`^${MIRROR}/#/r/[A-Za-z0-9_-]+/[0-9a-f]{16}$`));
+  const b = await context();
+  await respond(b.page, cliLink, 'answered in a browser');
+  const c = await context();
+  await c.page.goto(`${BASE}/#/requests`);
+  const [chooser] = await Promise.all([
+    c.page.waitForEvent('filechooser', { timeout: WAIT }),
+    c.page.getByRole('button', { name: 'Import' }).click(),
+  ]);
+  await chooser.setFiles([path.join(dir, 'requests', `lethe-request-${cliLink.split('/').at(-2)}.json`)]);
+  await statusWith(c.page, 'Imported 1 request(s).');
+  assert.equal(await collect(c.page, 'Terminal to browser'), 'answered in a browser');
+  await closeAll();
+});
+
 test('replace key pair makes a new link and fails the old one; revoke and clear collected tidy up', async () => {
   const a = await context();
   const oldLink = await createRequest(a.page, 'Rotate me');
