@@ -135,7 +135,7 @@ pub async fn start(app: Arc<App>, shutdown: watch::Receiver<bool>) -> io::Result
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(tokio::spawn(async move {
-        let stop = crate::server::wait_for(shutdown);
+        let stop = crate::shutdown::wait_for(shutdown);
         tokio::pin!(stop);
         loop {
             tokio::select! {

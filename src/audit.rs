@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::clock::rfc3339;
-use crate::store::Timestamp;
+use crate::clock::{Timestamp, rfc3339};
 
 /// Lines waiting for the writer at most: a few MiB of JSON, enough to ride out a burst while the
 /// output is slow, small enough that a stalled output cannot grow the process.

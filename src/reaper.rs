@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::clock::Clock;
-use crate::store::{StoreError, StoreHandle, Timestamp};
+use crate::clock::{Clock, Timestamp};
+use crate::store::{StoreError, StoreHandle};
 
 /// Longest sleep between passes, so an entry written with an earlier expiry than the one the reaper
 /// is waiting for is still reclaimed within a minute.

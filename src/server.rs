@@ -17,6 +17,7 @@ use crate::config::{Mode, Settings};
 use crate::crypto::MasterKey;
 use crate::domain::Domain;
 use crate::reaper;
+use crate::shutdown::wait_for;
 use crate::store::{self, StoreError};
 use crate::systemd;
 
@@ -42,11 +43,6 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
             std::panic::resume_unwind(err.into_panic());
         }
     }
-}
-
-/// Resolves when the watched flag turns `true` (or its sender is gone).
-pub async fn wait_for(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 #[derive(Debug)]

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::config::Mode;
 use crate::http::{self, Body};
+use crate::metrics::Gauges;
 use crate::router::Ops;
+use crate::store::Keyspace;
 use crate::{App, Ctx};
 
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
@@ -35,7 +37,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
             if !m.enabled || (m.listen.is_some() && ctx.mode != Mode::Metrics) {
                 return not_found();
             }
-            let text = app.metrics.render(&app.domain).await;
+            let text = app.metrics.render(&gauges(app).await);
             http::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
@@ -59,6 +61,26 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
             }
         },
         Ops::Version => http::json(StatusCode::OK, &json!({"version": env!("CARGO_PKG_VERSION")})),
+    }
+}
+
+/// The store's and the hasher's side of `/metrics`.
+async fn gauges(app: &App) -> Gauges {
+    let d = &app.domain;
+    let mut live_records = Vec::with_capacity(3);
+    for (kind, ks) in
+        [("secret", Keyspace::Secret), ("metadata", Keyspace::Metadata), ("request", Keyspace::Request)]
+    {
+        match d.store.count(ks).await {
+            Ok(n) => live_records.push((kind, n)),
+            Err(err) => tracing::warn!(error = %err, "cannot count records for metrics"),
+        }
+    }
+    Gauges {
+        live_records,
+        commits: d.store.capabilities().commit_metrics.clone(),
+        bcrypt_queue_depth: d.hasher.queue_depth(),
+        passphrase_checks: d.hasher.checks(),
     }
 }
 

@@ -6,7 +6,6 @@
 //! the surface that owns it, which answers in its own dialect.
 
 pub mod body;
-pub mod client_ip;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

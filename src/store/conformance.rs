@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use super::*;
 
@@ -99,8 +100,9 @@ plans!(
     concurrent_plans_taking_one_key_have_exactly_one_winner,
 );
 
-/// Any backend with [`Store::apply_planned`] left at the trait's two-step default: the path a backend
-/// without a single writer (a networked engine) would take.
+/// Any backend with [`Store::apply_planned`] left at the trait's two-step default and point reads
+/// answered on another thread through [`Store::get_then`]: the path a backend without a single writer
+/// whose reads are network calls (a networked engine) would take.
 struct TwoStep(Arc<dyn Store>);
 
 impl Store for TwoStep {
@@ -141,6 +143,49 @@ impl Store for TwoStep {
     fn check(&self) -> Result<(), StoreError> {
         self.0.check()
     }
+
+    // As a network reply would: the answer comes from a thread the caller does not wait on.
+    fn get_then(&self, ks: Keyspace, key: &[u8], now: Timestamp, done: Reply<Option<Entry>>) {
+        let (store, key) = (Arc::clone(&self.0), key.to_vec());
+        std::thread::spawn(move || done(store.get(ks, &key, now)));
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None }
+    }
+}
+
+/// A [`ReadPath::Callback`] backend's point read holds no thread while it waits: it completes while
+/// the blocking pool is full.
+#[test]
+fn a_callback_backends_reads_complete_with_the_blocking_pool_full() {
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_time().max_blocking_threads(1).build().unwrap();
+    rt.block_on(async {
+        let handle = StoreHandle::new(Arc::new(TwoStep(memory().store)));
+        let mut batch = Batch::new();
+        batch.mutations.push(Mutation::Put {
+            ks: Keyspace::Secret,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            expires_at: None,
+        });
+        assert!(matches!(handle.apply(batch, 1).await.unwrap(), Outcome::Applied(_)));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let occupant = tokio::task::spawn_blocking(move || {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+        });
+        started.await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), handle.get(Keyspace::Secret, b"k".to_vec(), 1))
+                .await;
+        let _ = release.send(());
+        occupant.await.unwrap();
+        let entry = read.expect("the read waited for a blocking thread").unwrap().unwrap();
+        assert_eq!(entry.value, b"v");
+    });
 }
 
 /// The memory backend behind [`TwoStep`].

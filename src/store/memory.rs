@@ -190,12 +190,8 @@ impl Store for MemoryStore {
         done(result);
     }
 
-    fn plans_block(&self) -> bool {
-        false
-    }
-
-    fn reads_block(&self) -> bool {
-        false
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { reads: ReadPath::InPlace, plans_block: false, commit_metrics: None }
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {

@@ -29,8 +29,8 @@ use std::sync::Arc;
 pub use memory::MemoryStore;
 pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 
-/// Unix time in seconds. Every time the store sees is passed in by the caller.
-pub type Timestamp = u64;
+pub use crate::clock::Timestamp;
+use crate::histogram::Histogram;
 
 /// A namespace of keys. Each keyspace maps to one table of a backend; the numeric tag is stable
 /// because it is written into the expiry index on disk.
@@ -305,11 +305,17 @@ pub trait Store: Send + Sync + 'static {
     /// It must not block on I/O itself, because async callers call it on the runtime.
     fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>);
 
-    /// Whether reads may wait on I/O; [`StoreHandle`] runs them on the blocking pool if so, and in
-    /// place otherwise.
-    fn reads_block(&self) -> bool {
-        true
+    /// [`Store::get`] without waiting: `done` is called exactly once with what `get` would have
+    /// returned. A backend whose reads are network calls ([`ReadPath::Callback`]) sends the request
+    /// and answers from whatever completes it, so no thread waits on the socket; the default answers
+    /// in place.
+    fn get_then(&self, ks: Keyspace, key: &[u8], now: Timestamp, done: Reply<Option<Entry>>) {
+        done(self.get(ks, key, now));
     }
+
+    /// What the backend can do and how its calls should be made, asked once by [`StoreHandle::new`].
+    /// One value rather than a hint method each, so a wrapper forwards it in one line.
+    fn capabilities(&self) -> Capabilities;
 
     /// Runs `plan` against the store at `now` and applies the batch it returns; `done` is called
     /// exactly once with the result.
@@ -333,12 +339,6 @@ pub trait Store: Send + Sync + 'static {
             let outcome = batch.map(|batch| self.apply(batch, now)).transpose()?;
             Ok(Planned { report, outcome })
         }));
-    }
-
-    /// Whether [`Store::apply_planned`] may block the calling thread; [`StoreHandle`] calls it on the
-    /// blocking pool if so. True for the two-step default.
-    fn plans_block(&self) -> bool {
-        true
     }
 
     /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed. It also
@@ -371,10 +371,58 @@ pub trait Store: Send + Sync + 'static {
         let _ = (now, visit);
         Err(StoreError::Io("this backend cannot take a consistent snapshot".into()))
     }
+}
 
+/// How [`StoreHandle`] makes a backend's point reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// Reads never wait on I/O (memory): called in place on the runtime.
+    InPlace,
+    /// Reads may wait on a disk (redb): called on the blocking pool.
+    Blocking,
+    /// Reads are requests to another process (a networked engine): point reads go through
+    /// [`Store::get_then`] and the task awaits the answer, holding no thread. Closures given to
+    /// [`StoreHandle::read`] still run on the blocking pool, since they call the blocking methods.
+    Callback,
+}
+
+/// What a backend tells [`StoreHandle`] about itself.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    pub reads: ReadPath,
+    /// Whether [`Store::apply_planned`] may block the calling thread; [`StoreHandle`] calls it on the
+    /// blocking pool if so. True for the trait's two-step default.
+    pub plans_block: bool,
     /// Group-commit observations, for backends that commit durably.
-    fn commit_metrics(&self) -> Option<&crate::metrics::CommitMetrics> {
-        None
+    pub commit_metrics: Option<Arc<CommitMetrics>>,
+}
+
+impl Default for Capabilities {
+    /// The cautious answer: every call may block, nothing is measured.
+    fn default() -> Capabilities {
+        Capabilities { reads: ReadPath::Blocking, plans_block: true, commit_metrics: None }
+    }
+}
+
+/// Group-commit sizes, in batches per transaction.
+pub const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+/// Durable commit latency buckets, in seconds.
+pub const COMMIT_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+/// Group-commit observations of a durable store.
+#[derive(Debug)]
+pub struct CommitMetrics {
+    pub group_size: Histogram,
+    pub commit_seconds: Histogram,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> CommitMetrics {
+        CommitMetrics {
+            group_size: Histogram::new(GROUP_BUCKETS),
+            commit_seconds: Histogram::new(COMMIT_BUCKETS),
+        }
     }
 }
 
@@ -505,13 +553,15 @@ pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> 
         Engine::Memory => Arc::new(MemoryStore::new()),
         Engine::Redb => Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?),
     };
-    Ok(StoreHandle { inner: store })
+    Ok(StoreHandle::new(store))
 }
 
 /// The concrete handle the server holds: cheap to clone, async methods that never block the runtime.
 #[derive(Clone)]
 pub struct StoreHandle {
     inner: Arc<dyn Store>,
+    /// The backend's answer to [`Store::capabilities`], asked once: it cannot change while it runs.
+    caps: Arc<Capabilities>,
 }
 
 impl fmt::Debug for StoreHandle {
@@ -522,7 +572,13 @@ impl fmt::Debug for StoreHandle {
 
 impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> StoreHandle {
-        StoreHandle { inner: store }
+        let caps = Arc::new(store.capabilities());
+        StoreHandle { inner: store, caps }
+    }
+
+    /// See [`Store::capabilities`].
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
     }
 
     /// The blocking interface, for callers already off the runtime (CLI, reaper passes, benches).
@@ -537,7 +593,10 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
-        if self.inner.reads_block() { self.run(f).await } else { f(&*self.inner) }
+        match self.caps.reads {
+            ReadPath::InPlace => f(&*self.inner),
+            ReadPath::Blocking | ReadPath::Callback => self.run(f).await,
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -556,7 +615,19 @@ impl StoreHandle {
     }
 
     pub async fn get(&self, ks: Keyspace, key: Vec<u8>, now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        self.read(move |s| s.get(ks, &key, now)).await
+        if self.caps.reads != ReadPath::Callback {
+            return self.read(move |s| s.get(ks, &key, now)).await;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner.get_then(
+            ks,
+            &key,
+            now,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        );
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
     pub async fn scan_prefix(
@@ -602,7 +673,7 @@ impl StoreHandle {
         let done: Reply<Planned> = Box::new(move |result| {
             let _ = reply.send(result);
         });
-        if self.inner.plans_block() {
+        if self.caps.plans_block {
             let store = Arc::clone(&self.inner);
             let ran = tokio::task::spawn_blocking(move || store.apply_planned(plan, now, done)).await;
             if let Err(err) = ran

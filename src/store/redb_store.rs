@@ -65,7 +65,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
-use crate::metrics::CommitMetrics;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -357,7 +356,7 @@ struct Counters {
     commit_nanos: AtomicU64,
     max_commit_nanos: AtomicU64,
     /// The same commits as histograms, for `/metrics`.
-    histograms: CommitMetrics,
+    histograms: Arc<CommitMetrics>,
 }
 
 /// A snapshot of the group-commit writer's work since the store was opened.
@@ -636,8 +635,12 @@ impl Store for RedbStore {
         self.send(Job::Plan { plan: Some(plan), now, reply: Some(reply) });
     }
 
-    fn plans_block(&self) -> bool {
-        false
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            reads: ReadPath::Blocking,
+            plans_block: false,
+            commit_metrics: Some(Arc::clone(&self.stats.histograms)),
+        }
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
@@ -711,10 +714,6 @@ impl Store for RedbStore {
             }
         }
         Ok(())
-    }
-
-    fn commit_metrics(&self) -> Option<&CommitMetrics> {
-        Some(&self.stats.histograms)
     }
 }
 
