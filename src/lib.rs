@@ -74,7 +74,7 @@ impl App {
     pub fn audit(
         &self,
         ctx: &Ctx,
-        event: &'static str,
+        event: audit::EventName,
         outcome: audit::Outcome,
         reason: Option<&'static str>,
         id: Option<&str>,
@@ -108,7 +108,12 @@ impl App {
             return;
         }
         let now = self.domain.now();
-        let mut e = audit::Event::about(now, "rate_limit.refused", audit::Outcome::Denied, net.to_string());
+        let mut e = audit::Event::about(
+            now,
+            audit::EventName::RateLimitRefused,
+            audit::Outcome::Denied,
+            net.to_string(),
+        );
         e.reason = Some(class.as_str());
         e.count = Some(u64::from(count));
         self.audit.record(&e);
@@ -139,7 +144,7 @@ impl App {
                 // The presented name is not recorded: it may be anything, a token pasted by mistake too.
                 self.audit(
                     ctx,
-                    "account.authenticated",
+                    audit::EventName::AccountAuthenticated,
                     audit::Outcome::Denied,
                     Some("bad_token"),
                     None,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Expiration, JsonError, read_json, store_error};
-use crate::audit::Outcome;
+use crate::audit::{EventName, Outcome};
 use crate::domain::secrets::{ClientError, Payload};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
@@ -67,9 +67,11 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Response<Body> {
     let name = Endpoint::Client(endpoint.clone()).name();
     let (event, id) = match &endpoint {
-        Client::Create | Client::CreateFile => (Some("secret.created"), None),
-        Client::Read { id } | Client::ReadFile { id } => (Some("secret.revealed"), Some(id.clone())),
-        Client::Delete { id } | Client::DeleteFile { id } => (Some("secret.deleted"), Some(id.clone())),
+        Client::Create | Client::CreateFile => (Some(EventName::SecretCreated), None),
+        Client::Read { id } | Client::ReadFile { id } => (Some(EventName::SecretRevealed), Some(id.clone())),
+        Client::Delete { id } | Client::DeleteFile { id } => {
+            (Some(EventName::SecretDeleted), Some(id.clone()))
+        }
         Client::Status { .. } | Client::FileStatus { .. } | Client::Unknown => (None, None),
     };
     let limited = match &endpoint {

@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::audit::Outcome;
+use crate::audit::{EventName, Outcome};
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::accounts::Account;
@@ -331,9 +331,9 @@ fn ok(value: &impl Serialize) -> Response<Body> {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
     let name = crate::router::Endpoint::V1(endpoint.clone()).name();
     let (event, key) = match &endpoint {
-        V1::Share | V1::Generate => (Some("secret.created"), None),
-        V1::Reveal { secret_key } => (Some("secret.revealed"), Some(secret_key.clone())),
-        V1::Burn { metadata_key } => (Some("secret.burned"), Some(metadata_key.clone())),
+        V1::Share | V1::Generate => (Some(EventName::SecretCreated), None),
+        V1::Reveal { secret_key } => (Some(EventName::SecretRevealed), Some(secret_key.clone())),
+        V1::Burn { metadata_key } => (Some(EventName::SecretBurned), Some(metadata_key.clone())),
         _ => (None, None),
     };
     let mut audited = Audited { key, account: None, reason: None };

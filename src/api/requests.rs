@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Expiration, JsonError, read_bytes, read_json, store_error};
-use crate::audit::Outcome;
+use crate::audit::{EventName, Outcome};
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
 use crate::domain::requests::RequestError;
 use crate::http::body;
@@ -110,12 +110,12 @@ impl From<RequestError> for Failed {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Response<Body> {
     let name = Endpoint::Requests(endpoint.clone()).name();
     let (event, id) = match &endpoint {
-        Requests::Create => ("request.created", None),
-        Requests::View { id } => ("request.viewed", Some(id.clone())),
-        Requests::Submit { id } => ("request.fulfilled", Some(id.clone())),
-        Requests::Collect { id } => ("request.secret_accessed", Some(id.clone())),
-        Requests::Revoke { id } => ("request.revoked", Some(id.clone())),
-        Requests::RotateKey { id } => ("request.key_rotated", Some(id.clone())),
+        Requests::Create => (EventName::RequestCreated, None),
+        Requests::View { id } => (EventName::RequestViewed, Some(id.clone())),
+        Requests::Submit { id } => (EventName::RequestFulfilled, Some(id.clone())),
+        Requests::Collect { id } => (EventName::RequestSecretAccessed, Some(id.clone())),
+        Requests::Revoke { id } => (EventName::RequestRevoked, Some(id.clone())),
+        Requests::RotateKey { id } => (EventName::RequestKeyRotated, Some(id.clone())),
         Requests::Unknown => return JsonError::new(StatusCode::NOT_FOUND, "Not found").render(name),
     };
     let limited = match &endpoint {
@@ -130,7 +130,16 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
     let (result, account) = dispatch(app, ctx, endpoint, req).await;
     match result {
         Ok((resp, created)) => {
-            let id = created.as_deref().or(id.as_deref());
+            // The requester's own state poll proves itself with the token; it is not a responder
+            // opening the link, and recording it as one would fill the trail with false views.
+            let event = match &created {
+                Some(Created::StatusChecked) => EventName::RequestStatusChecked,
+                _ => event,
+            };
+            let id = match &created {
+                Some(Created::Id(created)) => Some(created.as_str()),
+                _ => id.as_deref(),
+            };
             app.audit(ctx, event, Outcome::Success, None, id, account.as_deref());
             resp
         }
@@ -154,7 +163,15 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
     }
 }
 
-type Dispatched = (Result<(Response<Body>, Option<String>), Failed>, Option<String>);
+/// What a successful call tells its audit line beyond the endpoint.
+enum Created {
+    /// The id of the request it created.
+    Id(String),
+    /// A view by the requester (it presented the request's token).
+    StatusChecked,
+}
+
+type Dispatched = (Result<(Response<Body>, Option<Created>), Failed>, Option<String>);
 
 async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Dispatched {
     let d = &app.domain;
@@ -202,13 +219,13 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     "fingerprint": created.fingerprint,
                     "link": created.link,
                 });
-                Ok((http::json(StatusCode::OK, &reply), Some(created.id)))
+                Ok((http::json(StatusCode::OK, &reply), Some(Created::Id(created.id))))
             }
             .await;
             (result, account)
         }
         Requests::View { id } => {
-            let result = d.request_view(&id).await.map_err(Failed::from).map(|v| {
+            let result = d.request_view(&id, token.as_deref()).await.map_err(Failed::from).map(|v| {
                 let reply = json!({
                     "public_key": v.public_key,
                     "label": v.label,
@@ -216,7 +233,7 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     "expires_at": v.expires_at,
                     "fingerprint": v.fingerprint,
                 });
-                (http::json(StatusCode::OK, &reply), None)
+                (http::json(StatusCode::OK, &reply), v.by_requester.then_some(Created::StatusChecked))
             });
             (result, None)
         }

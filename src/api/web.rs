@@ -7,7 +7,7 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::audit::Outcome;
+use crate::audit::{EventName, Outcome};
 use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
@@ -150,7 +150,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Err(SecretError::Unknown) => (Outcome::Failure, Some("not_found")),
                 Err(_) => (Outcome::Failure, Some("internal")),
             };
-            app.audit(ctx, "secret.revealed", outcome, reason, Some(&id), None);
+            app.audit(ctx, EventName::SecretRevealed, outcome, reason, Some(&id), None);
             match result {
                 Ok(revealed) => {
                     let value = String::from_utf8_lossy(&revealed.value);
@@ -236,7 +236,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
                 Err(_) => (Outcome::Failure, None),
             };
-            app.audit(ctx, "secret.burned", outcome, reason, Some(&metadata_key), None);
+            app.audit(ctx, EventName::SecretBurned, outcome, reason, Some(&metadata_key), None);
             match result {
                 Ok(_) => page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>"),
                 Err(SecretError::IncorrectPassphrase) => page(

@@ -99,6 +99,9 @@ pub struct RequestView {
     pub state: RequestState,
     pub expires_at: Timestamp,
     pub fingerprint: String,
+    /// Whether the caller presented the request's management token: the requester polling its own
+    /// request rather than a responder opening the link. The reply is the same either way.
+    pub by_requester: bool,
 }
 
 #[derive(Debug)]
@@ -272,9 +275,13 @@ impl Domain {
         }
     }
 
-    pub async fn request_view(&self, id: &str) -> Result<RequestView, RequestError> {
+    /// A request as its responder sees it. A `token`, when presented, is checked only to tell who is
+    /// looking; a wrong one is not an error, since the view needs none.
+    pub async fn request_view(&self, id: &str, token: Option<&str>) -> Result<RequestView, RequestError> {
         let (r, _) = self.request_read(id).await?;
+        let by_requester = token.is_some_and(|token| digests_equal(&sha256(token.as_bytes()), &r.token_hash));
         Ok(RequestView {
+            by_requester,
             public_key: r.public_key,
             label: r.label,
             state: r.state,
