@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod reaper;
 pub mod router;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;
@@ -100,6 +101,14 @@ impl App {
         }
         self.audit_summaries();
         result.map_err(|refused| refused.retry_after)
+    }
+
+    /// [`App::rate`] for an endpoint's declared class; an endpoint without one is never limited.
+    pub fn rate_for(&self, ctx: &Ctx, class: Option<Class>) -> Result<(), u64> {
+        match class {
+            Some(class) => self.rate(ctx, class),
+            None => Ok(()),
+        }
     }
 
     /// One `rate_limit.refused` line: `count` refusals of `class` for the network `net`.

@@ -12,6 +12,8 @@ use hyper::Method;
 
 use crate::config::Mode;
 use crate::crypto;
+use crate::http::Kind;
+use crate::ratelimit::Class;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -129,7 +131,77 @@ pub enum Ops {
     Version,
 }
 
+impl V1 {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            V1::Share | V1::Generate => Some(Class::Creates),
+            V1::Reveal { .. } => Some(Class::Reveals),
+            V1::Status | V1::Authcheck | V1::Metadata { .. } | V1::Burn { .. } | V1::Recent | V1::Unknown => {
+                None
+            }
+        }
+    }
+}
+
+impl Client {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Client::Create | Client::CreateFile => Some(Class::Creates),
+            Client::Read { .. } | Client::ReadFile { .. } => Some(Class::Reveals),
+            Client::Status { .. }
+            | Client::Delete { .. }
+            | Client::FileStatus { .. }
+            | Client::DeleteFile { .. }
+            | Client::Unknown => None,
+        }
+    }
+}
+
+impl Requests {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Requests::Create => Some(Class::Creates),
+            Requests::Submit { .. } => Some(Class::Submissions),
+            Requests::View { .. }
+            | Requests::Collect { .. }
+            | Requests::Revoke { .. }
+            | Requests::RotateKey { .. }
+            | Requests::Unknown => None,
+        }
+    }
+}
+
+impl Web {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Web::SecretReveal { .. } => Some(Class::Reveals),
+            Web::Stylesheet | Web::SecretPage { .. } | Web::PrivatePage { .. } | Web::PrivateBurn { .. } => {
+                None
+            }
+        }
+    }
+}
+
 impl Endpoint {
+    /// Which header policy the endpoint's responses get.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Endpoint::Web(_) => Kind::Page,
+            Endpoint::Ui(Ui::Shell) => Kind::AppShell,
+            Endpoint::Ui(Ui::Asset { .. }) => Kind::Asset,
+            Endpoint::V1(_)
+            | Endpoint::Client(_)
+            | Endpoint::Requests(_)
+            | Endpoint::Ops(_)
+            | Endpoint::NotFound
+            | Endpoint::MethodNotAllowed(_) => Kind::Api,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Endpoint::V1(v1) => match v1 {

@@ -17,6 +17,7 @@ use crate::config::{Mode, Settings};
 use crate::crypto::MasterKey;
 use crate::domain::Domain;
 use crate::reaper;
+use crate::service::Service;
 use crate::shutdown::wait_for;
 use crate::store::{self, StoreError};
 use crate::systemd;
@@ -31,7 +32,10 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     for (listener, mode) in listeners {
         let app = Arc::clone(&app);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { crate::http::serve(app, listener, mode, wait_for(shutdown)).await });
+        let service = Arc::new(Service::new(Arc::clone(&app), mode));
+        tasks.spawn(async move {
+            crate::http::serve(service, listener, &app.domain.settings.http, wait_for(shutdown)).await
+        });
     }
     let d = &app.domain;
     let stats = Arc::clone(&app.metrics.reaper);

@@ -10,13 +10,12 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Expiration, JsonError, read_json, store_error};
+use super::{AuditFacts, Expiration, Handled, JsonError, SurfaceError, read_json, store_error};
 use crate::audit::{EventName, Outcome};
 use crate::domain::secrets::{ClientError, Payload};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
-use crate::router::{Client, Endpoint};
+use crate::router::Client;
 use crate::{App, Ctx};
 
 /// `POST /create/secret` body. `one_time` omitted means one-time: the safer default.
@@ -64,8 +63,7 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|n| headers.get(*n)).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Response<Body> {
-    let name = Endpoint::Client(endpoint.clone()).name();
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
         Client::Create | Client::CreateFile => (Some(EventName::SecretCreated), None),
         Client::Read { id } | Client::ReadFile { id } => (Some(EventName::SecretRevealed), Some(id.clone())),
@@ -74,28 +72,23 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incomin
         }
         Client::Status { .. } | Client::FileStatus { .. } | Client::Unknown => (None, None),
     };
-    let limited = match &endpoint {
-        Client::Create | Client::CreateFile => app.rate(ctx, Class::Creates),
-        Client::Read { .. } | Client::ReadFile { .. } => app.rate(ctx, Class::Reveals),
-        _ => Ok(()),
+    let limited = match endpoint.rate_class() {
+        Some(class) => app.rate(ctx, class),
+        None => Ok(()),
     };
     let result = match limited {
         Ok(()) => dispatch(app, endpoint, req).await,
         Err(retry_after) => Err(JsonError::rate_limited(retry_after)),
     };
-    if let Some(event) = event {
-        match &result {
-            Ok((_, created)) => {
-                let id = created.as_deref().or(id.as_deref());
-                app.audit(ctx, event, Outcome::Success, None, id, None);
-            }
-            Err(err) => app.audit(ctx, event, Outcome::Failure, Some(reason(err)), id.as_deref(), None),
-        }
-    }
-    match result {
-        Ok((resp, _)) => resp,
-        Err(err) => err.render(name),
-    }
+    let (result, created) = match result {
+        Ok((resp, created)) => (Ok(resp), created),
+        Err(err) => (Err(err), None),
+    };
+    let audit = event.map(|event| match &result {
+        Ok(_) => AuditFacts::new(event, Outcome::Success, None, created.or(id)),
+        Err(err) => AuditFacts::new(event, Outcome::Failure, Some(reason(err)), id),
+    });
+    Handled { result, audit }
 }
 
 /// The response, and the id of a secret it created (for the audit line).
@@ -201,6 +194,6 @@ async fn dispatch(
             d.client_delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::no_content(), None))
         }
-        Client::Unknown => Err(JsonError::new(StatusCode::NOT_FOUND, "Not found")),
+        Client::Unknown => Err(JsonError::not_found()),
     }
 }

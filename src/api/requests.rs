@@ -8,14 +8,13 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Expiration, JsonError, read_bytes, read_json, store_error};
+use super::{AuditFacts, Expiration, Handled, JsonError, SurfaceError, read_bytes, read_json, store_error};
 use crate::audit::{EventName, Outcome};
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
 use crate::domain::requests::RequestError;
 use crate::http::body;
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
-use crate::router::{Endpoint, Requests};
+use crate::router::Requests;
 use crate::{App, AuthRefused, Ctx};
 
 /// `POST /request` body.
@@ -107,8 +106,7 @@ impl From<RequestError> for Failed {
     }
 }
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Response<Body> {
-    let name = Endpoint::Requests(endpoint.clone()).name();
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
         Requests::Create => (EventName::RequestCreated, None),
         Requests::View { id } => (EventName::RequestViewed, Some(id.clone())),
@@ -116,37 +114,29 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
         Requests::Collect { id } => (EventName::RequestSecretAccessed, Some(id.clone())),
         Requests::Revoke { id } => (EventName::RequestRevoked, Some(id.clone())),
         Requests::RotateKey { id } => (EventName::RequestKeyRotated, Some(id.clone())),
-        Requests::Unknown => return JsonError::new(StatusCode::NOT_FOUND, "Not found").render(name),
+        Requests::Unknown => return Handled::unaudited(Err(JsonError::not_found())),
     };
-    let limited = match &endpoint {
-        Requests::Create => app.rate(ctx, Class::Creates),
-        Requests::Submit { .. } => app.rate(ctx, Class::Submissions),
-        _ => Ok(()),
-    };
-    if let Err(retry_after) = limited {
-        app.audit(ctx, event, Outcome::Denied, Some("rate_limited"), id.as_deref(), None);
-        return JsonError::rate_limited(retry_after).render(name);
+    if let Some(class) = endpoint.rate_class()
+        && let Err(retry_after) = app.rate(ctx, class)
+    {
+        let audit = AuditFacts::new(event, Outcome::Denied, Some("rate_limited"), id);
+        return Handled { result: Err(JsonError::rate_limited(retry_after)), audit: Some(audit) };
     }
     let (result, account) = dispatch(app, ctx, endpoint, req).await;
-    match result {
+    let (result, audit) = match result {
         Ok((resp, created)) => {
             // The requester's own state poll proves itself with the token; it is not a responder
             // opening the link, and recording it as one would fill the trail with false views.
-            let event = match &created {
-                Some(Created::StatusChecked) => EventName::RequestStatusChecked,
-                _ => event,
+            let (event, id) = match created {
+                Some(Created::StatusChecked) => (EventName::RequestStatusChecked, id),
+                Some(Created::Id(created)) => (event, Some(created)),
+                None => (event, id),
             };
-            let id = match &created {
-                Some(Created::Id(created)) => Some(created.as_str()),
-                _ => id.as_deref(),
-            };
-            app.audit(ctx, event, Outcome::Success, None, id, account.as_deref());
-            resp
+            (Ok(resp), AuditFacts::new(event, Outcome::Success, None, id))
         }
         Err(Failed::Domain(err)) => {
             let (outcome, reason) = audit_reason(&err);
-            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
-            request_error(err).render(name)
+            (Err(request_error(err)), AuditFacts::new(event, outcome, Some(reason), id))
         }
         Err(Failed::Wire(err)) => {
             let outcome =
@@ -157,10 +147,10 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
             } else {
                 "invalid_request"
             };
-            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
-            err.render(name)
+            (Err(err), AuditFacts::new(event, outcome, Some(reason), id))
         }
-    }
+    };
+    Handled { result, audit: Some(AuditFacts { account, ..audit }) }
 }
 
 /// What a successful call tells its audit line beyond the endpoint.
@@ -278,6 +268,6 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
             .await;
             (result, None)
         }
-        Requests::Unknown => (Err(JsonError::new(StatusCode::NOT_FOUND, "Not found").into()), None),
+        Requests::Unknown => (Err(JsonError::not_found().into()), None),
     }
 }
