@@ -66,9 +66,11 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
         Client::Create | Client::CreateFile => (Some(EventName::SecretCreated), None),
-        Client::Read { id } | Client::ReadFile { id } => (Some(EventName::SecretRevealed), Some(id.clone())),
+        Client::Read { id } | Client::ReadFile { id } => {
+            (Some(EventName::SecretRevealed), Some(id.as_str().to_owned()))
+        }
         Client::Delete { id } | Client::DeleteFile { id } => {
-            (Some(EventName::SecretDeleted), Some(id.clone()))
+            (Some(EventName::SecretDeleted), Some(id.as_str().to_owned()))
         }
         Client::Status { .. } | Client::FileStatus { .. } | Client::Unknown => (None, None),
     };

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use super::{AuditFacts, Handled, SurfaceError};
 use crate::audit::{EventName, Outcome};
-use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::accounts::Account;
 use crate::domain::secrets::{
@@ -352,8 +351,8 @@ fn ok(value: &impl Serialize) -> Response<Body> {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Handled<V1Error> {
     let (event, key) = match &endpoint {
         V1::Share | V1::Generate => (Some(EventName::SecretCreated), None),
-        V1::Reveal { secret_key } => (Some(EventName::SecretRevealed), Some(secret_key.clone())),
-        V1::Burn { metadata_key } => (Some(EventName::SecretBurned), Some(metadata_key.clone())),
+        V1::Reveal { secret_key } => (Some(EventName::SecretRevealed), Some(secret_key.as_str().to_owned())),
+        V1::Burn { metadata_key } => (Some(EventName::SecretBurned), Some(metadata_key.as_str().to_owned())),
         V1::Status | V1::Authcheck | V1::Metadata { .. } | V1::Recent | V1::Unknown => (None, None),
     };
     let mut audited = Audited { key, account: None, reason: None };
@@ -443,8 +442,8 @@ async fn dispatch(
             Ok(ok(&body))
         }
         V1::Reveal { secret_key } => {
-            if !is_key_shaped(&secret_key) {
-                return Err(V1Error::Unknown(secret_key));
+            if !secret_key.is_key_shaped() {
+                return Err(V1Error::Unknown(secret_key.into_string()));
             }
             if app.rate_for(ctx, class).is_err() {
                 audited.reason = Some("rate_limited");
@@ -477,16 +476,16 @@ async fn dispatch(
             }))
         }
         V1::Metadata { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return Err(V1Error::Unknown(metadata_key));
+            if !metadata_key.is_key_shaped() {
+                return Err(V1Error::Unknown(metadata_key.into_string()));
             }
             let view =
                 d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
             Ok(ok(&metadata_json(&view, false)))
         }
         V1::Burn { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return Err(V1Error::Unknown(metadata_key));
+            if !metadata_key.is_key_shaped() {
+                return Err(V1Error::Unknown(metadata_key.into_string()));
             }
             let passphrase = params.passphrase();
             let guesses = app.passphrase_guesses(ctx);

@@ -109,11 +109,11 @@ impl From<RequestError> for Failed {
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
         Requests::Create => (EventName::RequestCreated, None),
-        Requests::View { id } => (EventName::RequestViewed, Some(id.clone())),
-        Requests::Submit { id } => (EventName::RequestFulfilled, Some(id.clone())),
-        Requests::Collect { id } => (EventName::RequestSecretAccessed, Some(id.clone())),
-        Requests::Revoke { id } => (EventName::RequestRevoked, Some(id.clone())),
-        Requests::RotateKey { id } => (EventName::RequestKeyRotated, Some(id.clone())),
+        Requests::View { id } => (EventName::RequestViewed, Some(id.as_str().to_owned())),
+        Requests::Submit { id } => (EventName::RequestFulfilled, Some(id.as_str().to_owned())),
+        Requests::Collect { id } => (EventName::RequestSecretAccessed, Some(id.as_str().to_owned())),
+        Requests::Revoke { id } => (EventName::RequestRevoked, Some(id.as_str().to_owned())),
+        Requests::RotateKey { id } => (EventName::RequestKeyRotated, Some(id.as_str().to_owned())),
         Requests::Unknown => return Handled::unaudited(Err(JsonError::not_found())),
     };
     if let Some(class) = endpoint.rate_class()

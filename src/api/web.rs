@@ -9,12 +9,11 @@ use hyper::{Request, Response, StatusCode};
 
 use super::{AuditFacts, Handled, SurfaceError};
 use crate::audit::{EventName, Outcome};
-use crate::crypto::is_key_shaped;
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
-use crate::router::Web;
+use crate::router::{V1Key, Web};
 use crate::{App, Ctx};
 
 const STYLESHEET: &str = include_str!("lethe.css");
@@ -167,7 +166,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
         }
         Web::SecretPage { id } => Handled::unaudited(secret_page(app, &id, "").await),
         Web::SecretReveal { id } => {
-            if !is_key_shaped(&id) {
+            if !id.is_key_shaped() {
                 return Handled::unaudited(Err(PageError::Gone));
             }
             if app.rate_for(ctx, class).is_err() {
@@ -210,12 +209,12 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 }
                 Err(err) => Err(PageError::from(err)),
             };
-            let audit = AuditFacts::new(EventName::SecretRevealed, outcome, reason, Some(id));
+            let audit = AuditFacts::new(EventName::SecretRevealed, outcome, reason, Some(id.into_string()));
             Handled { result, audit: Some(audit) }
         }
         Web::PrivatePage { metadata_key } => Handled::unaudited(private_page(app, &metadata_key).await),
         Web::PrivateBurn { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
+            if !metadata_key.is_key_shaped() {
                 return Handled::unaudited(Err(PageError::Gone));
             }
             let passphrase = match form_passphrase(req).await {
@@ -234,15 +233,16 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Ok(_) => Ok(page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>")),
                 Err(err) => Err(PageError::from(err)),
             };
-            let audit = AuditFacts::new(EventName::SecretBurned, outcome, reason, Some(metadata_key));
+            let audit =
+                AuditFacts::new(EventName::SecretBurned, outcome, reason, Some(metadata_key.into_string()));
             Handled { result, audit: Some(audit) }
         }
     }
 }
 
 /// The recipient's page: the Reveal button (and a passphrase field when needed), after `note`.
-async fn secret_page(app: &App, id: &str, note: &str) -> Result<Response<Body>, PageError> {
-    if !is_key_shaped(id) {
+async fn secret_page(app: &App, id: &V1Key, note: &str) -> Result<Response<Body>, PageError> {
+    if !id.is_key_shaped() {
         return Err(PageError::Gone);
     }
     match app.domain.peek(id).await? {
@@ -254,8 +254,8 @@ async fn secret_page(app: &App, id: &str, note: &str) -> Result<Response<Body>, 
 }
 
 /// The creator's state page.
-async fn private_page(app: &App, metadata_key: &str) -> Result<Response<Body>, PageError> {
-    if !is_key_shaped(metadata_key) {
+async fn private_page(app: &App, metadata_key: &V1Key) -> Result<Response<Body>, PageError> {
+    if !metadata_key.is_key_shaped() {
         return Err(PageError::Gone);
     }
     let d = &app.domain;
