@@ -43,9 +43,8 @@ use tokio::sync::watch;
 use crate::App;
 use crate::clock::SystemClock;
 use crate::config::{Http, Mode, PassphraseRules, RateLimit, RawConfig, RawListener};
-use crate::crypto::MasterKey;
-use crate::domain::Domain;
-use crate::store::{self, Engine, RedbStore, StoreHandle, WriterStats};
+use crate::server::Parts;
+use crate::store::{self, Engine, RedbStore, WriterStats};
 
 /// A password-encrypted OpenPGP message (SKESK + SEIPD), made once with
 /// `gpg --symmetric --armor --cipher-algo AES256`. The server only checks its shape; nobody decrypts it.
@@ -1204,19 +1203,10 @@ impl LocalServer {
             ..RawConfig::default()
         };
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);
-        let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(|e| e.to_string())?;
         let db_file = dir.path().join(store::REDB_FILE);
-        let (handle, redb) = match engine {
-            Engine::Redb => {
-                let redb = Arc::new(RedbStore::open(&db_file).map_err(|e| format!("store: {e}"))?);
-                (StoreHandle::new(redb.clone()), Some(redb))
-            }
-            Engine::Memory => {
-                (store::open(Engine::Memory, dir.path()).map_err(|e| format!("store: {e}"))?, None)
-            }
-        };
-        let domain = Domain::new(settings, handle, Arc::new(SystemClock), keys);
-        let app = Arc::new(App::new(domain, crate::audit::AuditSink::disabled()));
+        let parts = Parts::open(settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+        let redb = parts.redb.clone();
+        let app = Arc::new(parts.app(crate::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(crate::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
         Ok(LocalServer { base, stop, task, app, redb, db_file, dir })

@@ -144,7 +144,7 @@ impl App {
         token: &str,
     ) -> Result<domain::accounts::Account, AuthRefused> {
         self.rate(ctx, Class::FailedTokens).map_err(AuthRefused::Limited)?;
-        match self.domain.authenticate(name, token).await {
+        match self.domain.accounts.authenticate(name, token).await {
             Ok(account) => {
                 self.limiter.release(Class::FailedTokens, ctx.client_ip, self.domain.now());
                 Ok(account)

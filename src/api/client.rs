@@ -46,6 +46,9 @@ fn client_error(err: ClientError, payload: Payload) -> JsonError {
             }
         },
         ClientError::NotFound => JsonError::new(StatusCode::NOT_FOUND, "Secret not found"),
+        // A key too busy to change is a passing state, like a store that cannot write for now.
+        err @ ClientError::Contention => JsonError::unavailable(err),
+        err @ ClientError::Collision => JsonError::internal(err),
         ClientError::Store(err) => store_error(err),
     }
 }
@@ -110,12 +113,8 @@ async fn dispatch(
                 return Err(client_error(ClientError::InvalidExpiration, Payload::Message));
             };
             let id = d
-                .client_create(
-                    Payload::Message,
-                    message.into_bytes(),
-                    expiration,
-                    body.one_time.unwrap_or(true),
-                )
+                .client
+                .create(Payload::Message, message.into_bytes(), expiration, body.one_time.unwrap_or(true))
                 .await
                 .map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::json(StatusCode::OK, &json!({"message": id})), Some(id)))
@@ -151,14 +150,15 @@ async fn dispatch(
                 }
             };
             let id = d
-                .client_create(Payload::File, bytes.to_vec(), expiration, one_time)
+                .client
+                .create(Payload::File, bytes.to_vec(), expiration, one_time)
                 .await
                 .map_err(|e| client_error(e, Payload::File))?;
             Ok((http::json(StatusCode::OK, &json!({"message": id})), Some(id)))
         }
         Client::Read { id } => {
             let opened =
-                d.client_read(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
+                d.client.read(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
             let message = String::from_utf8_lossy(&opened.data);
             let body =
                 json!({"message": message, "expiration": opened.expiration, "one_time": opened.one_time});
@@ -166,7 +166,7 @@ async fn dispatch(
         }
         Client::ReadFile { id } => {
             let opened =
-                d.client_read(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+                d.client.read(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             let mut resp = Response::new(Full::new(opened.data.into()));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp.headers_mut().insert("x-lethe-expiration", HeaderValue::from(opened.expiration));
@@ -178,22 +178,23 @@ async fn dispatch(
         }
         Client::Status { id } => {
             let one_time = d
-                .client_status(&id, Payload::Message)
+                .client
+                .status(&id, Payload::Message)
                 .await
                 .map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
         }
         Client::FileStatus { id } => {
             let one_time =
-                d.client_status(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+                d.client.status(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
         }
         Client::Delete { id } => {
-            d.client_delete(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
+            d.client.delete(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::no_content(), None))
         }
         Client::DeleteFile { id } => {
-            d.client_delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+            d.client.delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::no_content(), None))
         }
         Client::Unknown => Err(JsonError::not_found()),

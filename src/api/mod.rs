@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::audit::{EventName, Outcome};
+use crate::domain::secrets::SecretError;
 use crate::http::body::{self, BodyError};
 use crate::http::{self as h, Body};
 
@@ -55,6 +56,32 @@ impl AuditFacts {
         id: Option<String>,
     ) -> AuditFacts {
         AuditFacts { event, outcome, reason, id, account: None }
+    }
+}
+
+/// The audit outcome and reason of a refused reveal, the same whichever surface (the v1 dialect or the
+/// recipient's page) asked: the reveal guard's one account of why.
+pub fn reveal_refusal(err: &SecretError) -> (Outcome, &'static str) {
+    match err {
+        SecretError::WrongPassphrase => (Outcome::Failure, "wrong_passphrase"),
+        SecretError::PassphraseRequired => (Outcome::Failure, "passphrase_required"),
+        SecretError::GuessesExhausted => (Outcome::Denied, "rate_limited"),
+        SecretError::Locked => (Outcome::Denied, "locked"),
+        SecretError::Unknown => (Outcome::Failure, "not_found"),
+        SecretError::IncorrectPassphrase
+        | SecretError::Empty
+        | SecretError::TooLarge(_)
+        | SecretError::PassphraseTooLong
+        | SecretError::RecipientNeedsAccount
+        | SecretError::InvalidRecipient
+        | SecretError::MailUnavailable
+        | SecretError::UnknownDomain(_)
+        | SecretError::InvalidLength
+        | SecretError::Contention
+        | SecretError::Collision
+        | SecretError::Store(_)
+        | SecretError::Crypto(_)
+        | SecretError::Passphrase(_) => (Outcome::Failure, "internal"),
     }
 }
 

@@ -45,10 +45,10 @@ async fn reply(app: &App, ctx: &Ctx, endpoint: Ops) -> Result<Response<Body>, Js
             http::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
-        Ops::Ready => match app.domain.store.check().await {
+        Ops::Ready => match app.domain.store().check().await {
             // A store that reads but cannot commit (recovering from a full disk) is not ready either:
             // creates and reveals would fail.
-            Ok(()) if !app.domain.store.healthy() => {
+            Ok(()) if !app.domain.store().healthy() => {
                 tracing::warn!("readiness check failed: the store cannot commit writes yet");
                 http::json(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -75,14 +75,14 @@ async fn gauges(app: &App) -> Gauges {
     for (kind, ks) in
         [("secret", Keyspace::Secret), ("metadata", Keyspace::Metadata), ("request", Keyspace::Request)]
     {
-        match d.store.count(ks).await {
+        match d.store().count(ks).await {
             Ok(n) => live_records.push((kind, n)),
             Err(err) => tracing::warn!(error = %err, "cannot count records for metrics"),
         }
     }
     Gauges {
         live_records,
-        commits: d.store.capabilities().commit_metrics.clone(),
+        commits: d.store().capabilities().commit_metrics.clone(),
         bcrypt_queue_depth: d.hasher.queue_depth(),
         passphrase_checks: d.hasher.checks(),
     }

@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AuditFacts, Handled, SurfaceError};
+use super::{AuditFacts, Handled, SurfaceError, reveal_refusal};
 use crate::audit::{EventName, Outcome};
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::accounts::Account;
@@ -70,9 +70,11 @@ impl V1Error {
             SecretError::InvalidLength => V1Error::Invalid(format!(
                 "Generated password length must be between {GENERATE_MIN_LENGTH} and {GENERATE_MAX_LENGTH} characters"
             )),
-            err @ (SecretError::Store(_) | SecretError::Crypto(_) | SecretError::Passphrase(_)) => {
-                V1Error::Internal(err.to_string())
-            }
+            err @ (SecretError::Contention
+            | SecretError::Collision
+            | SecretError::Store(_)
+            | SecretError::Crypto(_)
+            | SecretError::Passphrase(_)) => V1Error::Internal(err.to_string()),
         }
     }
 
@@ -435,7 +437,8 @@ async fn dispatch(
                 share_domain: params.get("share_domain").map(str::to_owned),
                 generate_length,
             };
-            let created = d.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let created =
+                d.secrets.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
             audited.key = created.metadata.secret_key.clone();
             let mut body = metadata_json(&created.metadata, false);
             body.value = created.value.as_deref();
@@ -451,15 +454,10 @@ async fn dispatch(
             }
             let passphrase = params.passphrase();
             let guesses = app.passphrase_guesses(ctx);
-            let revealed = match d.reveal(&secret_key, passphrase.as_ref(), &guesses).await {
+            let revealed = match d.secrets.reveal(&secret_key, passphrase.as_ref(), &guesses).await {
                 Ok(revealed) => revealed,
                 Err(err) => {
-                    audited.reason = match err {
-                        SecretError::WrongPassphrase => Some("wrong_passphrase"),
-                        SecretError::PassphraseRequired => Some("passphrase_required"),
-                        SecretError::GuessesExhausted => Some("rate_limited"),
-                        _ => None,
-                    };
+                    audited.reason = Some(reveal_refusal(&err).1);
                     return Err(V1Error::from_secret(err, &secret_key));
                 }
             };
@@ -479,8 +477,11 @@ async fn dispatch(
             if !metadata_key.is_key_shaped() {
                 return Err(V1Error::Unknown(metadata_key.into_string()));
             }
-            let view =
-                d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let view = d
+                .secrets
+                .metadata(&metadata_key, true)
+                .await
+                .map_err(|e| V1Error::from_secret(e, &metadata_key))?;
             Ok(ok(&metadata_json(&view, false)))
         }
         V1::Burn { metadata_key } => {
@@ -489,7 +490,8 @@ async fn dispatch(
             }
             let passphrase = params.passphrase();
             let guesses = app.passphrase_guesses(ctx);
-            let (view, secret_key) = match d.burn(&metadata_key, passphrase.as_ref(), &guesses).await {
+            let (view, secret_key) = match d.secrets.burn(&metadata_key, passphrase.as_ref(), &guesses).await
+            {
                 Ok(burned) => burned,
                 Err(err) => {
                     if let SecretError::GuessesExhausted = err {
@@ -503,7 +505,7 @@ async fn dispatch(
         }
         V1::Recent => {
             let Some(account) = account else { return Err(V1Error::NotAuthorized) };
-            let views = d.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let views = d.secrets.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
             Ok(ok(&views.iter().map(|v| metadata_json(v, true)).collect::<Vec<_>>()))
         }
         V1::Unknown => Err(V1Error::NoRoute),

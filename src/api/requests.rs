@@ -60,6 +60,9 @@ fn request_error(err: RequestError) -> JsonError {
             JsonError::new(S::CONFLICT, "A secret has already been provided for this request")
         }
         RequestError::NotYetFulfilled => JsonError::new(S::CONFLICT, "No secret has been provided yet"),
+        // A key too busy to change is a passing state, like a store that cannot write for now.
+        err @ RequestError::Contention => JsonError::unavailable(err),
+        err @ RequestError::Collision => JsonError::internal(err),
         RequestError::Store(err) => store_error(err),
     }
 }
@@ -76,7 +79,9 @@ fn audit_reason(err: &RequestError) -> (Outcome, &'static str) {
         RequestError::NotEncrypted | RequestError::TooLong => (Outcome::Failure, "invalid_message"),
         RequestError::InvalidKey(_) => (Outcome::Failure, "invalid_key"),
         RequestError::InvalidExpiration | RequestError::LabelTooLong => (Outcome::Failure, "invalid_request"),
-        RequestError::Store(_) => (Outcome::Failure, "internal"),
+        RequestError::Contention | RequestError::Collision | RequestError::Store(_) => {
+            (Outcome::Failure, "internal")
+        }
     }
 }
 
@@ -201,7 +206,7 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     return Err(RequestError::InvalidExpiration.into());
                 };
                 let public_key = body.public_key.unwrap_or_default();
-                let created = d.request_create(&public_key, body.label, expiration, account.clone()).await?;
+                let created = d.requests.create(&public_key, body.label, expiration, account.clone()).await?;
                 let reply = json!({
                     "id": created.id,
                     "token": created.token,
@@ -215,7 +220,7 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
             (result, account)
         }
         Requests::View { id } => {
-            let result = d.request_view(&id, token.as_deref()).await.map_err(Failed::from).map(|v| {
+            let result = d.requests.view(&id, token.as_deref()).await.map_err(Failed::from).map(|v| {
                 let reply = json!({
                     "public_key": v.public_key,
                     "label": v.label,
@@ -230,7 +235,7 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
         Requests::Submit { id } => {
             let result = async {
                 let body: SubmitSecret = read_json(req.into_body(), message_limit).await?;
-                d.request_submit(&id, &body.message.unwrap_or_default()).await?;
+                d.requests.submit(&id, &body.message.unwrap_or_default()).await?;
                 Ok((http::json(StatusCode::OK, &json!({"message": "secret provided"})), None))
             }
             .await;
@@ -238,7 +243,8 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
         }
         Requests::Collect { id } => {
             let result = d
-                .request_collect(&id, token.as_deref())
+                .requests
+                .collect(&id, token.as_deref())
                 .await
                 .map(|message| (http::json(StatusCode::OK, &json!({"message": message})), None))
                 .map_err(Failed::from);
@@ -246,7 +252,8 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
         }
         Requests::Revoke { id } => {
             let result = d
-                .request_revoke(&id, token.as_deref())
+                .requests
+                .revoke(&id, token.as_deref())
                 .await
                 .map(|()| (http::no_content(), None))
                 .map_err(Failed::from);
@@ -258,10 +265,12 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                 // check existence, token and state before even parsing them, so an anonymous caller
                 // learns nothing from key validation errors.
                 let bytes = read_bytes(req.into_body(), key_limit).await?;
-                d.request_check_pending(&id, token.as_deref()).await?;
+                d.requests.check_pending(&id, token.as_deref()).await?;
                 let body: RotateKey = super::decode_json(&bytes)?;
-                let fingerprint =
-                    d.request_rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default()).await?;
+                let fingerprint = d
+                    .requests
+                    .rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default())
+                    .await?;
                 let reply = json!({"message": "public key updated", "fingerprint": fingerprint});
                 Ok((http::json(StatusCode::OK, &reply), None))
             }

@@ -7,7 +7,7 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::{AuditFacts, Handled, SurfaceError};
+use super::{AuditFacts, Handled, SurfaceError, reveal_refusal};
 use crate::audit::{EventName, Outcome};
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
@@ -80,6 +80,8 @@ impl From<SecretError> for PageError {
             | SecretError::MailUnavailable
             | SecretError::UnknownDomain(_)
             | SecretError::InvalidLength
+            | SecretError::Contention
+            | SecretError::Collision
             | SecretError::Store(_)
             | SecretError::Crypto(_)
             | SecretError::Passphrase(_)) => PageError::Internal(other.to_string()),
@@ -176,15 +178,14 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Ok(p) => p,
                 Err(_) => return Handled::unaudited(Err(PageError::BadForm)),
             };
-            let result = app.domain.reveal(&id, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
+            let result =
+                app.domain.secrets.reveal(&id, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
             let (outcome, reason) = match &result {
                 Ok(_) => (Outcome::Success, None),
-                Err(SecretError::WrongPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
-                Err(SecretError::PassphraseRequired) => (Outcome::Failure, Some("passphrase_required")),
-                Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
-                Err(SecretError::Locked) => (Outcome::Denied, Some("locked")),
-                Err(SecretError::Unknown) => (Outcome::Failure, Some("not_found")),
-                Err(_) => (Outcome::Failure, Some("internal")),
+                Err(err) => {
+                    let (outcome, reason) = reveal_refusal(err);
+                    (outcome, Some(reason))
+                }
             };
             let result = match result {
                 Ok(revealed) => {
@@ -221,8 +222,11 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                 Ok(p) => p,
                 Err(_) => return Handled::unaudited(Err(PageError::BadForm)),
             };
-            let result =
-                app.domain.burn(&metadata_key, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
+            let result = app
+                .domain
+                .secrets
+                .burn(&metadata_key, passphrase.as_ref(), &app.passphrase_guesses(ctx))
+                .await;
             let (outcome, reason) = match &result {
                 Ok(_) => (Outcome::Success, None),
                 Err(SecretError::IncorrectPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
@@ -245,7 +249,7 @@ async fn secret_page(app: &App, id: &V1Key, note: &str) -> Result<Response<Body>
     if !id.is_key_shaped() {
         return Err(PageError::Gone);
     }
-    match app.domain.peek(id).await? {
+    match app.domain.secrets.peek(id).await? {
         Some(peek) => {
             Ok(page(StatusCode::OK, "A secret for you", &reveal_form(id, peek.passphrase_required, note)))
         }
@@ -259,7 +263,7 @@ async fn private_page(app: &App, metadata_key: &V1Key) -> Result<Response<Body>,
         return Err(PageError::Gone);
     }
     let d = &app.domain;
-    let view = d.metadata(metadata_key, true).await?;
+    let view = d.secrets.metadata(metadata_key, true).await?;
     let mut body = format!(
         "<p>State: <strong>{}</strong></p><p>Created: {} (Unix time); the secret lived up to {} seconds.</p>",
         view.state.as_str(),
@@ -267,7 +271,7 @@ async fn private_page(app: &App, metadata_key: &V1Key) -> Result<Response<Body>,
         view.ttl
     );
     if let (Some(secret_key), Some(left)) = (&view.secret_key, view.secret_ttl) {
-        let link = d.secret_link(&view.share_domain, secret_key);
+        let link = d.secrets.secret_link(&view.share_domain, secret_key);
         body.push_str(&format!(
             "<p>Share this link; it works once and expires in {left} seconds:</p>\
              <p><input readonly value=\"{link}\" aria-label=\"Link\"></p>\

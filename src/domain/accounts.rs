@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CAS_RETRIES, Domain};
+use super::{Accounts, CAS_RETRIES};
 use crate::crypto::{self, digests_equal, new_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
@@ -38,6 +38,9 @@ pub enum AccountError {
     InvalidName,
     /// Wrong name or token.
     BadCredentials,
+    /// The account kept changing under concurrent writers until the retries were spent
+    /// ([`CAS_RETRIES`]); nothing was changed.
+    Contention,
     Store(StoreError),
 }
 
@@ -50,6 +53,7 @@ impl fmt::Display for AccountError {
                 f.write_str("account names are 1 to 254 bytes with no spaces, colons or control characters")
             }
             AccountError::BadCredentials => f.write_str("bad credentials"),
+            AccountError::Contention => f.write_str("account changed concurrently too often"),
             AccountError::Store(err) => err.fmt(f),
         }
     }
@@ -70,9 +74,9 @@ fn validate_name(name: &str) -> Result<(), AccountError> {
     if ok { Ok(()) } else { Err(AccountError::InvalidName) }
 }
 
-impl Domain {
+impl Accounts {
     /// Creates an account and returns its token, the only time the token is ever available.
-    pub async fn account_add(&self, name: &str) -> Result<String, AccountError> {
+    pub async fn add(&self, name: &str) -> Result<String, AccountError> {
         validate_name(name)?;
         let token = new_token();
         let record = AccountRecord {
@@ -94,7 +98,7 @@ impl Domain {
     }
 
     /// Every account, ordered by name.
-    pub async fn account_list(&self) -> Result<Vec<Account>, AccountError> {
+    pub async fn list(&self) -> Result<Vec<Account>, AccountError> {
         let rows = self.store.scan_prefix(Keyspace::Account, Vec::new(), self.now(), usize::MAX).await?;
         rows.into_iter()
             .map(|(_, entry)| {
@@ -105,7 +109,7 @@ impl Domain {
     }
 
     /// Replaces the token; the old one stops working with this commit.
-    pub async fn account_rotate_token(&self, name: &str) -> Result<String, AccountError> {
+    pub async fn rotate_token(&self, name: &str) -> Result<String, AccountError> {
         validate_name(name)?;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
@@ -125,10 +129,10 @@ impl Domain {
                 return Ok(token);
             }
         }
-        Err(AccountError::Store(StoreError::Io("account changed concurrently too often".into())))
+        Err(AccountError::Contention)
     }
 
-    pub async fn account_remove(&self, name: &str) -> Result<(), AccountError> {
+    pub async fn remove(&self, name: &str) -> Result<(), AccountError> {
         validate_name(name)?;
         let batch = Batch::new()
             .require_present(Keyspace::Account, name.as_bytes())

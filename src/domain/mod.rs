@@ -18,14 +18,71 @@ use crate::crypto::MasterKey;
 use crate::crypto::passphrase::Hasher;
 use crate::store::{StoreHandle, Timestamp};
 
-/// Everything a lifecycle needs, built once at start-up and shared.
+/// Everything a lifecycle needs, built once at start-up and shared by the services. Its store is the
+/// domain's alone: a surface reaches stored records only through a service's rules.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub(in crate::domain) settings: Arc<Settings>,
+    pub(in crate::domain) store: StoreHandle,
+    pub(in crate::domain) clock: Arc<dyn Clock>,
+    pub(in crate::domain) keys: Arc<MasterKey>,
+    pub(in crate::domain) hasher: Hasher,
+}
+
+impl Core {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Defines a lifecycle service: a handle on the [`Core`] whose methods are the lifecycle's steps.
+macro_rules! service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            core: Core,
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Core;
+
+            fn deref(&self) -> &Core {
+                &self.core
+            }
+        }
+    };
+}
+
+service!(
+    /// One-time secrets of the v1 dialect: share, peek, reveal once, metadata, burn, recent.
+    Secrets
+);
+service!(
+    /// Client-encrypted one-time secrets and files: create, read once, status, delete.
+    ClientSecrets
+);
+service!(
+    /// Secret requests: pending → fulfilled → collected, revoke, key rotation.
+    Requests
+);
+service!(
+    /// Accounts: API tokens, kept as digests.
+    Accounts
+);
+
+/// The lifecycles, one service each, built once at start-up and shared.
 #[derive(Debug, Clone)]
 pub struct Domain {
+    pub secrets: Secrets,
+    pub client: ClientSecrets,
+    pub requests: Requests,
+    pub accounts: Accounts,
     pub settings: Arc<Settings>,
-    pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<MasterKey>,
     pub hasher: Hasher,
+    store: StoreHandle,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -42,7 +99,31 @@ impl Domain {
         keys: MasterKey,
     ) -> Domain {
         let hasher = Hasher::new(settings.passphrase.bcrypt_cost);
-        Domain { settings, store, clock, keys: Arc::new(keys), hasher }
+        let keys = Arc::new(keys);
+        let core = Core {
+            settings: Arc::clone(&settings),
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            keys: Arc::clone(&keys),
+            hasher: hasher.clone(),
+        };
+        Domain {
+            secrets: Secrets { core: core.clone() },
+            client: ClientSecrets { core: core.clone() },
+            requests: Requests { core: core.clone() },
+            accounts: Accounts { core },
+            settings,
+            clock,
+            keys,
+            hasher,
+            store,
+        }
+    }
+
+    /// The store, for what sits beside the lifecycles rather than in one: readiness, metrics,
+    /// backups, the reaper.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
     }
 
     pub fn now(&self) -> Timestamp {

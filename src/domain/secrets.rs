@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{Account, account_index_key};
-use super::{CAS_RETRIES, Domain};
+use super::{CAS_RETRIES, ClientSecrets, Core, Secrets};
 use crate::config::PassphraseRules;
 use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
@@ -105,6 +105,12 @@ pub enum ClientError {
     NotEncrypted,
     /// Unknown, consumed, deleted or expired, or an id of another kind.
     NotFound,
+    /// A record kept changing under concurrent writers until the retries were spent
+    /// ([`CAS_RETRIES`]); nothing was changed. Trying again later may succeed.
+    Contention,
+    /// A newly made id's store key was already taken. With 128 random bits that means the random
+    /// source is broken; nothing was stored.
+    Collision,
     Store(StoreError),
 }
 
@@ -115,6 +121,8 @@ impl fmt::Display for ClientError {
             ClientError::TooLong => f.write_str("ciphertext over the size limit"),
             ClientError::NotEncrypted => f.write_str("not an OpenPGP encrypted message"),
             ClientError::NotFound => f.write_str("secret not found"),
+            ClientError::Contention => f.write_str("record changed concurrently too often"),
+            ClientError::Collision => f.write_str("id collision"),
             ClientError::Store(err) => err.fmt(f),
         }
     }
@@ -350,6 +358,12 @@ pub enum SecretError {
     UnknownDomain(String),
     /// `/generate` length outside 6–128.
     InvalidLength,
+    /// A record kept changing under concurrent writers until the retries were spent
+    /// ([`CAS_RETRIES`]); nothing was changed. Trying again later may succeed.
+    Contention,
+    /// A newly made id's store key was already taken. With 128 random bits that means the random
+    /// source is broken; nothing was stored.
+    Collision,
     Store(StoreError),
     Crypto(CryptoError),
     Passphrase(PassphraseError),
@@ -374,6 +388,8 @@ impl fmt::Display for SecretError {
             SecretError::MailUnavailable => f.write_str("no mailer configured"),
             SecretError::UnknownDomain(_) => f.write_str("share domain not allowed"),
             SecretError::InvalidLength => f.write_str("generated length out of range"),
+            SecretError::Contention => f.write_str("record changed concurrently too often"),
+            SecretError::Collision => f.write_str("key collision"),
             SecretError::Store(err) => err.fmt(f),
             SecretError::Crypto(err) => err.fmt(f),
             SecretError::Passphrase(err) => err.fmt(f),
@@ -405,7 +421,7 @@ impl From<PassphraseError> for SecretError {
 }
 
 fn contention() -> SecretError {
-    SecretError::Store(StoreError::Io("record changed concurrently too often".into()))
+    SecretError::Contention
 }
 
 /// The one-time step every kind of secret shares: delete the record if it is still at the version the
@@ -577,7 +593,8 @@ fn origin(url: &str) -> &str {
     }
 }
 
-impl Domain {
+/// What both kinds of one-time secret share: reading a record, links, lifetimes.
+impl Core {
     fn link_base(&self, share_domain: &str) -> String {
         if share_domain.is_empty() {
             self.settings.public_url.clone()
@@ -586,6 +603,50 @@ impl Domain {
         }
     }
 
+    fn clamp_ttl(&self, requested: Option<u64>, account: Option<&Account>) -> u64 {
+        let rules = &self.settings.ttl;
+        let max = if account.is_some() { rules.max_account } else { rules.max_anonymous };
+        requested.unwrap_or(rules.default).clamp(rules.min, max.max(rules.min))
+    }
+
+    async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
+        let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
+    }
+
+    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
+        match self.read_record(secret_hash).await? {
+            Some((SecretRecord::V1(secret), version)) => Ok(Some((secret, version))),
+            Some((SecretRecord::Client(_), _)) | None => Ok(None),
+        }
+    }
+
+    /// The client-encrypted secret under `id`, opened, if it carries `payload`.
+    async fn read_client(
+        &self,
+        id: &str,
+        payload: Payload,
+    ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
+        let hash = self.keys.store_key(id);
+        let Some(entry) = self.store.get(Keyspace::Secret, hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
+        Ok(open_client(&entry.value, &opener, payload)?.map(|secret| (secret, entry.version)))
+    }
+
+    /// A client-encrypted secret's record, sealed under its id: the database then holds none of the
+    /// bytes the client sent, not even its ciphertext.
+    fn seal_client(&self, id: &str, secret: ClientSecret) -> Vec<u8> {
+        codec::encode_sealed(&SecretRecord::Client(secret), |plain| {
+            self.keys.seal(Purpose::ClientSecret, id.as_bytes(), plain)
+        })
+    }
+}
+
+impl Secrets {
     /// The link a recipient opens.
     pub fn secret_link(&self, share_domain: &str, secret_key: &str) -> String {
         format!("{}/secret/{secret_key}", self.link_base(share_domain))
@@ -594,12 +655,6 @@ impl Domain {
     /// The link the creator keeps.
     pub fn private_link(&self, share_domain: &str, metadata_key: &str) -> String {
         format!("{}/private/{metadata_key}", self.link_base(share_domain))
-    }
-
-    fn clamp_ttl(&self, requested: Option<u64>, account: Option<&Account>) -> u64 {
-        let rules = &self.settings.ttl;
-        let max = if account.is_some() { rules.max_account } else { rules.max_anonymous };
-        requested.unwrap_or(rules.default).clamp(rules.min, max.max(rules.min))
     }
 
     /// Stores a secret (or a generated one) and returns the creator's view in state `new`.
@@ -701,7 +756,7 @@ impl Domain {
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
             // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
-            Outcome::Conflict(_) => return Err(SecretError::Store(StoreError::Io("key collision".into()))),
+            Outcome::Conflict(_) => return Err(SecretError::Collision),
         }
         let view = MetadataView {
             custid,
@@ -719,145 +774,6 @@ impl Domain {
             passphrase_required: passphrase.is_some(),
         };
         Ok(Created { metadata: view, value: generated })
-    }
-
-    async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
-        let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
-            return Ok(None);
-        };
-        Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
-    }
-
-    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
-        match self.read_record(secret_hash).await? {
-            Some((SecretRecord::V1(secret), version)) => Ok(Some((secret, version))),
-            Some((SecretRecord::Client(_), _)) | None => Ok(None),
-        }
-    }
-
-    /// The client-encrypted secret under `id`, opened, if it carries `payload`.
-    async fn read_client(
-        &self,
-        id: &str,
-        payload: Payload,
-    ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
-        let hash = self.keys.store_key(id);
-        let Some(entry) = self.store.get(Keyspace::Secret, hash.to_vec(), self.now()).await? else {
-            return Ok(None);
-        };
-        let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
-        Ok(open_client(&entry.value, &opener, payload)?.map(|secret| (secret, entry.version)))
-    }
-
-    /// A client-encrypted secret's record, sealed under its id: the database then holds none of the
-    /// bytes the client sent, not even its ciphertext.
-    fn seal_client(&self, id: &str, secret: ClientSecret) -> Vec<u8> {
-        codec::encode_sealed(&SecretRecord::Client(secret), |plain| {
-            self.keys.seal(Purpose::ClientSecret, id.as_bytes(), plain)
-        })
-    }
-
-    /// Stores a client-encrypted secret after checking that it is OpenPGP ciphertext within limits.
-    pub async fn client_create(
-        &self,
-        payload: Payload,
-        data: Vec<u8>,
-        expiration: u64,
-        one_time: bool,
-    ) -> Result<String, ClientError> {
-        if !self.settings.expirations.contains(&expiration) {
-            return Err(ClientError::InvalidExpiration);
-        }
-        let limits = &self.settings.limits;
-        let checked = match payload {
-            Payload::Message => {
-                let text = std::str::from_utf8(&data).map_err(|_| ClientError::NotEncrypted)?;
-                openpgp::inspect_message(text, limits.max_message_bytes)
-            }
-            Payload::File => openpgp::inspect_binary_message(&data, limits.max_file_bytes),
-        };
-        match checked {
-            Ok(_) => {}
-            Err(MessageError::TooLarge) => return Err(ClientError::TooLong),
-            Err(MessageError::NotEncrypted) => return Err(ClientError::NotEncrypted),
-        }
-        let now = self.now();
-        let id = self.keys.new_id();
-        let hash = self.keys.store_key(&id);
-        let expires_at = now + expiration;
-        let record = self.seal_client(&id, ClientSecret { payload, data, expiration, one_time });
-        let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
-            Keyspace::Secret,
-            hash,
-            record,
-            Some(expires_at),
-        );
-        match self.store.apply(batch, now).await? {
-            Outcome::Applied(_) => Ok(id),
-            Outcome::Conflict(_) => Err(ClientError::Store(StoreError::Io("id collision".into()))),
-        }
-    }
-
-    /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
-    /// concurrent reads exactly one gets it.
-    ///
-    /// It is planned (one trip to the store writer) because most client secrets are one-time. A
-    /// reusable one's plan writes nothing, so redb answers it before the commit unless a write came
-    /// before it in its group; then it waits for that commit, which only adds the commit's latency.
-    pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
-        let hash = self.keys.store_key(id);
-        // Derived here, so the plan on the store's writer only decrypts; opened before the take, so a
-        // record that cannot be opened is left in place.
-        let opener = Arc::new(self.keys.opener(Purpose::ClientSecret, id.as_bytes()));
-        for _ in 0..CAS_RETRIES {
-            let opener = Arc::clone(&opener);
-            let (found, outcome) = self
-                .store
-                .apply_planned(self.now(), move |lookup| {
-                    let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
-                    let Some(secret) = open_client(&entry.value, &opener, payload)? else {
-                        return Ok((None, None));
-                    };
-                    let batch = secret.one_time.then(|| consume(hash, entry.version));
-                    let opened = ClientOpened {
-                        data: secret.data,
-                        expiration: secret.expiration,
-                        one_time: secret.one_time,
-                    };
-                    Ok((batch, Some(opened)))
-                })
-                .await?;
-            let Some(opened) = found else {
-                return Err(ClientError::NotFound);
-            };
-            match outcome {
-                // Consumed by this read, or not one-time (nothing to consume).
-                Some(Outcome::Applied(_)) | None => return Ok(opened),
-                Some(Outcome::Conflict(_)) => continue,
-            }
-        }
-        Err(ClientError::Store(StoreError::Io("record changed concurrently too often".into())))
-    }
-
-    /// Whether a client-encrypted secret is one-time; never consumes.
-    pub async fn client_status(&self, id: &str, payload: Payload) -> Result<bool, ClientError> {
-        match self.read_client(id, payload).await? {
-            Some((secret, _)) => Ok(secret.one_time),
-            None => Err(ClientError::NotFound),
-        }
-    }
-
-    pub async fn client_delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
-        let hash = self.keys.store_key(id);
-        let Some((_, version)) = self.read_client(id, payload).await? else {
-            return Err(ClientError::NotFound);
-        };
-        let batch =
-            Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash);
-        match self.store.apply(batch, self.now()).await? {
-            Outcome::Applied(_) => Ok(()),
-            Outcome::Conflict(_) => Err(ClientError::NotFound),
-        }
     }
 
     /// Whether a secret exists and needs a passphrase; never consumes.
@@ -1148,6 +1064,111 @@ impl Domain {
             }
         }
         Ok(out)
+    }
+}
+
+impl ClientSecrets {
+    /// Stores a client-encrypted secret after checking that it is OpenPGP ciphertext within limits.
+    pub async fn create(
+        &self,
+        payload: Payload,
+        data: Vec<u8>,
+        expiration: u64,
+        one_time: bool,
+    ) -> Result<String, ClientError> {
+        if !self.settings.expirations.contains(&expiration) {
+            return Err(ClientError::InvalidExpiration);
+        }
+        let limits = &self.settings.limits;
+        let checked = match payload {
+            Payload::Message => {
+                let text = std::str::from_utf8(&data).map_err(|_| ClientError::NotEncrypted)?;
+                openpgp::inspect_message(text, limits.max_message_bytes)
+            }
+            Payload::File => openpgp::inspect_binary_message(&data, limits.max_file_bytes),
+        };
+        match checked {
+            Ok(_) => {}
+            Err(MessageError::TooLarge) => return Err(ClientError::TooLong),
+            Err(MessageError::NotEncrypted) => return Err(ClientError::NotEncrypted),
+        }
+        let now = self.now();
+        let id = self.keys.new_id();
+        let hash = self.keys.store_key(&id);
+        let expires_at = now + expiration;
+        let record = self.seal_client(&id, ClientSecret { payload, data, expiration, one_time });
+        let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
+            Keyspace::Secret,
+            hash,
+            record,
+            Some(expires_at),
+        );
+        match self.store.apply(batch, now).await? {
+            Outcome::Applied(_) => Ok(id),
+            Outcome::Conflict(_) => Err(ClientError::Collision),
+        }
+    }
+
+    /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
+    /// concurrent reads exactly one gets it.
+    ///
+    /// It is planned (one trip to the store writer) because most client secrets are one-time. A
+    /// reusable one's plan writes nothing, so redb answers it before the commit unless a write came
+    /// before it in its group; then it waits for that commit, which only adds the commit's latency.
+    pub async fn read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
+        let hash = self.keys.store_key(id);
+        // Derived here, so the plan on the store's writer only decrypts; opened before the take, so a
+        // record that cannot be opened is left in place.
+        let opener = Arc::new(self.keys.opener(Purpose::ClientSecret, id.as_bytes()));
+        for _ in 0..CAS_RETRIES {
+            let opener = Arc::clone(&opener);
+            let (found, outcome) = self
+                .store
+                .apply_planned(self.now(), move |lookup| {
+                    let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
+                    let Some(secret) = open_client(&entry.value, &opener, payload)? else {
+                        return Ok((None, None));
+                    };
+                    let batch = secret.one_time.then(|| consume(hash, entry.version));
+                    let opened = ClientOpened {
+                        data: secret.data,
+                        expiration: secret.expiration,
+                        one_time: secret.one_time,
+                    };
+                    Ok((batch, Some(opened)))
+                })
+                .await?;
+            let Some(opened) = found else {
+                return Err(ClientError::NotFound);
+            };
+            match outcome {
+                // Consumed by this read, or not one-time (nothing to consume).
+                Some(Outcome::Applied(_)) | None => return Ok(opened),
+                Some(Outcome::Conflict(_)) => continue,
+            }
+        }
+        Err(ClientError::Contention)
+    }
+
+    /// Whether a client-encrypted secret is one-time; never consumes.
+    pub async fn status(&self, id: &str, payload: Payload) -> Result<bool, ClientError> {
+        match self.read_client(id, payload).await? {
+            Some((secret, _)) => Ok(secret.one_time),
+            None => Err(ClientError::NotFound),
+        }
+    }
+
+    pub async fn delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
+        let hash = self.keys.store_key(id);
+        let Some((_, version)) = self.read_client(id, payload).await? else {
+            return Err(ClientError::NotFound);
+        };
+        let batch =
+            Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash);
+        match self.store.apply(batch, self.now()).await? {
+            Outcome::Applied(_) => Ok(()),
+            Outcome::Conflict(_) => Err(ClientError::NotFound),
+        }
     }
 }
 

@@ -549,11 +549,22 @@ pub const REDB_FILE: &str = "lethe.redb";
 
 /// Opens the chosen backend; `redb` keeps its file in `data_dir`.
 pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> {
-    let store: Arc<dyn Store> = match engine {
-        Engine::Memory => Arc::new(MemoryStore::new()),
-        Engine::Redb => Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?),
-    };
-    Ok(StoreHandle::new(store))
+    open_engine(engine, data_dir).map(|(handle, _)| handle)
+}
+
+/// [`open`], also handing back the redb backend itself when that is the engine, for what reads its
+/// writer's figures (`lethe bench`).
+pub fn open_engine(
+    engine: Engine,
+    data_dir: &Path,
+) -> Result<(StoreHandle, Option<Arc<RedbStore>>), StoreError> {
+    match engine {
+        Engine::Memory => Ok((StoreHandle::new(Arc::new(MemoryStore::new())), None)),
+        Engine::Redb => {
+            let redb = Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?);
+            Ok((StoreHandle::new(Arc::clone(&redb) as Arc<dyn Store>), Some(redb)))
+        }
+    }
 }
 
 /// The concrete handle the server holds: cheap to clone, async methods that never block the runtime.
