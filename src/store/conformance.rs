@@ -827,9 +827,9 @@ fn redb_refuses_a_file_in_another_layout() {
     let path = dir.path().join(REDB_FILE);
     {
         // What the first layout (one table per keyspace, no `meta` table) left behind.
-        let db = redb::Database::create(&path).expect("create");
+        let db = ::redb::Database::create(&path).expect("create");
         let txn = db.begin_write().expect("begin");
-        let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("secret");
+        let table: ::redb::TableDefinition<&[u8], &[u8]> = ::redb::TableDefinition::new("secret");
         txn.open_table(table).expect("table").insert(&b"k"[..], &b"v"[..]).expect("insert");
         txn.commit().expect("commit");
     }

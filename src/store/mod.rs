@@ -19,15 +19,15 @@ pub mod codec;
 #[cfg(test)]
 mod conformance;
 mod memory;
-mod redb_store;
+mod redb;
 
 use std::any::Any;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 pub use memory::MemoryStore;
-pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 
 pub use crate::clock::Timestamp;
 use crate::histogram::Histogram;
