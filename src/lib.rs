@@ -1,8 +1,29 @@
 //! lethe: a self-hosted server for handing a secret from one person to another exactly once.
 //!
-//! Data flows one way: `http` (accept, limits, headers) → `router` (typed endpoints) → `api::<surface>`
-//! (wire formats and error dialects) → `domain` (lifecycles) → `store` (conditional batches). Side
-//! tasks: the `reaper` (expiry sweep) and the `admin` socket (account commands while the daemon runs).
+//! # Module map
+//!
+//! Data flows one way, and each module imports only from the floors below it:
+//!
+//! ```text
+//! listener ─► http         transport: accept, connection caps, deadlines, body limits, header policies
+//!          ─► service      the one server loop: route once, dispatch, render/log/audit/count once
+//!          ─► router       (method, path, listener mode) → typed Endpoint with typed, redacted ids
+//!          ─► api::<surface>  wire formats and error dialects: ots_v1, client, requests, web, app, ops
+//!          ─► domain       lifecycles as services: secrets, client, requests, accounts (no HTTP, no bytes on disk)
+//!          ─► store        the Store trait, conditional batches, backends: memory, redb/
+//! ```
+//!
+//! - Composition: `main.rs` → [`cli`] → [`server`] (`server::Parts` builds the server from settings,
+//!   store and clock for `serve`, `bench`, the admin commands and the tests) and [`config`] (figment →
+//!   validated `Settings`).
+//! - Side tasks: [`reaper`] (expiry sweep), [`admin`] (account commands over a Unix socket while the
+//!   daemon runs), [`audit`] (the trail, off the request path), [`metrics`] (Prometheus text).
+//! - Leaves that everything may use: [`clock`] (time and `Timestamp`), [`histogram`], [`client_ip`]
+//!   (trusted-proxy aware addresses), [`shutdown`], [`ratelimit`], [`crypto`] (ids, sealing,
+//!   passphrases, OpenPGP checks), [`telemetry`], [`systemd`].
+//! - [`bench`](mod@bench) is the load generator behind `lethe bench`; `fuzzing` holds the fuzz targets' entry points.
+//!
+//! [`App`] is what every request handler shares; [`Ctx`] what it knows of where a request came from.
 
 pub mod admin;
 pub mod api;

@@ -1,6 +1,7 @@
-//! Running the server: [`run`] serves already-bound listeners until a shutdown signal, so tests bind
-//! `127.0.0.1:0` and stop it cleanly; [`daemon`] is what `lethe serve` does around it (open the store,
-//! load the master key, bind, admin socket, signals).
+//! Running the server: [`Parts`] is the composition root (settings, master key, store, clock → the
+//! domain and the [`App`]); [`run`] serves already-bound listeners until a shutdown signal, so tests
+//! bind `127.0.0.1:0` and stop it cleanly; [`daemon`] is what `lethe serve` does around it (bind,
+//! admin socket, readiness, signals).
 
 use std::io;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ pub enum AccountError {
     /// Wrong name or token.
     BadCredentials,
     /// The account kept changing under concurrent writers until the retries were spent
-    /// ([`CAS_RETRIES`]); nothing was changed.
+    /// (`CAS_RETRIES`); nothing was changed.
     Contention,
     Store(StoreError),
 }

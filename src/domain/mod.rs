@@ -1,4 +1,6 @@
-//! The lifecycles: one-time secrets, accounts (and later secret requests and team resources).
+//! The lifecycles, one service each: v1 one-time secrets ([`Secrets`]), client-encrypted secrets
+//! ([`ClientSecrets`]), secret requests ([`Requests`]) and accounts ([`Accounts`]); team resources will
+//! be a fifth.
 //!
 //! This layer owns the rules — states, TTLs, who may do what — and the records it stores. It knows no
 //! HTTP and no bytes on disk: it speaks to the store through conditional batches and hands plain

@@ -64,7 +64,7 @@ pub enum ClientError {
     /// Unknown, consumed, deleted or expired, or an id of another kind.
     NotFound,
     /// A record kept changing under concurrent writers until the retries were spent
-    /// ([`CAS_RETRIES`]); nothing was changed. Trying again later may succeed.
+    /// (`CAS_RETRIES`); nothing was changed. Trying again later may succeed.
     Contention,
     /// A newly made id's store key was already taken. With 128 random bits that means the random
     /// source is broken; nothing was stored.

@@ -280,7 +280,7 @@ pub enum SecretError {
     /// `/generate` length outside 6–128.
     InvalidLength,
     /// A record kept changing under concurrent writers until the retries were spent
-    /// ([`CAS_RETRIES`]); nothing was changed. Trying again later may succeed.
+    /// (`CAS_RETRIES`); nothing was changed. Trying again later may succeed.
     Contention,
     /// A newly made id's store key was already taken. With 128 random bits that means the random
     /// source is broken; nothing was stored.
