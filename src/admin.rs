@@ -110,7 +110,10 @@ pub async fn execute(domain: &Domain, command: Command) -> Reply {
         Command::Backup { out } => {
             let (store, now) = (domain.store().clone(), domain.now());
             let path = out.clone();
-            let done = tokio::task::spawn_blocking(move || store::backup(store.blocking(), &path, now)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                store::backup(store.blocking(), crate::domain::KEYSPACES, &path, now)
+            })
+            .await;
             return match done {
                 Ok(Ok(bytes)) => Reply::BackedUp { path: out, bytes },
                 Ok(Err(err)) => {

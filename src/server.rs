@@ -135,7 +135,8 @@ impl Parts {
         ensure_data_dir(&settings).map_err(StartError::DataDir)?;
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
         let (store, redb) =
-            store::open_engine(settings.storage, &settings.data_dir).map_err(StartError::Store)?;
+            store::open_engine(settings.storage, &settings.data_dir, crate::domain::KEYSPACES)
+                .map_err(StartError::Store)?;
         Ok(Parts { settings, clock, keys, store, redb })
     }
 

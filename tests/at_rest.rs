@@ -131,9 +131,9 @@ async fn unseal_in_place(s: &TestServer, ks: Keyspace, purpose: Purpose, id: &st
 async fn records_written_in_clear_by_older_builds_are_still_served(engine: Engine) {
     let s = TestServer::start(engine).await;
     let stored = store_one_of_each(&s).await;
-    unseal_in_place(&s, Keyspace::Secret, Purpose::ClientSecret, &stored.message_id).await;
-    unseal_in_place(&s, Keyspace::Secret, Purpose::ClientSecret, &stored.file_id).await;
-    unseal_in_place(&s, Keyspace::Request, Purpose::Request, &stored.request_id).await;
+    unseal_in_place(&s, lethe::domain::secrets::SECRET, Purpose::ClientSecret, &stored.message_id).await;
+    unseal_in_place(&s, lethe::domain::secrets::SECRET, Purpose::ClientSecret, &stored.file_id).await;
+    unseal_in_place(&s, lethe::domain::requests::REQUEST, Purpose::Request, &stored.request_id).await;
 
     assert_eq!(
         s.get(&format!("/secret/{}/status", stored.message_id)).await.json(),

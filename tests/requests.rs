@@ -312,7 +312,7 @@ async fn revoking_deletes_a_provided_secret(s: &TestServer) {
         with_token(s, Method::DELETE, &format!("/request/{id}"), &token, "").await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(s.app.domain.store().count(lethe::store::Keyspace::Request).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::requests::REQUEST).await.unwrap(), 0);
 }
 
 async fn the_key_can_be_replaced_only_while_pending(s: &TestServer) {

@@ -9,7 +9,6 @@ use crate::config::Mode;
 use crate::http::{self, Body};
 use crate::metrics::Gauges;
 use crate::router::Ops;
-use crate::store::Keyspace;
 use crate::{App, Ctx};
 
 pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Handled<JsonError> {
@@ -72,9 +71,7 @@ async fn reply(app: &App, ctx: &Ctx, endpoint: Ops) -> Result<Response<Body>, Js
 async fn gauges(app: &App) -> Gauges {
     let d = &app.domain;
     let mut live_records = Vec::with_capacity(3);
-    for (kind, ks) in
-        [("secret", Keyspace::Secret), ("metadata", Keyspace::Metadata), ("request", Keyspace::Request)]
-    {
+    for (kind, ks) in crate::domain::COUNTED {
         match d.store().count(ks).await {
             Ok(n) => live_records.push((kind, n)),
             Err(err) => tracing::warn!(error = %err, "cannot count records for metrics"),

@@ -11,6 +11,11 @@ use super::{Accounts, CAS_RETRIES};
 use crate::crypto::{self, digests_equal, new_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
+/// Accounts, under the account name.
+pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
+/// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
+pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AccountRecord {
     name: String,
@@ -85,8 +90,8 @@ impl Accounts {
             created: self.now(),
             max_secret_bytes: None,
         };
-        let batch = Batch::new().require_absent(Keyspace::Account, name.as_bytes()).put(
-            Keyspace::Account,
+        let batch = Batch::new().require_absent(ACCOUNT, name.as_bytes()).put(
+            ACCOUNT,
             name.as_bytes(),
             codec::encode(&record),
             None,
@@ -99,7 +104,7 @@ impl Accounts {
 
     /// Every account, ordered by name.
     pub async fn list(&self) -> Result<Vec<Account>, AccountError> {
-        let rows = self.store.scan_prefix(Keyspace::Account, Vec::new(), self.now(), usize::MAX).await?;
+        let rows = self.store.scan_prefix(ACCOUNT, Vec::new(), self.now(), usize::MAX).await?;
         rows.into_iter()
             .map(|(_, entry)| {
                 let r: AccountRecord = codec::decode(&entry.value)?;
@@ -113,14 +118,14 @@ impl Accounts {
         validate_name(name)?;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(entry) = self.store.get(Keyspace::Account, name.as_bytes().to_vec(), now).await? else {
+            let Some(entry) = self.store.get(ACCOUNT, name.as_bytes().to_vec(), now).await? else {
                 return Err(AccountError::Unknown);
             };
             let mut record: AccountRecord = codec::decode(&entry.value)?;
             let token = new_token();
             record.token_hash = sha256(token.as_bytes());
-            let batch = Batch::new().require_version(Keyspace::Account, name.as_bytes(), entry.version).put(
-                Keyspace::Account,
+            let batch = Batch::new().require_version(ACCOUNT, name.as_bytes(), entry.version).put(
+                ACCOUNT,
                 name.as_bytes(),
                 codec::encode(&record),
                 None,
@@ -134,9 +139,7 @@ impl Accounts {
 
     pub async fn remove(&self, name: &str) -> Result<(), AccountError> {
         validate_name(name)?;
-        let batch = Batch::new()
-            .require_present(Keyspace::Account, name.as_bytes())
-            .delete(Keyspace::Account, name.as_bytes());
+        let batch = Batch::new().require_present(ACCOUNT, name.as_bytes()).delete(ACCOUNT, name.as_bytes());
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(AccountError::Unknown),
@@ -149,7 +152,7 @@ impl Accounts {
             return Err(AccountError::BadCredentials);
         }
         let presented = sha256(token.as_bytes());
-        let entry = self.store.get(Keyspace::Account, name.as_bytes().to_vec(), self.now()).await?;
+        let entry = self.store.get(ACCOUNT, name.as_bytes().to_vec(), self.now()).await?;
         // Compare against a dummy digest when the account is missing, so timing does not tell which
         // names exist.
         let (stored, record) = match entry {

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::crypto::passphrase::Hasher;
-use crate::store::{StoreHandle, Timestamp};
+use crate::store::{Keyspace, StoreHandle, Timestamp};
 
 /// Everything a lifecycle needs, built once at start-up and shared by the services. Its store is the
 /// domain's alone: a surface reaches stored records only through a service's rules.
@@ -132,6 +132,21 @@ impl Domain {
         self.clock.now()
     }
 }
+
+/// Every keyspace of the domain, as the store is opened with (`server::Parts`): each declared by
+/// the lifecycle that owns its records.
+pub const KEYSPACES: &[Keyspace] = &[
+    secrets::SECRET,
+    secrets::METADATA,
+    accounts::ACCOUNT,
+    accounts::RECENT,
+    secrets::ATTEMPTS,
+    requests::REQUEST,
+];
+
+/// The record kinds `/metrics` counts, by label.
+pub const COUNTED: [(&str, Keyspace); 3] =
+    [("secret", secrets::SECRET), ("metadata", secrets::METADATA), ("request", requests::REQUEST)];
 
 /// How many times a lifecycle step re-reads and retries after losing a compare-and-set to a concurrent
 /// writer. Losing this often means a key under heavy contention; the caller then gets an internal

@@ -2,7 +2,7 @@
 //! and the requester collects it once.
 //!
 //! States on the server: `pending` → `fulfilled`; collected, revoked and expired requests are gone.
-//! A request lives under the store key of its id in [`Keyspace::Request`], with the management token
+//! A request lives under the store key of its id in [`REQUEST`], with the management token
 //! stored only as a SHA-256 digest. Invariants:
 //! - Fulfilment is a compare-and-set on the pending record's version: of concurrent submissions
 //!   exactly one wins; the others find it fulfilled.
@@ -24,6 +24,9 @@ use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
 /// Longest label, in bytes.
 pub const MAX_LABEL_BYTES: usize = 100;
+
+/// Secret requests, under the store key of the request id.
+pub const REQUEST: Keyspace = Keyspace::point(6, "request");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestState {
@@ -178,8 +181,8 @@ impl Requests {
     /// Writes `record` over the version the caller read; a concurrent change makes it a conflict.
     fn replace(&self, id: &str, version: u64, record: &RequestRecord) -> Batch {
         let hash = self.keys.store_key(id);
-        Batch::new().require_version(Keyspace::Request, hash, version).put(
-            Keyspace::Request,
+        Batch::new().require_version(REQUEST, hash, version).put(
+            REQUEST,
             hash,
             self.seal_request(id, record),
             Some(record.expires_at),
@@ -237,8 +240,8 @@ impl Requests {
             message: None,
             account,
         };
-        let batch = Batch::new().require_absent(Keyspace::Request, hash).put(
-            Keyspace::Request,
+        let batch = Batch::new().require_absent(REQUEST, hash).put(
+            REQUEST,
             hash,
             self.seal_request(&id, &record),
             Some(expires_at),
@@ -252,7 +255,7 @@ impl Requests {
     }
 
     async fn read(&self, id: &str) -> Result<(RequestRecord, u64), RequestError> {
-        let entry = self.store.get(Keyspace::Request, self.keys.store_key(id).to_vec(), self.now()).await?;
+        let entry = self.store.get(REQUEST, self.keys.store_key(id).to_vec(), self.now()).await?;
         let entry = entry.ok_or(RequestError::NotFound)?;
         let opener = self.keys.opener(Purpose::Request, id.as_bytes());
         let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
@@ -335,8 +338,7 @@ impl Requests {
             return Err(RequestError::NotYetFulfilled);
         };
         let hash = self.keys.store_key(id);
-        let batch =
-            Batch::new().require_version(Keyspace::Request, hash, version).take(Keyspace::Request, hash);
+        let batch = Batch::new().require_version(REQUEST, hash, version).take(REQUEST, hash);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => Ok(message),
             // Another collection won; for this caller the request is gone.
@@ -348,8 +350,7 @@ impl Requests {
     pub async fn revoke(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
         let (_, version) = self.authorized(id, token).await?;
         let hash = self.keys.store_key(id);
-        let batch =
-            Batch::new().require_version(Keyspace::Request, hash, version).delete(Keyspace::Request, hash);
+        let batch = Batch::new().require_version(REQUEST, hash, version).delete(REQUEST, hash);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(RequestError::NotFound),

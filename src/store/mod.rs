@@ -3,7 +3,8 @@
 //!
 //! This module owns the [`Store`] trait, the concrete [`StoreHandle`] the rest of the server holds,
 //! the record codec, and the backends (`memory`, `redb`). It knows nothing of secrets, HTTP or ids:
-//! keys arrive already hashed by the domain layer, values are opaque bytes, and time is passed in.
+//! keyspaces are declared by the modules that own their records and handed over at open, keys
+//! arrive already hashed by the domain layer, values are opaque bytes, and time is passed in.
 //!
 //! Guarantees every backend keeps (the conformance suite in `conformance` checks them):
 //! - An entry whose `expires_at <= now` does not exist for any read, condition or take, whether or not
@@ -32,70 +33,77 @@ pub use memory::MemoryStore;
 pub use crate::clock::Timestamp;
 use crate::histogram::Histogram;
 
-/// A namespace of keys. Each keyspace maps to one table of a backend; the numeric tag is stable
-/// because it is written into the expiry index on disk.
+/// A namespace of keys, declared by the module that owns its records (`domain::secrets::SECRET`,
+/// `domain::accounts::ACCOUNT`, …) and handed to a backend at open in one list; the store never names
+/// a domain's kinds. A backend keeps one table per listed keyspace and may store the others together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Keyspace {
-    /// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
-    Secret,
-    /// v1 metadata records, under the store key of the metadata key.
-    Metadata,
-    /// Accounts, under the account name.
-    Account,
-    /// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
-    Recent,
-    /// Failed passphrase attempts per secret, under the store key of the secret id.
-    Attempts,
-    /// Secret requests, under the store key of the request id.
-    Request,
+pub struct Keyspace {
+    tag: u8,
+    name: &'static str,
+    listed: bool,
 }
 
 impl Keyspace {
-    /// Every keyspace, for backends that create one table each.
-    pub const ALL: [Keyspace; 6] = [
-        Keyspace::Secret,
-        Keyspace::Metadata,
-        Keyspace::Account,
-        Keyspace::Recent,
-        Keyspace::Attempts,
-        Keyspace::Request,
-    ];
+    /// Tags are below this (redb keeps a count per tag in a fixed row).
+    pub const MAX_TAGS: usize = 8;
 
-    /// Stable on-disk tag; never renumber.
+    /// A keyspace only ever read by key. Its keys should lead with a creation sequence, so a backend
+    /// may store it beside the others: a v1 secret and its metadata, made at once, then sit side by
+    /// side.
+    pub const fn point(tag: u8, name: &'static str) -> Keyspace {
+        Keyspace { tag, name, listed: false }
+    }
+
+    /// A keyspace its owner lists by prefix (accounts; an account's recent secrets).
+    pub const fn listed(tag: u8, name: &'static str) -> Keyspace {
+        Keyspace { tag, name, listed: true }
+    }
+
+    /// Stable on-disk tag, written into the expiry index; never renumber or reuse one.
     pub fn tag(self) -> u8 {
-        match self {
-            Keyspace::Secret => 1,
-            Keyspace::Metadata => 2,
-            Keyspace::Account => 3,
-            Keyspace::Recent => 4,
-            Keyspace::Attempts => 5,
-            Keyspace::Request => 6,
-        }
+        self.tag
     }
 
-    pub fn from_tag(tag: u8) -> Option<Keyspace> {
-        Keyspace::ALL.into_iter().find(|ks| ks.tag() == tag)
-    }
-
-    /// Whether the domain lists this keyspace by prefix (accounts; an account's recent secrets). The
-    /// others are only ever read by key, and their keys lead with a creation sequence, so a backend
-    /// may store them together: a v1 secret and its metadata, made at once, then sit side by side.
-    /// Every keyspace still supports every operation; this is a hint about cost, not a contract.
+    /// Whether the owner lists this keyspace by prefix. Every keyspace still supports every
+    /// operation; this is a hint about cost, not a contract.
     pub fn is_listed(self) -> bool {
-        matches!(self, Keyspace::Account | Keyspace::Recent)
+        self.listed
     }
 
     /// Stable name (a redb table's, for listed keyspaces); never rename.
     pub fn name(self) -> &'static str {
-        match self {
-            Keyspace::Secret => "secret",
-            Keyspace::Metadata => "metadata",
-            Keyspace::Account => "account",
-            Keyspace::Recent => "recent",
-            Keyspace::Attempts => "attempts",
-            Keyspace::Request => "request",
-        }
+        self.name
     }
+
+    /// The keyspace of `tag` in `keyspaces`.
+    pub fn find(keyspaces: &[Keyspace], tag: u8) -> Option<Keyspace> {
+        keyspaces.iter().copied().find(|ks| ks.tag == tag)
+    }
+
+    /// Checks a list handed to a backend: tags unique and below [`Keyspace::MAX_TAGS`], names unique.
+    pub fn check_all(keyspaces: &[Keyspace]) -> Result<(), StoreError> {
+        for (i, ks) in keyspaces.iter().enumerate() {
+            let clash = keyspaces[..i].iter().any(|other| other.tag == ks.tag || other.name == ks.name);
+            if usize::from(ks.tag) >= Keyspace::MAX_TAGS || clash {
+                return Err(StoreError::Io(format!("keyspace {} has a tag or name another has", ks.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keyspaces for the store's own tests, shaped like the domain's (same tags, names and listing).
+#[cfg(test)]
+pub(crate) mod test_keyspaces {
+    use super::Keyspace;
+
+    pub const SECRET: Keyspace = Keyspace::point(1, "secret");
+    pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
+    pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
+    pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
+    pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts");
+    pub const REQUEST: Keyspace = Keyspace::point(6, "request");
+    pub const ALL: &[Keyspace] = &[SECRET, METADATA, ACCOUNT, RECENT, ATTEMPTS, REQUEST];
 }
 
 /// A live entry as read from the store.
@@ -441,7 +449,12 @@ const BACKUP_CHUNK: usize = 1000;
 /// so never follows one), and written through that handle only. It is linked to `out` when complete,
 /// which fails rather than replace anything already there, a planted link included; so a failed backup
 /// never leaves a half-written file under that name and a backup never writes where a link points.
-pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, StoreError> {
+pub fn backup(
+    source: &dyn Store,
+    keyspaces: &'static [Keyspace],
+    out: &Path,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
     let io = |err: std::io::Error| StoreError::Io(err.to_string());
     let exists = || StoreError::Io(format!("{} already exists", out.display()));
     // `symlink_metadata`: a link at `out` is an existing name, wherever it points.
@@ -452,7 +465,7 @@ pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, Sto
         out.file_name().ok_or_else(|| StoreError::Io("the backup path has no file name".into()))?;
     let (partial, file) = create_partial(out, file_name)?;
     let result = (|| {
-        let target = RedbStore::open_file(file)?;
+        let target = RedbStore::open_file(file, keyspaces)?;
         let mut batch = Batch::new();
         source.visit_all(now, &mut |ks, key, entry| {
             batch.mutations.push(Mutation::Put {
@@ -547,9 +560,13 @@ impl fmt::Display for Engine {
 /// File name of the redb database inside the data directory.
 pub const REDB_FILE: &str = "lethe.redb";
 
-/// Opens the chosen backend; `redb` keeps its file in `data_dir`.
-pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> {
-    open_engine(engine, data_dir).map(|(handle, _)| handle)
+/// Opens the chosen backend for `keyspaces`; `redb` keeps its file in `data_dir`.
+pub fn open(
+    engine: Engine,
+    data_dir: &Path,
+    keyspaces: &'static [Keyspace],
+) -> Result<StoreHandle, StoreError> {
+    open_engine(engine, data_dir, keyspaces).map(|(handle, _)| handle)
 }
 
 /// [`open`], also handing back the redb backend itself when that is the engine, for what reads its
@@ -557,11 +574,12 @@ pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> 
 pub fn open_engine(
     engine: Engine,
     data_dir: &Path,
+    keyspaces: &'static [Keyspace],
 ) -> Result<(StoreHandle, Option<Arc<RedbStore>>), StoreError> {
     match engine {
         Engine::Memory => Ok((StoreHandle::new(Arc::new(MemoryStore::new())), None)),
         Engine::Redb => {
-            let redb = Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?);
+            let redb = Arc::new(RedbStore::open(&data_dir.join(REDB_FILE), keyspaces)?);
             Ok((StoreHandle::new(Arc::clone(&redb) as Arc<dyn Store>), Some(redb)))
         }
     }

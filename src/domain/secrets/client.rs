@@ -124,12 +124,7 @@ impl ClientSecrets {
         let hash = self.keys.store_key(&id);
         let expires_at = now + expiration;
         let record = self.seal_client(&id, ClientSecret { payload, data, expiration, one_time });
-        let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
-            Keyspace::Secret,
-            hash,
-            record,
-            Some(expires_at),
-        );
+        let batch = Batch::new().require_absent(SECRET, hash).put(SECRET, hash, record, Some(expires_at));
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => Ok(id),
             Outcome::Conflict(_) => Err(ClientError::Collision),
@@ -152,7 +147,7 @@ impl ClientSecrets {
             let (found, outcome) = self
                 .store
                 .apply_planned(self.now(), move |lookup| {
-                    let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
+                    let Some(entry) = lookup.get(SECRET, &hash)? else { return Ok((None, None)) };
                     let Some(secret) = open_client(&entry.value, &opener, payload)? else {
                         return Ok((None, None));
                     };
@@ -190,8 +185,7 @@ impl ClientSecrets {
         let Some((_, version)) = self.read_client(id, payload).await? else {
             return Err(ClientError::NotFound);
         };
-        let batch =
-            Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash);
+        let batch = Batch::new().require_version(SECRET, hash, version).delete(SECRET, hash);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(ClientError::NotFound),

@@ -1,7 +1,7 @@
 //! One-time secrets: create, reveal once, burn, and the creator's metadata.
 //!
-//! A secret lives under the store key of its secret key in [`Keyspace::Secret`]; its metadata lives
-//! under the store key of the metadata key in [`Keyspace::Metadata`] for twice the secret's TTL. The
+//! A secret lives under the store key of its secret key in [`SECRET`]; its metadata lives
+//! under the store key of the metadata key in [`METADATA`] for twice the secret's TTL. The
 //! value is sealed with a key derived from the master key and the secret key, and the metadata keeps
 //! the secret key sealed under the metadata key, so the database alone yields neither a value nor a
 //! working link.
@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::accounts::{Account, account_index_key};
+use super::accounts::{Account, RECENT, account_index_key};
 use super::{CAS_RETRIES, ClientSecrets, Core, Secrets};
 use crate::config::PassphraseRules;
 use crate::crypto::openpgp::{self, MessageError};
@@ -40,7 +40,14 @@ use client::*;
 pub use client::{ClientError, ClientOpened};
 pub use password::generate_password;
 
-/// The record under [`Keyspace::Secret`]. One keyspace holds every kind of one-time secret so that an
+/// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
+pub const SECRET: Keyspace = Keyspace::point(1, "secret");
+/// v1 metadata records, under the store key of the metadata key.
+pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
+/// Passphrase attempts per secret, under the store key of the secret id.
+pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts");
+
+/// The record under [`SECRET`]. One keyspace holds every kind of one-time secret so that an
 /// id belongs to exactly one kind; variants are only ever appended (postcard encodes the index).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum SecretRecord {
@@ -118,7 +125,7 @@ struct MetadataRecord {
     expires_at: Timestamp,
 }
 
-/// Passphrase attempts on one secret, under [`Keyspace::Attempts`]: every check reserved in the
+/// Passphrase attempts on one secret, under [`ATTEMPTS`]: every check reserved in the
 /// window (failed or still running; a right one deletes the record with the secret).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Attempts {
@@ -162,7 +169,7 @@ fn reserve_attempt(
     rules: &PassphraseRules,
     now: Timestamp,
 ) -> Result<Option<Batch>, StoreError> {
-    let entry = lookup.get(Keyspace::Attempts, &secret_hash)?;
+    let entry = lookup.get(ATTEMPTS, &secret_hash)?;
     let stored = match &entry {
         Some(e) => Some(codec::decode::<Attempts>(&e.value)?),
         None => None,
@@ -178,12 +185,12 @@ fn reserve_attempt(
         attempts.locked_until = now.saturating_add(rules.lock_seconds);
     }
     let expires = attempts.window_start.saturating_add(rules.lock_seconds).max(attempts.locked_until);
-    let batch = Batch::new().require_version(Keyspace::Secret, secret_hash, secret_version);
+    let batch = Batch::new().require_version(SECRET, secret_hash, secret_version);
     let batch = match &entry {
-        Some(e) => batch.require_version(Keyspace::Attempts, secret_hash, e.version),
-        None => batch.require_absent(Keyspace::Attempts, secret_hash),
+        Some(e) => batch.require_version(ATTEMPTS, secret_hash, e.version),
+        None => batch.require_absent(ATTEMPTS, secret_hash),
     };
-    Ok(Some(batch.put(Keyspace::Attempts, secret_hash, codec::encode(&attempts), Some(expires))))
+    Ok(Some(batch.put(ATTEMPTS, secret_hash, codec::encode(&attempts), Some(expires))))
 }
 
 /// What the creator may know about a secret. The surface decides which fields its dialect shows.
@@ -349,7 +356,7 @@ fn contention() -> SecretError {
 /// caller's plan read (and checked). A version condition holds only for a live entry at the batch's
 /// time, so `Applied` means this caller won; the plan has the value already, so nothing is taken back.
 fn consume(hash: [u8; 32], version: u64) -> Batch {
-    Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash)
+    Batch::new().require_version(SECRET, hash, version).delete(SECRET, hash)
 }
 
 /// Whether a reveal may check a passphrase.
@@ -403,7 +410,7 @@ fn plan_reveal(
     rules: &PassphraseRules,
     now: Timestamp,
 ) -> Result<(Option<Batch>, Found), StoreError> {
-    let Some(entry) = lookup.get(Keyspace::Secret, &secret_hash)? else {
+    let Some(entry) = lookup.get(SECRET, &secret_hash)? else {
         return Ok((None, Found::Unknown));
     };
     let SecretRecord::V1(secret) = codec::decode::<SecretRecord>(&entry.value)? else {
@@ -432,18 +439,18 @@ fn plan_reveal(
     let mut batch = consume(secret_hash, entry.version);
     // Only a passphrase can have attempts on record; deleting them gives back the right guess's.
     if secret.passphrase_hash.is_some() {
-        batch = batch.delete(Keyspace::Attempts, secret_hash);
+        batch = batch.delete(ATTEMPTS, secret_hash);
     }
     let mut share_domain = String::new();
-    if let Some(entry) = lookup.get(Keyspace::Metadata, &secret.metadata_hash)? {
+    if let Some(entry) = lookup.get(METADATA, &secret.metadata_hash)? {
         let mut meta: MetadataRecord = codec::decode(&entry.value)?;
         share_domain = meta.share_domain.clone();
         if !meta.state.is_terminal() {
             meta.state = State::Received;
             meta.received = Some(now);
             meta.updated = now;
-            batch = batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
-                Keyspace::Metadata,
+            batch = batch.require_version(METADATA, secret.metadata_hash, entry.version).put(
+                METADATA,
                 secret.metadata_hash,
                 codec::encode(&meta),
                 Some(meta.expires_at),
@@ -500,7 +507,7 @@ impl Core {
     }
 
     async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
-        let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
+        let Some(entry) = self.store.get(SECRET, secret_hash.to_vec(), self.now()).await? else {
             return Ok(None);
         };
         Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
@@ -520,7 +527,7 @@ impl Core {
         payload: Payload,
     ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
         let hash = self.keys.store_key(id);
-        let Some(entry) = self.store.get(Keyspace::Secret, hash.to_vec(), self.now()).await? else {
+        let Some(entry) = self.store.get(SECRET, hash.to_vec(), self.now()).await? else {
             return Ok(None);
         };
         let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
@@ -631,17 +638,17 @@ impl Secrets {
             expires_at: metadata_expires_at,
         };
         let mut batch = Batch::new()
-            .require_absent(Keyspace::Secret, secret_hash)
-            .require_absent(Keyspace::Metadata, metadata_hash)
-            .put(Keyspace::Secret, secret_hash, codec::encode(&secret), Some(secret_expires_at))
-            .put(Keyspace::Metadata, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
+            .require_absent(SECRET, secret_hash)
+            .require_absent(METADATA, metadata_hash)
+            .put(SECRET, secret_hash, codec::encode(&secret), Some(secret_expires_at))
+            .put(METADATA, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
         if let Some(account) = account {
             let mut index_key = account_index_key(&account.name).to_vec();
             index_key.extend_from_slice(&(u64::MAX - now).to_be_bytes());
             index_key.extend_from_slice(&metadata_hash);
             let sealed =
                 self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
-            batch = batch.put(Keyspace::Recent, index_key, sealed, Some(metadata_expires_at));
+            batch = batch.put(RECENT, index_key, sealed, Some(metadata_expires_at));
         }
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
@@ -753,7 +760,7 @@ impl Secrets {
         let metadata_hash = self.keys.store_key(metadata_key);
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
+            let Some(entry) = self.store.get(METADATA, metadata_hash.to_vec(), now).await? else {
                 return Err(SecretError::Unknown);
             };
             let mut meta: MetadataRecord = codec::decode(&entry.value)?;
@@ -761,8 +768,7 @@ impl Secrets {
             let mut secret_exists = false;
             let mut changed = false;
             if !meta.state.is_terminal() {
-                secret_exists =
-                    self.store.get(Keyspace::Secret, meta.secret_hash.to_vec(), now).await?.is_some();
+                secret_exists = self.store.get(SECRET, meta.secret_hash.to_vec(), now).await?.is_some();
                 if !secret_exists {
                     meta.state = if now >= meta.secret_expires_at { State::Expired } else { State::Orphaned };
                     meta.updated = now;
@@ -774,9 +780,12 @@ impl Secrets {
                 }
             }
             if changed {
-                let batch = Batch::new()
-                    .require_version(Keyspace::Metadata, metadata_hash, entry.version)
-                    .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
+                let batch = Batch::new().require_version(METADATA, metadata_hash, entry.version).put(
+                    METADATA,
+                    metadata_hash,
+                    codec::encode(&meta),
+                    Some(meta.expires_at),
+                );
                 if let Outcome::Conflict(_) = self.store.apply(batch, now).await? {
                     continue;
                 }
@@ -852,8 +861,7 @@ impl Secrets {
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(meta_entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await?
-            else {
+            let Some(meta_entry) = self.store.get(METADATA, metadata_hash.to_vec(), now).await? else {
                 return Err(SecretError::Unknown);
             };
             let mut meta: MetadataRecord = codec::decode(&meta_entry.value)?;
@@ -872,9 +880,7 @@ impl Secrets {
                 && verified_version != Some(version)
             {
                 let rules = self.settings.passphrase.clone();
-                if let Some(entry) =
-                    self.store.get(Keyspace::Attempts, meta.secret_hash.to_vec(), now).await?
-                {
+                if let Some(entry) = self.store.get(ATTEMPTS, meta.secret_hash.to_vec(), now).await? {
                     let attempts =
                         Attempts::current(Some(codec::decode(&entry.value)?), rules.lock_seconds, now);
                     if attempts.locked(rules.max_failures, now) {
@@ -913,16 +919,20 @@ impl Secrets {
             .map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
             meta.state = State::Burned;
             meta.updated = now;
-            let mut batch = Batch::new()
-                .require_version(Keyspace::Secret, meta.secret_hash, version)
-                .require_version(Keyspace::Metadata, metadata_hash, meta_entry.version);
+            let mut batch = Batch::new().require_version(SECRET, meta.secret_hash, version).require_version(
+                METADATA,
+                metadata_hash,
+                meta_entry.version,
+            );
             if let Some(lock_version) = lock {
-                batch = batch.require_version(Keyspace::Attempts, meta.secret_hash, lock_version);
+                batch = batch.require_version(ATTEMPTS, meta.secret_hash, lock_version);
             }
-            let batch = batch
-                .delete(Keyspace::Secret, meta.secret_hash)
-                .delete(Keyspace::Attempts, meta.secret_hash)
-                .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
+            let batch = batch.delete(SECRET, meta.secret_hash).delete(ATTEMPTS, meta.secret_hash).put(
+                METADATA,
+                metadata_hash,
+                codec::encode(&meta),
+                Some(meta.expires_at),
+            );
             match self.store.apply(batch, now).await? {
                 Outcome::Applied(_) => {
                     let view = self.view(meta, metadata_key, State::Burned, false, now)?;
@@ -939,7 +949,7 @@ impl Secrets {
         const MAX_RECENT: usize = 500;
         let now = self.now();
         let prefix = account_index_key(&account.name).to_vec();
-        let rows = self.store.scan_prefix(Keyspace::Recent, prefix, now, MAX_RECENT).await?;
+        let rows = self.store.scan_prefix(RECENT, prefix, now, MAX_RECENT).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, entry) in rows {
             let metadata_key =

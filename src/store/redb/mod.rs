@@ -143,9 +143,9 @@ fn record_key(ks: Keyspace, key: &[u8]) -> Vec<u8> {
 }
 
 /// The keyspace and key of a `records` row; `None` for an empty row or an unknown tag.
-fn parse_record_key(row: &[u8]) -> Option<(Keyspace, &[u8])> {
+fn parse_record_key<'a>(row: &'a [u8], keyspaces: &[Keyspace]) -> Option<(Keyspace, &'a [u8])> {
     let (tag, key) = row.split_last()?;
-    Some((Keyspace::from_tag(*tag)?, key))
+    Some((Keyspace::find(keyspaces, *tag)?, key))
 }
 
 /// Entry counts by keyspace tag, as stored in the `counts` row: big-endian u64s, a missing tail
@@ -321,6 +321,8 @@ struct Shared {
     /// False from a failed write transaction that left redb refusing writes, until the file is
     /// reopened and takes a commit again.
     healthy: AtomicBool,
+    /// The keyspaces this store serves, as its owners declared them.
+    keyspaces: &'static [Keyspace],
 }
 
 impl Shared {
@@ -419,36 +421,46 @@ impl fmt::Debug for RedbStore {
 impl RedbStore {
     /// Opens or creates the database at `path`, creates every table, and starts the writer thread.
     /// Fails with [`StoreError::Locked`] if another process (or another store in this one) has it open.
-    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    pub fn open(path: &Path, keyspaces: &'static [Keyspace]) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES, keyspaces)
     }
 
     /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`.
-    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+    pub fn open_with_cache(
+        path: &Path,
+        cache_bytes: usize,
+        keyspaces: &'static [Keyspace],
+    ) -> Result<RedbStore, StoreError> {
         let source = Source::File { path: path.to_owned(), cache_bytes };
-        RedbStore::start(source.open()?, source)
+        RedbStore::start(source.open()?, source, keyspaces)
     }
 
     /// A new database in `file`, which must be empty, written through that handle only (a backup's
     /// temporary file: nothing reopens it by name). It cannot recover from an I/O error.
-    pub fn open_file(file: std::fs::File) -> Result<RedbStore, StoreError> {
+    pub fn open_file(file: std::fs::File, keyspaces: &'static [Keyspace]) -> Result<RedbStore, StoreError> {
         let backend = ::redb::backends::FileBackend::new(file).map_err(io_error)?;
         let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create_with_backend(backend);
-        RedbStore::start(db.map_err(io_error)?, Source::Fixed)
+        RedbStore::start(db.map_err(io_error)?, Source::Fixed, keyspaces)
     }
 
     /// The same engine, layout and writer over redb's in-memory backend: nothing survives the store.
     /// For the differential fuzzer, which opens a store per input and compares it with the memory
     /// backend.
-    pub fn open_in_memory() -> Result<RedbStore, StoreError> {
+    pub fn open_in_memory(keyspaces: &'static [Keyspace]) -> Result<RedbStore, StoreError> {
         let backend = ::redb::backends::InMemoryBackend::new();
-        RedbStore::start(Database::builder().create_with_backend(backend).map_err(io_error)?, Source::Fixed)
+        let db = Database::builder().create_with_backend(backend).map_err(io_error)?;
+        RedbStore::start(db, Source::Fixed, keyspaces)
     }
 
     /// Checks the layout, creates every table, and starts the writer thread.
-    fn start(db: Database, source: Source) -> Result<RedbStore, StoreError> {
-        RedbStore::prepare(&db)?;
-        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), healthy: AtomicBool::new(true) });
+    fn start(db: Database, source: Source, keyspaces: &'static [Keyspace]) -> Result<RedbStore, StoreError> {
+        Keyspace::check_all(keyspaces)?;
+        RedbStore::prepare(&db, keyspaces)?;
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            healthy: AtomicBool::new(true),
+            keyspaces,
+        });
         let (jobs, receiver) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
         let stats = Arc::new(Counters::default());
@@ -461,7 +473,7 @@ impl RedbStore {
     }
 
     /// Checks the layout of a freshly opened database and creates every table.
-    fn prepare(db: &Database) -> Result<(), StoreError> {
+    fn prepare(db: &Database, keyspaces: &[Keyspace]) -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(io_error)?;
         txn.set_durability(Durability::Immediate).map_err(io_error)?;
         let existing = txn.list_tables().map_err(io_error)?.count();
@@ -482,7 +494,7 @@ impl RedbStore {
                 }
             }
         }
-        for ks in Keyspace::ALL.into_iter().filter(|ks| ks.is_listed()) {
+        for ks in keyspaces.iter().copied().filter(|ks| ks.is_listed()) {
             txn.open_table(listed_table(ks)).map_err(io_error)?;
         }
         txn.open_table(RECORDS).map_err(io_error)?;
@@ -587,7 +599,7 @@ impl Store for RedbStore {
                 if !row.value().starts_with(prefix) {
                     break;
                 }
-                match parse_record_key(row.value()) {
+                match parse_record_key(row.value(), self.shared.keyspaces) {
                     Some((row_ks, key)) if row_ks == ks && key.starts_with(prefix) => {
                         let stored = Stored::decode(bytes.value())?;
                         if stored.is_live(now) {
@@ -699,7 +711,7 @@ impl Store for RedbStore {
         // writers go on committing newer ones.
         let db = self.shared.db()?;
         let txn = db.begin_read().map_err(io_error)?;
-        for ks in Keyspace::ALL.into_iter().filter(|ks| ks.is_listed()) {
+        for ks in self.shared.keyspaces.iter().copied().filter(|ks| ks.is_listed()) {
             let table = txn.open_table(listed_table(ks)).map_err(io_error)?;
             for row in table.iter().map_err(io_error)? {
                 let (key, bytes) = row.map_err(io_error)?;
@@ -712,7 +724,7 @@ impl Store for RedbStore {
         let records = txn.open_table(RECORDS).map_err(io_error)?;
         for row in records.iter().map_err(io_error)? {
             let (row, bytes) = row.map_err(io_error)?;
-            let Some((ks, key)) = parse_record_key(row.value()) else {
+            let Some((ks, key)) = parse_record_key(row.value(), self.shared.keyspaces) else {
                 return Err(StoreError::Corrupt("a record row has no keyspace tag".into()));
             };
             let stored = Stored::decode(bytes.value())?;

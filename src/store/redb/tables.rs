@@ -11,8 +11,10 @@ pub(super) type Known = (Keyspace, Vec<u8>, Option<Header>);
 /// Every table of one write transaction, opened once per group.
 pub(super) struct Tables<'txn> {
     records: BytesTable<'txn>,
-    /// The listed keyspaces' tables, in [`Keyspace::ALL`] order.
+    /// The listed keyspaces' tables, in the order the store was given them.
     listed: Vec<(Keyspace, BytesTable<'txn>)>,
+    /// Every keyspace the store serves, to read an index row's tag.
+    keyspaces: &'txn [Keyspace],
     expiry: BytesTable<'txn>,
     meta: Table<'txn, &'static str, &'static [u8]>,
     /// Entries added minus entries removed in this transaction, by keyspace tag.
@@ -22,14 +24,18 @@ pub(super) struct Tables<'txn> {
 }
 
 impl<'txn> Tables<'txn> {
-    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, StoreError> {
+    pub(super) fn open(
+        txn: &'txn WriteTransaction,
+        keyspaces: &'txn [Keyspace],
+    ) -> Result<Tables<'txn>, StoreError> {
         let mut listed = Vec::new();
-        for ks in Keyspace::ALL.into_iter().filter(|ks| ks.is_listed()) {
+        for ks in keyspaces.iter().copied().filter(|ks| ks.is_listed()) {
             listed.push((ks, txn.open_table(listed_table(ks)).map_err(io_error)?));
         }
         Ok(Tables {
             records: txn.open_table(RECORDS).map_err(io_error)?,
             listed,
+            keyspaces,
             expiry: txn.open_table(EXPIRY).map_err(io_error)?,
             meta: txn.open_table(META).map_err(io_error)?,
             added: [0; TAGS],
@@ -274,7 +280,7 @@ impl<'txn> Tables<'txn> {
                 break;
             }
             if let Some((at, tag, key)) = parse_index_key(&row)
-                && let Some(ks) = Keyspace::from_tag(tag)
+                && let Some(ks) = Keyspace::find(self.keyspaces, tag)
                 && self.header(ks, key)?.is_some_and(|h| h.expires_at == Some(at))
             {
                 self.remove(ks, key)?;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const S: Keyspace = Keyspace::Secret;
+const S: Keyspace = test_keyspaces::SECRET;
 
 fn job(batch: Batch) -> Job {
     Job::Apply { batch, now: 100, reply: Box::new(|_| {}) }
@@ -21,12 +21,18 @@ fn outcomes(done: Vec<Done>) -> Vec<Outcome> {
 #[test]
 fn a_conflicting_batch_in_a_group_does_not_affect_its_neighbours() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     let a = job(Batch::new().require_absent(S, b"a").put(S, b"a", b"1".to_vec(), Some(500)));
     let b = job(Batch::new().put(S, b"b", b"2".to_vec(), Some(400)).require_present(S, b"missing"));
     let c = job(Batch::new().put(S, b"c", b"3".to_vec(), None));
-    let done =
-        run_group(&store.shared.db().expect("open"), &mut vec![a, b, c], None, &store.stats).expect("group");
+    let done = run_group(
+        &store.shared.db().expect("open"),
+        store.shared.keyspaces,
+        &mut vec![a, b, c],
+        None,
+        &store.stats,
+    )
+    .expect("group");
     assert_eq!(
         outcomes(done),
         vec![Outcome::Applied(vec![None]), Outcome::Conflict(0), Outcome::Applied(vec![None])]
@@ -40,7 +46,7 @@ fn a_conflicting_batch_in_a_group_does_not_affect_its_neighbours() {
 #[test]
 fn jobs_that_arrive_while_a_group_runs_share_its_commit() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     let create =
         |key: &'static [u8]| job(Batch::new().require_absent(S, key).put(S, key, b"v".to_vec(), None));
     let (late, arrivals) = mpsc::channel();
@@ -49,8 +55,14 @@ fn jobs_that_arrive_while_a_group_runs_share_its_commit() {
     let before = store.writer_stats();
     let mut group = vec![create(b"first")];
     let done = outcomes(
-        run_group(&store.shared.db().expect("open"), &mut group, Some(&arrivals), &store.stats)
-            .expect("group"),
+        run_group(
+            &store.shared.db().expect("open"),
+            store.shared.keyspaces,
+            &mut group,
+            Some(&arrivals),
+            &store.stats,
+        )
+        .expect("group"),
     );
     assert_eq!(done, vec![Outcome::Applied(vec![None]); 3]);
     assert_eq!(group.len(), 3);
@@ -62,7 +74,7 @@ fn jobs_that_arrive_while_a_group_runs_share_its_commit() {
 #[test]
 fn later_batches_in_a_group_see_the_earlier_ones() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     let create = || Batch::new().require_absent(S, b"k").put(S, b"k", b"v".to_vec(), None);
     let first = job(create());
     let second = job(create());
@@ -71,6 +83,7 @@ fn later_batches_in_a_group_see_the_earlier_ones() {
     let done = outcomes(
         run_group(
             &store.shared.db().expect("open"),
+            store.shared.keyspaces,
             &mut vec![first, second, take, again],
             None,
             &store.stats,
@@ -101,7 +114,7 @@ fn plan_job_answering(
 #[test]
 fn a_plan_that_fails_or_panics_fails_alone_and_later_plans_see_earlier_batches() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     let create = job(Batch::new().put(S, b"a", b"1".to_vec(), None));
     let panics = plan_job(|_| panic!("a plan's bug"));
     let fails = plan_job(|_| Err(StoreError::Corrupt("unreadable".into())));
@@ -112,6 +125,7 @@ fn a_plan_that_fails_or_panics_fails_alone_and_later_plans_see_earlier_batches()
     });
     let done = run_group(
         &store.shared.db().expect("open"),
+        store.shared.keyspaces,
         &mut vec![create, panics, fails, copies],
         None,
         &store.stats,
@@ -142,7 +156,7 @@ fn a_plan_that_fails_or_panics_fails_alone_and_later_plans_see_earlier_batches()
 #[test]
 fn a_plan_that_only_read_committed_state_is_answered_before_the_commit() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     let answered = Arc::new(AtomicU64::new(0));
     let counted = |bit: u64| {
         let answered = Arc::clone(&answered);
@@ -158,6 +172,7 @@ fn a_plan_that_only_read_committed_state_is_answered_before_the_commit() {
     // runs: a reply seen here was sent before the commit.
     let done = run_group(
         &store.shared.db().expect("open"),
+        store.shared.keyspaces,
         &mut vec![counted(1), write, counted(2)],
         None,
         &store.stats,
@@ -171,7 +186,7 @@ fn a_plan_that_only_read_committed_state_is_answered_before_the_commit() {
 #[test]
 fn a_group_of_plans_that_only_read_is_not_committed() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open");
     store.apply(Batch::new().put(S, b"k", b"v".to_vec(), None), 100).expect("apply");
     let before = store.writer_stats();
     let reads = || plan_job(|lookup| lookup.get(S, b"k").map(|_| None));
@@ -179,6 +194,7 @@ fn a_group_of_plans_that_only_read_is_not_committed() {
     let refused = job(Batch::new().require_absent(S, b"k").put(S, b"k", b"w".to_vec(), None));
     let done = run_group(
         &store.shared.db().expect("open"),
+        store.shared.keyspaces,
         &mut vec![reads(), refused, reads()],
         None,
         &store.stats,
@@ -187,15 +203,22 @@ fn a_group_of_plans_that_only_read_is_not_committed() {
     assert_eq!(done.len(), 3);
     assert_eq!(store.writer_stats().since(&before).commits, 0);
     let written = plan_job(|_| Ok(Some(Batch::new().put(S, b"n", b"v".to_vec(), None))));
-    run_group(&store.shared.db().expect("open"), &mut vec![reads(), written], None, &store.stats)
-        .expect("group");
+    run_group(
+        &store.shared.db().expect("open"),
+        store.shared.keyspaces,
+        &mut vec![reads(), written],
+        None,
+        &store.stats,
+    )
+    .expect("group");
     assert_eq!(store.writer_stats().since(&before).commits, 1);
 }
 
 #[test]
 fn writer_stats_count_every_commit_and_the_batches_it_answered() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open_with_cache(&dir.path().join(REDB_FILE), 1 << 20).expect("open");
+    let store =
+        RedbStore::open_with_cache(&dir.path().join(REDB_FILE), 1 << 20, test_keyspaces::ALL).expect("open");
     let before = store.writer_stats();
     assert_eq!(before.commits, 0);
     std::thread::scope(|scope| {
@@ -223,7 +246,7 @@ fn writer_stats_count_every_commit_and_the_batches_it_answered() {
 fn allocated_bytes_follow_the_data_while_the_file_only_grows() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(REDB_FILE);
-    let store = RedbStore::open_with_cache(&path, 1 << 20).expect("open");
+    let store = RedbStore::open_with_cache(&path, 1 << 20, test_keyspaces::ALL).expect("open");
     let empty = store.allocated_bytes().expect("allocated");
     let keys: Vec<[u8; 4]> = (0..2000u32).map(u32::to_be_bytes).collect();
     for chunk in keys.chunks(100) {
@@ -298,7 +321,8 @@ fn a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes() {
         return;
     }
     let _mounted = Mounted(disk.clone());
-    let store = RedbStore::open_with_cache(&disk.join(REDB_FILE), 1 << 20).expect("open");
+    let store =
+        RedbStore::open_with_cache(&disk.join(REDB_FILE), 1 << 20, test_keyspaces::ALL).expect("open");
     let create = |i: u32, len: usize| {
         Batch::new().require_absent(S, i.to_be_bytes()).put(S, i.to_be_bytes(), vec![7; len], None)
     };
@@ -355,7 +379,7 @@ fn a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes() {
     acknowledged.push(9999);
     drop(store);
     // And durably: a fresh open finds them all.
-    let store = RedbStore::open(&disk.join(REDB_FILE)).expect("reopen");
+    let store = RedbStore::open(&disk.join(REDB_FILE), test_keyspaces::ALL).expect("reopen");
     for i in &acknowledged {
         assert!(
             store.get(S, &i.to_be_bytes(), 100).expect("get").is_some(),
@@ -370,11 +394,11 @@ fn a_full_disk_is_an_episode_the_store_recovers_from_without_losing_writes() {
 fn the_database_file_is_private_and_a_loose_one_is_tightened() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(REDB_FILE);
-    drop(RedbStore::open(&path).expect("open"));
+    drop(RedbStore::open(&path, test_keyspaces::ALL).expect("open"));
     let mode = || std::fs::metadata(&path).expect("file").permissions().mode() & 0o777;
     assert_eq!(mode(), 0o600);
     std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("loosen");
-    drop(RedbStore::open(&path).expect("open"));
+    drop(RedbStore::open(&path, test_keyspaces::ALL).expect("open"));
     assert_eq!(mode(), 0o600);
 }
 

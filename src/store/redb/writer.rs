@@ -65,7 +65,7 @@ pub(super) fn writer_loop(shared: &Shared, source: &Source, jobs: &mpsc::Receive
                     continue;
                 }
             };
-            match run_group(&db, &mut group, Some(jobs), stats) {
+            match run_group(&db, shared.keyspaces, &mut group, Some(jobs), stats) {
                 Ok(done) => deliver(Answer::Committed(group, done)),
                 Err(err) => {
                     tracing::warn!(error = %err, jobs = group.len(), "store write transaction failed");
@@ -126,7 +126,9 @@ pub(super) fn recover(shared: &Shared, source: &Source, jobs: &mpsc::Receiver<Jo
                 }
                 Ok(db) => {
                     drop(db);
-                    Some(reopened(source).map(|db| shared.set(Some(Arc::new(db)))).map(drop))
+                    Some(
+                        reopened(source, shared.keyspaces).map(|db| shared.set(Some(Arc::new(db)))).map(drop),
+                    )
                 }
             },
             (None, Ok(db)) if refuses_writes(&db) => {
@@ -135,7 +137,9 @@ pub(super) fn recover(shared: &Shared, source: &Source, jobs: &mpsc::Receiver<Jo
             }
             (None, Ok(db)) => Some(probe(&db)),
             // A reopen failed before: the file is not open at all.
-            (None, Err(_)) => Some(reopened(source).map(|db| shared.set(Some(Arc::new(db)))).map(drop)),
+            (None, Err(_)) => {
+                Some(reopened(source, shared.keyspaces).map(|db| shared.set(Some(Arc::new(db)))).map(drop))
+            }
         };
         let pause = match attempt {
             None => READERS_POLL,
@@ -173,9 +177,9 @@ pub(super) fn fail_arrivals(jobs: &mpsc::Receiver<Job>, pause: Duration) -> bool
 }
 
 /// The database opened again from `source`, checked, and known to take a commit.
-pub(super) fn reopened(source: &Source) -> Result<Database, StoreError> {
+pub(super) fn reopened(source: &Source, keyspaces: &[Keyspace]) -> Result<Database, StoreError> {
     let db = source.open()?;
-    RedbStore::prepare(&db)?;
+    RedbStore::prepare(&db, keyspaces)?;
     probe(&db)?;
     Ok(db)
 }
@@ -223,13 +227,14 @@ pub(super) fn fail(job: Job, err: &StoreError) {
 /// wait for this commit and then their own, and the group would be smaller for it.
 pub(super) fn run_group(
     db: &Database,
+    keyspaces: &[Keyspace],
     group: &mut Vec<Job>,
     late: Option<&mpsc::Receiver<Job>>,
     stats: &Counters,
 ) -> Result<Vec<Done>, StoreError> {
     let mut txn = db.begin_write().map_err(io_error)?;
     txn.set_durability(Durability::Immediate).map_err(io_error)?;
-    let done = match run_jobs(&txn, group, late) {
+    let done = match run_jobs(&txn, keyspaces, group, late) {
         Ok((done, true)) => done,
         // Only plans that read and wrote nothing: no commit, so no flush. Their reads saw nothing
         // uncommitted, since no job in the group wrote.
@@ -264,10 +269,11 @@ pub(super) fn run_group(
 /// Runs the group's jobs (and late ones); returns what each produced and whether any of them wrote.
 pub(super) fn run_jobs(
     txn: &WriteTransaction,
+    keyspaces: &[Keyspace],
     group: &mut Vec<Job>,
     late: Option<&mpsc::Receiver<Job>>,
 ) -> Result<(Vec<Done>, bool), StoreError> {
-    let mut tables = Tables::open(txn)?;
+    let mut tables = Tables::open(txn, keyspaces)?;
     let mut done = Vec::with_capacity(group.len());
     loop {
         let start = done.len();
