@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use lethe::store::{Batch, DEFAULT_CACHE_BYTES, Keyspace, REDB_FILE, RedbStore, Store};
+use lethe::store::{Batch, DEFAULT_CACHE_BYTES, REDB_FILE, RedbStore, Store};
 
 /// The server's allocator (see `src/main.rs`), so that memory and speed are measured as deployed.
 #[global_allocator]
@@ -60,7 +60,7 @@ fn main() {
     let cache = env("LETHE_RSS_CACHE_MIB", (DEFAULT_CACHE_BYTES / (1 << 20)) as u64) as usize * (1 << 20);
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(REDB_FILE);
-    let store = RedbStore::open_with_cache(&path, cache).expect("open redb");
+    let store = RedbStore::open_with_cache(&path, cache, lethe::domain::KEYSPACES).expect("open redb");
     let (rss0, _) = rss();
     eprintln!(
         "rss: loading {secrets} secrets, redb cache {} MiB, resident at start {} KiB",
@@ -82,9 +82,14 @@ fn main() {
                     for n in from..(from + PER_BATCH).min(secrets) {
                         // Sizes of a sealed v1 secret and its metadata record.
                         batch = batch
-                            .put(Keyspace::Secret, key(1, n), vec![1; 120], Some(NOW + 604_800 + n % 1000))
                             .put(
-                                Keyspace::Metadata,
+                                lethe::domain::secrets::SECRET,
+                                key(1, n),
+                                vec![1; 120],
+                                Some(NOW + 604_800 + n % 1000),
+                            )
+                            .put(
+                                lethe::domain::secrets::METADATA,
                                 key(2, n),
                                 vec![2; 150],
                                 Some(NOW + 1_209_600 + n % 1000),
@@ -103,7 +108,7 @@ fn main() {
     let step = (secrets / sample).max(1);
     let mut found = 0;
     for i in 0..sample {
-        if store.get(Keyspace::Secret, &key(1, i * step), NOW).expect("get").is_some() {
+        if store.get(lethe::domain::secrets::SECRET, &key(1, i * step), NOW).expect("get").is_some() {
             found += 1;
         }
     }

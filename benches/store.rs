@@ -30,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const NOW: u64 = 1_800_000_000;
 const EXPIRES: u64 = NOW + 3600;
-const KS: Keyspace = Keyspace::Secret;
+const KS: Keyspace = lethe::domain::secrets::SECRET;
 /// About the size of a sealed v1 secret record.
 const VALUE: [u8; 120] = [7; 120];
 const CALLERS: [usize; 3] = [1, 16, 64];
@@ -188,7 +188,8 @@ struct Backend {
 
 fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let redb = Arc::new(RedbStore::open(&dir.path().join(REDB_FILE)).expect("open redb"));
+    let redb =
+        Arc::new(RedbStore::open(&dir.path().join(REDB_FILE), lethe::domain::KEYSPACES).expect("open redb"));
     vec![
         Backend { name: "memory", store: Arc::new(MemoryStore::new()), redb: None, _dir: None },
         Backend { name: "redb", store: redb.clone(), redb: Some(redb), _dir: Some(dir) },

@@ -80,7 +80,9 @@ impl From<AccountError> for Reply {
             AccountError::Exists => Failure::Exists,
             AccountError::Unknown => Failure::Unknown,
             AccountError::InvalidName => Failure::Invalid,
-            AccountError::BadCredentials | AccountError::Store(_) => Failure::Internal,
+            AccountError::BadCredentials | AccountError::Contention | AccountError::Store(_) => {
+                Failure::Internal
+            }
         };
         Reply::Error { failure, message: err.to_string() }
     }
@@ -89,14 +91,14 @@ impl From<AccountError> for Reply {
 /// Runs one command against the domain; used by the socket and by the CLI when no daemon runs.
 pub async fn execute(domain: &Domain, command: Command) -> Reply {
     let result = match command {
-        Command::AccountAdd { name } => domain.account_add(&name).await.map(|token| Reply::Token { token }),
-        Command::AccountList => domain.account_list().await.map(|accounts| Reply::Accounts {
+        Command::AccountAdd { name } => domain.accounts.add(&name).await.map(|token| Reply::Token { token }),
+        Command::AccountList => domain.accounts.list().await.map(|accounts| Reply::Accounts {
             accounts: accounts.into_iter().map(|a| (a.name, a.created)).collect(),
         }),
         Command::AccountRotateToken { name } => {
-            domain.account_rotate_token(&name).await.map(|token| Reply::Token { token })
+            domain.accounts.rotate_token(&name).await.map(|token| Reply::Token { token })
         }
-        Command::AccountRemove { name } => domain.account_remove(&name).await.map(|()| Reply::Done),
+        Command::AccountRemove { name } => domain.accounts.remove(&name).await.map(|()| Reply::Done),
         // A relative path would be resolved against the daemon's working directory, which the caller
         // neither knows nor chose; the CLI always sends an absolute one.
         Command::Backup { out } if !out.is_absolute() => {
@@ -106,9 +108,12 @@ pub async fn execute(domain: &Domain, command: Command) -> Reply {
             };
         }
         Command::Backup { out } => {
-            let (store, now) = (domain.store.clone(), domain.now());
+            let (store, now) = (domain.store().clone(), domain.now());
             let path = out.clone();
-            let done = tokio::task::spawn_blocking(move || store::backup(store.blocking(), &path, now)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                store::backup(store.blocking(), crate::domain::KEYSPACES, &path, now)
+            })
+            .await;
             return match done {
                 Ok(Ok(bytes)) => Reply::BackedUp { path: out, bytes },
                 Ok(Err(err)) => {
@@ -135,7 +140,7 @@ pub async fn start(app: Arc<App>, shutdown: watch::Receiver<bool>) -> io::Result
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(tokio::spawn(async move {
-        let stop = crate::server::wait_for(shutdown);
+        let stop = crate::shutdown::wait_for(shutdown);
         tokio::pin!(stop);
         loop {
             tokio::select! {

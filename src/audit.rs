@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::clock::rfc3339;
-use crate::store::Timestamp;
+use crate::clock::{Timestamp, rfc3339};
 
 /// Lines waiting for the writer at most: a few MiB of JSON, enough to ride out a burst while the
 /// output is slow, small enough that a stalled output cannot grow the process.
@@ -41,11 +40,65 @@ pub enum Outcome {
     Denied,
 }
 
+/// What an audit line is about. The names are the trail's stable vocabulary: operators filter on them,
+/// so a variant may be added but never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    /// A one-time secret of any surface was stored.
+    SecretCreated,
+    /// A one-time secret was asked for by its recipient (served or not).
+    SecretRevealed,
+    /// A v1 secret was destroyed unread by its creator.
+    SecretBurned,
+    /// A client-encrypted secret was deleted by someone holding its link.
+    SecretDeleted,
+    RequestCreated,
+    /// A responder opened a request (its public key and label).
+    RequestViewed,
+    /// The requester polled its own request's state, proving it with the management token.
+    RequestStatusChecked,
+    RequestFulfilled,
+    /// The requester collected the submitted secret.
+    RequestSecretAccessed,
+    RequestRevoked,
+    RequestKeyRotated,
+    /// An account token was checked.
+    AccountAuthenticated,
+    /// A summary of rate-limit refusals for one network and class.
+    RateLimitRefused,
+}
+
+impl EventName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::SecretCreated => "secret.created",
+            EventName::SecretRevealed => "secret.revealed",
+            EventName::SecretBurned => "secret.burned",
+            EventName::SecretDeleted => "secret.deleted",
+            EventName::RequestCreated => "request.created",
+            EventName::RequestViewed => "request.viewed",
+            EventName::RequestStatusChecked => "request.status_checked",
+            EventName::RequestFulfilled => "request.fulfilled",
+            EventName::RequestSecretAccessed => "request.secret_accessed",
+            EventName::RequestRevoked => "request.revoked",
+            EventName::RequestKeyRotated => "request.key_rotated",
+            EventName::AccountAuthenticated => "account.authenticated",
+            EventName::RateLimitRefused => "rate_limit.refused",
+        }
+    }
+}
+
+impl Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One audit line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub timestamp: String,
-    pub event: &'static str,
+    pub event: EventName,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -61,12 +114,12 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(now: Timestamp, event: &'static str, outcome: Outcome, client_ip: IpAddr) -> Event {
+    pub fn new(now: Timestamp, event: EventName, outcome: Outcome, client_ip: IpAddr) -> Event {
         Event::about(now, event, outcome, client_ip.to_string())
     }
 
     /// An event about a client written as text: an address, or a network.
-    pub fn about(now: Timestamp, event: &'static str, outcome: Outcome, client: String) -> Event {
+    pub fn about(now: Timestamp, event: EventName, outcome: Outcome, client: String) -> Event {
         Event {
             timestamp: rfc3339(now),
             event,
@@ -256,10 +309,10 @@ mod tests {
     fn events_are_json_lines_without_empty_fields() {
         let buf = Shared::default();
         let mut sink = AuditSink::to_writer(Box::new(buf.clone()));
-        let mut e = Event::new(0, "request.created", Outcome::Success, "127.0.0.1".parse().unwrap());
+        let mut e = Event::new(0, EventName::RequestCreated, Outcome::Success, "127.0.0.1".parse().unwrap());
         e.id_hash = Some("abcdef012345".into());
         sink.record(&e);
-        let mut denied = Event::new(60, "request.revoked", Outcome::Denied, "::1".parse().unwrap());
+        let mut denied = Event::new(60, EventName::RequestRevoked, Outcome::Denied, "::1".parse().unwrap());
         denied.reason = Some("bad_token");
         sink.record(&denied);
         sink.close();
@@ -294,7 +347,7 @@ mod tests {
     fn a_blocked_output_drops_and_counts_lines_and_close_still_returns() {
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let mut sink = AuditSink::bounded(Box::new(Stuck(Arc::clone(&gate))), 16, Duration::from_millis(200));
-        let e = Event::new(0, "secret.revealed", Outcome::Failure, "192.0.2.1".parse().unwrap());
+        let e = Event::new(0, EventName::SecretRevealed, Outcome::Failure, "192.0.2.1".parse().unwrap());
         // The writer buffers what it can (a BufWriter's worth) and blocks writing it; 16 more lines
         // fill the queue; the rest are dropped. If `record` blocked, this loop would never end.
         for _ in 0..1_000 {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::store::Timestamp;
+/// Unix time in seconds. Every time the store sees is passed in by the caller.
+pub type Timestamp = u64;
 
 pub trait Clock: Send + Sync + 'static {
     /// Unix time in seconds.

@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::http::client_ip::TrustedProxies;
+use crate::client_ip::TrustedProxies;
 use crate::store::Engine;
 
 /// Where the config file is looked for when `--config` is not given (after

@@ -61,7 +61,7 @@ pub fn request_body(data: &[u8]) {
 /// through the same layout and group-commit writer); every answer must agree. Keys are one or two bytes from a three-letter alphabet, so keys collide and
 /// prefix one another, and keyspaces include both a listed one and three that redb keeps in one table.
 pub fn store(data: &[u8]) {
-    let Ok(redb) = RedbStore::open_in_memory() else { return };
+    let Ok(redb) = RedbStore::open_in_memory(crate::domain::KEYSPACES) else { return };
     let model = MemoryStore::new();
     let mut program = Program { data, now: 1_000 };
     while !program.data.is_empty() {
@@ -89,8 +89,12 @@ impl Program<'_> {
     }
 
     fn keyspace(&mut self) -> Keyspace {
-        [Keyspace::Secret, Keyspace::Metadata, Keyspace::Attempts, Keyspace::Recent]
-            [usize::from(self.byte() % 4)]
+        [
+            crate::domain::secrets::SECRET,
+            crate::domain::secrets::METADATA,
+            crate::domain::secrets::ATTEMPTS,
+            crate::domain::accounts::RECENT,
+        ][usize::from(self.byte() % 4)]
     }
 
     fn key(&mut self) -> Vec<u8> {
@@ -209,7 +213,7 @@ fn purge_all(model: &MemoryStore, redb: &RedbStore, now: Timestamp) {
     for store in [model as &dyn Store, redb] {
         while store.purge_expired(now, 4).is_ok_and(|removed| removed > 0) {}
     }
-    for ks in Keyspace::ALL {
+    for &ks in crate::domain::KEYSPACES {
         assert_eq!(model.count(ks).ok(), redb.count(ks).ok(), "count after a full purge");
     }
     // redb may name a removed entry's time, never one later than the model's earliest.

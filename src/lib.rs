@@ -1,185 +1,57 @@
 //! lethe: a self-hosted server for handing a secret from one person to another exactly once.
 //!
-//! Data flows one way: `http` (accept, limits, headers) → `router` (typed endpoints) → `api::<surface>`
-//! (wire formats and error dialects) → `domain` (lifecycles) → `store` (conditional batches). Side
-//! tasks: the `reaper` (expiry sweep) and the `admin` socket (account commands while the daemon runs).
+//! # Module map
+//!
+//! Data flows one way, and each module imports only from the floors below it:
+//!
+//! ```text
+//! listener ─► http         transport: accept, connection caps, deadlines, body limits, header policies
+//!          ─► service      the one server loop: route once, dispatch, render/log/audit/count once
+//!          ─► router       (method, path, listener mode) → typed Endpoint with typed, redacted ids
+//!          ─► api::<surface>  wire formats and error dialects: ots_v1, client, requests, web, app, ops
+//!          ─► domain       lifecycles as services: secrets, client, requests, accounts (no HTTP, no bytes on disk)
+//!          ─► store        the Store trait, conditional batches, backends: memory, redb/
+//! ```
+//!
+//! - The command-line client: [`client`] (`lethe send`, `receive`, `request …`), which encrypts locally
+//!   as the web app does and speaks HTTP to a server; nothing in the server imports it.
+//! - Composition: `main.rs` → [`cli`] → [`server`] (`server::Parts` builds the server from settings,
+//!   store and clock for `serve`, `bench`, the admin commands and the tests) and [`config`] (figment →
+//!   validated `Settings`).
+//! - Side tasks: [`reaper`] (expiry sweep), [`admin`] (account commands over a Unix socket while the
+//!   daemon runs), [`audit`] (the trail, off the request path), [`metrics`] (Prometheus text).
+//! - Leaves that everything may use: [`clock`] (time and `Timestamp`), [`histogram`], [`client_ip`]
+//!   (trusted-proxy aware addresses), [`shutdown`], [`ratelimit`], [`crypto`] (ids, sealing,
+//!   passphrases, OpenPGP checks), [`telemetry`], [`systemd`].
+//! - [`bench`](mod@bench) is the load generator behind `lethe bench`; `fuzzing` holds the fuzz targets' entry points.
+//!
+//! [`App`] is what every request handler shares; [`Ctx`] what it knows of where a request came from.
 
 pub mod admin;
 pub mod api;
+mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod histogram;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reaper;
 pub mod router;
 pub mod server;
+pub mod service;
+pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
 
-use std::net::IpAddr;
-
-use crate::ratelimit::{Class, Net};
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct App {
-    pub domain: domain::Domain,
-    pub audit: audit::AuditSink,
-    pub limiter: ratelimit::RateLimiter,
-    pub metrics: std::sync::Arc<metrics::Metrics>,
-}
-
-/// What a handler knows about where a request came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Ctx {
-    /// Trusted-proxy aware.
-    pub client_ip: IpAddr,
-    pub mode: config::Mode,
-}
-
-/// Why [`App::authenticate`] turned a caller away.
-#[derive(Debug)]
-pub enum AuthRefused {
-    /// Unknown name or wrong token (counted against the caller's `failed_tokens`).
-    BadCredentials,
-    /// The caller's failed-token allowance is spent; nothing was checked. Seconds until it refills.
-    Limited(u64),
-    /// The account store failed.
-    Internal(domain::accounts::AccountError),
-}
-
-impl App {
-    pub fn new(domain: domain::Domain, audit: audit::AuditSink) -> App {
-        let limiter = ratelimit::RateLimiter::new(domain.settings.rate_limit.clone());
-        let metrics = metrics::Metrics::with_audit_dropped(audit.dropped());
-        App { domain, audit, limiter, metrics: std::sync::Arc::new(metrics) }
-    }
-
-    /// Records an audit event; `id` is hashed with the server's key before it is written.
-    ///
-    /// Rate-limited refusals are not written one by one: the limiter reports the first of each
-    /// window and a count of the rest (see [`App::rate`]), so a flood cannot flood the trail.
-    pub fn audit(
-        &self,
-        ctx: &Ctx,
-        event: &'static str,
-        outcome: audit::Outcome,
-        reason: Option<&'static str>,
-        id: Option<&str>,
-        account: Option<&str>,
-    ) {
-        if !self.audit.is_enabled() || reason == Some("rate_limited") {
-            return;
-        }
-        let mut e = audit::Event::new(self.domain.now(), event, outcome, ctx.client_ip);
-        e.reason = reason;
-        e.id_hash = id.map(|id| self.domain.keys.id_hash(id));
-        e.account = account.map(str::to_owned);
-        self.audit.record(&e);
-    }
-
-    /// Counts one event of `class` for the caller; `Err(retry after seconds)` when over the limit.
-    pub fn rate(&self, ctx: &Ctx, class: Class) -> Result<(), u64> {
-        let result = self.limiter.hit(class, ctx.client_ip, self.domain.now());
-        if let Err(refused) = &result
-            && refused.first
-        {
-            self.audit_refusals(class, refused.net, 1);
-        }
-        self.audit_summaries();
-        result.map_err(|refused| refused.retry_after)
-    }
-
-    /// One `rate_limit.refused` line: `count` refusals of `class` for the network `net`.
-    fn audit_refusals(&self, class: Class, net: Net, count: u32) {
-        if !self.audit.is_enabled() {
-            return;
-        }
-        let now = self.domain.now();
-        let mut e = audit::Event::about(now, "rate_limit.refused", audit::Outcome::Denied, net.to_string());
-        e.reason = Some(class.as_str());
-        e.count = Some(u64::from(count));
-        self.audit.record(&e);
-    }
-
-    /// Writes the summaries of rate-limit windows that have ended.
-    fn audit_summaries(&self) {
-        for s in self.limiter.take_summaries() {
-            self.audit_refusals(s.class, s.net, s.further);
-        }
-    }
-
-    /// Checks an account token from HTTP Basic auth, limited and audited per client like passphrase
-    /// guesses: an attempt is counted before the check and given back when the token is right.
-    pub async fn authenticate(
-        &self,
-        ctx: &Ctx,
-        name: &str,
-        token: &str,
-    ) -> Result<domain::accounts::Account, AuthRefused> {
-        self.rate(ctx, Class::FailedTokens).map_err(AuthRefused::Limited)?;
-        match self.domain.authenticate(name, token).await {
-            Ok(account) => {
-                self.limiter.release(Class::FailedTokens, ctx.client_ip, self.domain.now());
-                Ok(account)
-            }
-            Err(domain::accounts::AccountError::BadCredentials) => {
-                // The presented name is not recorded: it may be anything, a token pasted by mistake too.
-                self.audit(
-                    ctx,
-                    "account.authenticated",
-                    audit::Outcome::Denied,
-                    Some("bad_token"),
-                    None,
-                    None,
-                );
-                Err(AuthRefused::BadCredentials)
-            }
-            Err(other) => {
-                self.limiter.release(Class::FailedTokens, ctx.client_ip, self.domain.now());
-                Err(AuthRefused::Internal(other))
-            }
-        }
-    }
-
-    /// The caller's allowance of passphrase checks, for [`domain::secrets`] to reserve from.
-    pub fn passphrase_guesses<'a>(&'a self, ctx: &'a Ctx) -> PassphraseGuesses<'a> {
-        PassphraseGuesses { app: self, ctx }
-    }
-}
-
-impl Drop for App {
-    /// Rate-limit refusals not yet summarised are written before the audit trail closes.
-    fn drop(&mut self) {
-        for s in self.limiter.end_all() {
-            self.audit_refusals(s.class, s.net, s.further);
-        }
-    }
-}
-
-/// A client's `failed_passphrases` allowance (see [`domain::secrets::Guesses`]).
-#[derive(Debug)]
-pub struct PassphraseGuesses<'a> {
-    app: &'a App,
-    ctx: &'a Ctx,
-}
-
-impl domain::secrets::Guesses for PassphraseGuesses<'_> {
-    fn reserve(&self) -> bool {
-        self.app.rate(self.ctx, Class::FailedPassphrases).is_ok()
-    }
-
-    fn release(&self) {
-        self.app.limiter.release(Class::FailedPassphrases, self.ctx.client_ip, self.app.domain.now());
-    }
-}
+pub use app::{App, AuthRefused, Ctx, PassphraseGuesses};

@@ -11,86 +11,22 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::domain::Domain;
+use crate::histogram::Histogram;
 use crate::reaper::ReaperStats;
-use crate::store::Keyspace;
+use crate::store::CommitMetrics;
 
 /// Request latency buckets, in seconds.
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-/// Group-commit sizes, in batches per transaction.
-pub const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
-/// Durable commit latency buckets, in seconds.
-pub const COMMIT_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
-
-/// A fixed-bucket histogram that can be observed from many threads without a lock.
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One counter per bound, plus the +Inf bucket; not cumulative (summed when rendered).
-    counts: Vec<AtomicU64>,
-    /// The sum of observations, as f64 bits.
-    sum: AtomicU64,
-}
-
-impl fmt::Debug for Histogram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Histogram").field("count", &self.count()).finish_non_exhaustive()
-    }
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        let i = self.bounds.iter().position(|&b| value <= b).unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let _ = self.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            Some((f64::from_bits(bits) + value).to_bits())
-        });
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Writes `name_bucket`, `name_sum` and `name_count` lines with the given extra labels.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
-        let wrap = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-        let _ = writeln!(out, "{name}_sum{} {sum}", wrap(labels));
-        let _ = writeln!(out, "{name}_count{} {cumulative}", wrap(labels));
-    }
-}
-
-/// Group-commit observations of a durable store.
-#[derive(Debug)]
-pub struct CommitMetrics {
-    pub group_size: Histogram,
-    pub commit_seconds: Histogram,
-}
-
-impl Default for CommitMetrics {
-    fn default() -> CommitMetrics {
-        CommitMetrics {
-            group_size: Histogram::new(GROUP_BUCKETS),
-            commit_seconds: Histogram::new(COMMIT_BUCKETS),
-        }
-    }
+/// What [`Metrics::render`] reports beside its own counters, read from the store and the domain by
+/// the caller, so this module depends on neither.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Stored records not yet purged, by kind label; kinds whose count failed are left out.
+    pub live_records: Vec<(&'static str, u64)>,
+    pub commits: Option<Arc<CommitMetrics>>,
+    pub bcrypt_queue_depth: usize,
+    pub passphrase_checks: u64,
 }
 
 #[derive(Default)]
@@ -128,8 +64,8 @@ impl Metrics {
         histogram.observe(seconds);
     }
 
-    /// The whole exposition.
-    pub async fn render(&self, domain: &Domain) -> String {
+    /// The whole exposition, with the gauges read by the caller (which knows the store and the hasher).
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8 * 1024);
         out.push_str("# HELP lethe_http_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE lethe_http_requests_total counter\n");
@@ -159,15 +95,8 @@ impl Metrics {
 
         out.push_str("# HELP lethe_live_records Stored records not yet purged, by kind.\n");
         out.push_str("# TYPE lethe_live_records gauge\n");
-        for (kind, ks) in
-            [("secret", Keyspace::Secret), ("metadata", Keyspace::Metadata), ("request", Keyspace::Request)]
-        {
-            match domain.store.count(ks).await {
-                Ok(n) => {
-                    let _ = writeln!(out, "lethe_live_records{{kind=\"{kind}\"}} {n}");
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot count records for metrics"),
-            }
+        for (kind, n) in &gauges.live_records {
+            let _ = writeln!(out, "lethe_live_records{{kind=\"{kind}\"}} {n}");
         }
 
         out.push_str("# HELP lethe_reaper_passes_total Expiry sweep passes.\n# TYPE lethe_reaper_passes_total counter\n");
@@ -175,7 +104,7 @@ impl Metrics {
         out.push_str("# HELP lethe_reaper_removed_total Expired records removed.\n# TYPE lethe_reaper_removed_total counter\n");
         let _ = writeln!(out, "lethe_reaper_removed_total {}", self.reaper.removed.load(Ordering::Relaxed));
 
-        if let Some(commits) = domain.store.blocking().commit_metrics() {
+        if let Some(commits) = &gauges.commits {
             out.push_str("# HELP lethe_store_commit_batches Conditional batches per durable commit.\n");
             out.push_str("# TYPE lethe_store_commit_batches histogram\n");
             commits.group_size.render(&mut out, "lethe_store_commit_batches", "");
@@ -186,38 +115,15 @@ impl Metrics {
 
         out.push_str("# HELP lethe_bcrypt_queue_depth Passphrase hashes waiting or running.\n");
         out.push_str("# TYPE lethe_bcrypt_queue_depth gauge\n");
-        let _ = writeln!(out, "lethe_bcrypt_queue_depth {}", domain.hasher.queue_depth());
+        let _ = writeln!(out, "lethe_bcrypt_queue_depth {}", gauges.bcrypt_queue_depth);
         out.push_str("# HELP lethe_passphrase_checks_total Passphrase checks run (bcrypt verifications).\n");
         out.push_str("# TYPE lethe_passphrase_checks_total counter\n");
-        let _ = writeln!(out, "lethe_passphrase_checks_total {}", domain.hasher.checks());
+        let _ = writeln!(out, "lethe_passphrase_checks_total {}", gauges.passphrase_checks);
         out.push_str(
             "# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n",
         );
         out.push_str("# TYPE lethe_audit_dropped_total counter\n");
         let _ = writeln!(out, "lethe_audit_dropped_total {}", self.audit_dropped.load(Ordering::Relaxed));
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histograms_render_cumulative_buckets() {
-        let h = Histogram::new(&[1.0, 2.0]);
-        h.observe(0.5);
-        h.observe(1.5);
-        h.observe(9.0);
-        let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
-        assert_eq!(
-            out,
-            "x_bucket{a=\"b\",le=\"1\"} 1\nx_bucket{a=\"b\",le=\"2\"} 2\nx_bucket{a=\"b\",le=\"+Inf\"} 3\n\
-             x_sum{a=\"b\"} 11\nx_count{a=\"b\"} 3\n"
-        );
-        let mut bare = String::new();
-        h.render(&mut bare, "y", "");
-        assert!(bare.contains("y_bucket{le=\"+Inf\"} 3\ny_sum 11\ny_count 3\n"), "{bare}");
     }
 }

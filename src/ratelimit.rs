@@ -24,8 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::clock::Timestamp;
 use crate::config::RateLimit;
-use crate::store::Timestamp;
 
 /// Ended windows dropped per check at most: more than one window can start per check, so the queue
 /// drains faster than it fills, and a check never does more than this much pruning work.

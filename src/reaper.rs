@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::clock::Clock;
-use crate::store::{StoreError, StoreHandle, Timestamp};
+use crate::clock::{Clock, Timestamp};
+use crate::store::{StoreError, StoreHandle};
 
 /// Longest sleep between passes, so an entry written with an earlier expiry than the one the reaper
 /// is waiting for is still reclaimed within a minute.
@@ -117,7 +117,7 @@ pub async fn sweep(store: &StoreHandle, now: Timestamp, batch: usize) -> Result<
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::{Batch, Keyspace, MemoryStore, RedbStore};
+    use crate::store::{Batch, MemoryStore, RedbStore};
 
     const NOW: Timestamp = 10_000;
 
@@ -125,10 +125,11 @@ mod tests {
     async fn seeded(store: &StoreHandle) {
         let mut batch = Batch::new();
         for i in 0..25u8 {
-            batch = batch.put(Keyspace::Secret, vec![i], vec![], Some(NOW - u64::from(i)));
+            batch = batch.put(crate::domain::secrets::SECRET, vec![i], vec![], Some(NOW - u64::from(i)));
         }
         for i in 0..3u8 {
-            batch = batch.put(Keyspace::Metadata, vec![i], vec![], Some(NOW + 1 + u64::from(i)));
+            batch =
+                batch.put(crate::domain::secrets::METADATA, vec![i], vec![], Some(NOW + 1 + u64::from(i)));
         }
         store.apply(batch, NOW - 100).await.expect("seed");
     }
@@ -142,18 +143,18 @@ mod tests {
         let store = memory();
         seeded(&store).await;
         assert_eq!(store.purge_expired(NOW, 10).await.expect("purge"), 10);
-        assert_eq!(store.count(Keyspace::Secret).await.expect("count"), 15);
+        assert_eq!(store.count(crate::domain::secrets::SECRET).await.expect("count"), 15);
     }
 
     #[tokio::test]
     async fn sweep_removes_every_expired_entry_and_keeps_live_ones() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let redb = RedbStore::open(&dir.path().join("sweep.redb")).expect("open");
+        let redb = RedbStore::open(&dir.path().join("sweep.redb"), crate::domain::KEYSPACES).expect("open");
         for store in [memory(), StoreHandle::new(Arc::new(redb))] {
             seeded(&store).await;
             assert_eq!(sweep(&store, NOW, 10).await.expect("sweep"), 25);
-            assert_eq!(store.count(Keyspace::Secret).await.expect("count"), 0);
-            assert_eq!(store.count(Keyspace::Metadata).await.expect("count"), 3);
+            assert_eq!(store.count(crate::domain::secrets::SECRET).await.expect("count"), 0);
+            assert_eq!(store.count(crate::domain::secrets::METADATA).await.expect("count"), 3);
             assert_eq!(store.next_expiry().await.expect("next expiry"), Some(NOW + 1));
             assert_eq!(sweep(&store, NOW, 10).await.expect("sweep"), 0);
         }
@@ -167,12 +168,12 @@ mod tests {
         let (stop, shutdown) = watch::channel(false);
         let reaper = tokio::spawn(run(store.clone(), clock, 10, Arc::default(), shutdown));
         let drained = async {
-            while store.count(Keyspace::Secret).await.expect("count") > 0 {
+            while store.count(crate::domain::secrets::SECRET).await.expect("count") > 0 {
                 tokio::task::yield_now().await;
             }
         };
         tokio::time::timeout(Duration::from_secs(10), drained).await.expect("backlog reaped");
-        assert_eq!(store.count(Keyspace::Metadata).await.expect("count"), 3);
+        assert_eq!(store.count(crate::domain::secrets::METADATA).await.expect("count"), 3);
         // The reaper is now asleep until the next expiry; shutdown must wake it.
         stop.send(true).expect("reaper listening");
         tokio::time::timeout(Duration::from_secs(10), reaper).await.expect("reaper stopped").expect("join");

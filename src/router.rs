@@ -8,10 +8,96 @@
 //! a request's collected secret): there a HEAD, which proxies, monitors and link checkers send freely,
 //! must never take what nobody will receive.
 
+use std::fmt;
+
 use hyper::Method;
 
 use crate::config::Mode;
 use crate::crypto;
+use crate::http::Kind;
+use crate::ratelimit::Class;
+
+/// Defines a bearer id type: whoever holds the id can act on what it names, so its `Debug` never
+/// shows it and it reaches a log line only as a keyed hash (`audit`).
+macro_rules! bearer_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "(<{} chars>)"), self.0.len())
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Unchecked, for tests that compare routes.
+        #[cfg(test)]
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                $name(s.to_owned())
+            }
+        }
+    };
+}
+
+bearer_id!(
+    /// A v1 secret or metadata key from a path: a URL-safe segment of at most 128 bytes. Whether it
+    /// has the shape of a key the server makes is decided here, once ([`V1Key::is_key_shaped`]); the
+    /// surface answers an unshaped one in its dialect without asking the store.
+    V1Key
+);
+
+bearer_id!(
+    /// A client-encrypted secret's or file's id, id-shaped (`crypto::is_id_shaped`) by construction.
+    ClientId
+);
+
+bearer_id!(
+    /// A secret request's id, id-shaped (`crypto::is_id_shaped`) by construction.
+    RequestId
+);
+
+impl V1Key {
+    /// A key from a path segment; `None` when the segment cannot be an id at all.
+    fn parse(s: &str) -> Option<V1Key> {
+        id_segment(s).map(V1Key)
+    }
+
+    pub fn is_key_shaped(&self) -> bool {
+        crypto::is_key_shaped(&self.0)
+    }
+}
+
+impl ClientId {
+    fn parse(s: &str) -> Option<ClientId> {
+        crypto::is_id_shaped(s).then(|| ClientId(s.to_owned()))
+    }
+}
+
+impl RequestId {
+    fn parse(s: &str) -> Option<RequestId> {
+        crypto::is_id_shaped(s).then(|| RequestId(s.to_owned()))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -35,13 +121,13 @@ pub enum V1 {
     Share,
     Generate,
     Reveal {
-        secret_key: String,
+        secret_key: V1Key,
     },
     Metadata {
-        metadata_key: String,
+        metadata_key: V1Key,
     },
     Burn {
-        metadata_key: String,
+        metadata_key: V1Key,
     },
     Recent,
     /// Any other path under `/api/v1`, answered in the v1 dialect.
@@ -54,24 +140,24 @@ pub enum Client {
     /// `POST /create/secret` and the older `POST /secret`.
     Create,
     Read {
-        id: String,
+        id: ClientId,
     },
     Status {
-        id: String,
+        id: ClientId,
     },
     Delete {
-        id: String,
+        id: ClientId,
     },
     CreateFile,
     ReadFile {
-        id: String,
+        id: ClientId,
     },
     /// `GET /file/{id}/status`: the file page's "is it still there", never consuming.
     FileStatus {
-        id: String,
+        id: ClientId,
     },
     DeleteFile {
-        id: String,
+        id: ClientId,
     },
     /// A path of this surface that is not a route here (or not on a read-only listener).
     Unknown,
@@ -81,11 +167,11 @@ pub enum Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requests {
     Create,
-    View { id: String },
-    Submit { id: String },
-    Collect { id: String },
-    Revoke { id: String },
-    RotateKey { id: String },
+    View { id: RequestId },
+    Submit { id: RequestId },
+    Collect { id: RequestId },
+    Revoke { id: RequestId },
+    RotateKey { id: RequestId },
     Unknown,
 }
 
@@ -95,18 +181,18 @@ pub enum Web {
     Stylesheet,
     /// The recipient's page with the Reveal button; never consumes.
     SecretPage {
-        id: String,
+        id: V1Key,
     },
     /// The Reveal button's POST.
     SecretReveal {
-        id: String,
+        id: V1Key,
     },
     /// The creator's state page.
     PrivatePage {
-        metadata_key: String,
+        metadata_key: V1Key,
     },
     PrivateBurn {
-        metadata_key: String,
+        metadata_key: V1Key,
     },
 }
 
@@ -129,7 +215,77 @@ pub enum Ops {
     Version,
 }
 
+impl V1 {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            V1::Share | V1::Generate => Some(Class::Creates),
+            V1::Reveal { .. } => Some(Class::Reveals),
+            V1::Status | V1::Authcheck | V1::Metadata { .. } | V1::Burn { .. } | V1::Recent | V1::Unknown => {
+                None
+            }
+        }
+    }
+}
+
+impl Client {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Client::Create | Client::CreateFile => Some(Class::Creates),
+            Client::Read { .. } | Client::ReadFile { .. } => Some(Class::Reveals),
+            Client::Status { .. }
+            | Client::Delete { .. }
+            | Client::FileStatus { .. }
+            | Client::DeleteFile { .. }
+            | Client::Unknown => None,
+        }
+    }
+}
+
+impl Requests {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Requests::Create => Some(Class::Creates),
+            Requests::Submit { .. } => Some(Class::Submissions),
+            Requests::View { .. }
+            | Requests::Collect { .. }
+            | Requests::Revoke { .. }
+            | Requests::RotateKey { .. }
+            | Requests::Unknown => None,
+        }
+    }
+}
+
+impl Web {
+    /// The rate-limit class a call of this endpoint counts against, if any.
+    pub fn rate_class(&self) -> Option<Class> {
+        match self {
+            Web::SecretReveal { .. } => Some(Class::Reveals),
+            Web::Stylesheet | Web::SecretPage { .. } | Web::PrivatePage { .. } | Web::PrivateBurn { .. } => {
+                None
+            }
+        }
+    }
+}
+
 impl Endpoint {
+    /// Which header policy the endpoint's responses get.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Endpoint::Web(_) => Kind::Page,
+            Endpoint::Ui(Ui::Shell) => Kind::AppShell,
+            Endpoint::Ui(Ui::Asset { .. }) => Kind::Asset,
+            Endpoint::V1(_)
+            | Endpoint::Client(_)
+            | Endpoint::Requests(_)
+            | Endpoint::Ops(_)
+            | Endpoint::NotFound
+            | Endpoint::MethodNotAllowed(_) => Kind::Api,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Endpoint::V1(v1) => match v1 {
@@ -218,7 +374,7 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
     let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
     let delete = method == Method::DELETE;
-    let client_id = |s: &str| crypto::is_id_shaped(s).then(|| s.to_owned());
+    let client_id = ClientId::parse;
 
     if let ["api", "v1", rest @ ..] = segments.as_slice() {
         return Endpoint::V1(route_v1(rest, get, post, full));
@@ -246,7 +402,7 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
             Some(id) if delete => Endpoint::Client(Client::Delete { id }),
             _ => Endpoint::MethodNotAllowed("GET, HEAD, DELETE"),
         },
-        ["secret", id] => match id_segment(id) {
+        ["secret", id] => match V1Key::parse(id) {
             Some(id) if get => Endpoint::Web(Web::SecretPage { id }),
             Some(id) if post => Endpoint::Web(Web::SecretReveal { id }),
             // DELETE never burns a v1 secret: burning needs the metadata key.
@@ -279,12 +435,12 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
             Endpoint::MethodNotAllowed("GET, POST")
         }
         ["request", rest @ ..] => Endpoint::Requests(route_requests(rest, method, full)),
-        ["private", key] => match id_segment(key) {
+        ["private", key] => match V1Key::parse(key) {
             Some(metadata_key) if get => Endpoint::Web(Web::PrivatePage { metadata_key }),
             Some(_) => Endpoint::MethodNotAllowed("GET, HEAD"),
             None => Endpoint::NotFound,
         },
-        ["private", key, "burn"] => match id_segment(key) {
+        ["private", key, "burn"] => match V1Key::parse(key) {
             Some(metadata_key) if post => Endpoint::Web(Web::PrivateBurn { metadata_key }),
             Some(_) => Endpoint::MethodNotAllowed("POST"),
             None => Endpoint::NotFound,
@@ -304,7 +460,7 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
 /// links can point at a public mirror; the requester side does not.
 fn route_requests(rest: &[&str], method: &Method, full: bool) -> Requests {
     let get = method == Method::GET || method == Method::HEAD;
-    let id = |s: &str| crypto::is_id_shaped(s).then(|| s.to_owned());
+    let id = RequestId::parse;
     match rest {
         [raw] => match id(raw) {
             Some(id) if get => Requests::View { id },
@@ -331,15 +487,15 @@ fn route_v1(rest: &[&str], get: bool, post: bool, full: bool) -> V1 {
         ["share" | "create"] if post && full => V1::Share,
         ["generate"] if post && full => V1::Generate,
         ["secret", key] if post => {
-            id_segment(key).map_or(V1::Unknown, |secret_key| V1::Reveal { secret_key })
+            V1Key::parse(key).map_or(V1::Unknown, |secret_key| V1::Reveal { secret_key })
         }
         // `recent` is a fixed word, so it must win over a metadata key of that spelling.
         ["private" | "metadata" | "receipt", "recent"] if get || post => V1::Recent,
         ["private" | "metadata" | "receipt", key] if get || post => {
-            id_segment(key).map_or(V1::Unknown, |metadata_key| V1::Metadata { metadata_key })
+            V1Key::parse(key).map_or(V1::Unknown, |metadata_key| V1::Metadata { metadata_key })
         }
         ["private" | "metadata" | "receipt", key, "burn"] if post => {
-            id_segment(key).map_or(V1::Unknown, |metadata_key| V1::Burn { metadata_key })
+            V1Key::parse(key).map_or(V1::Unknown, |metadata_key| V1::Burn { metadata_key })
         }
         _ => V1::Unknown,
     }
@@ -348,6 +504,24 @@ fn route_v1(rest: &[&str], get: bool, post: bool, full: bool) -> V1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_bearer_id_reaches_a_debug_line() {
+        let id = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let key = "abcdefghijklmnopqrstuvwxyz01234";
+        let routed = [
+            route(&Method::GET, &format!("/secret/{id}"), Mode::Full),
+            route(&Method::GET, &format!("/request/{id}"), Mode::Full),
+            route(&Method::POST, &format!("/api/v1/secret/{key}"), Mode::Full),
+            route(&Method::POST, &format!("/private/{key}/burn"), Mode::Full),
+            route(&Method::GET, &format!("/secret/{key}"), Mode::Full),
+        ];
+        for endpoint in routed {
+            let debug = format!("{endpoint:?}");
+            assert!(!debug.contains(id) && !debug.contains(key), "{debug}");
+            assert!(debug.contains("chars>"), "{debug}");
+        }
+    }
 
     fn r(method: Method, path: &str) -> Endpoint {
         route(&method, path, Mode::Full)
@@ -433,57 +607,57 @@ mod tests {
         assert_eq!(r(Method::POST, "/secret"), Endpoint::Client(Client::Create));
         assert_eq!(
             r(Method::GET, &format!("/secret/{id}")),
-            Endpoint::Client(Client::Read { id: id.clone() })
+            Endpoint::Client(Client::Read { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::DELETE, &format!("/secret/{id}")),
-            Endpoint::Client(Client::Delete { id: id.clone() })
+            Endpoint::Client(Client::Delete { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::GET, &format!("/secret/{id}/status")),
-            Endpoint::Client(Client::Status { id: id.clone() })
+            Endpoint::Client(Client::Status { id: id.as_str().into() })
         );
         assert_eq!(r(Method::POST, "/create/file"), Endpoint::Client(Client::CreateFile));
         assert_eq!(
             r(Method::GET, &format!("/file/{id}/status")),
-            Endpoint::Client(Client::FileStatus { id: id.clone() })
+            Endpoint::Client(Client::FileStatus { id: id.as_str().into() })
         );
         assert_eq!(
             route(&Method::GET, &format!("/file/{id}/status"), Mode::ReadOnly),
-            Endpoint::Client(Client::FileStatus { id: id.clone() })
+            Endpoint::Client(Client::FileStatus { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::GET, &format!("/file/{id}")),
-            Endpoint::Client(Client::ReadFile { id: id.clone() })
+            Endpoint::Client(Client::ReadFile { id: id.as_str().into() })
         );
         // A v1 key on the same paths: the page for GET, nothing for DELETE.
         let v1 = "a".repeat(31);
         assert_eq!(
             r(Method::GET, &format!("/secret/{v1}")),
-            Endpoint::Web(Web::SecretPage { id: v1.clone() })
+            Endpoint::Web(Web::SecretPage { id: v1.as_str().into() })
         );
         assert_eq!(r(Method::DELETE, &format!("/secret/{v1}")), Endpoint::Client(Client::Unknown));
 
         assert_eq!(r(Method::POST, "/request"), Endpoint::Requests(Requests::Create));
         assert_eq!(
             r(Method::GET, &format!("/request/{id}")),
-            Endpoint::Requests(Requests::View { id: id.clone() })
+            Endpoint::Requests(Requests::View { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::DELETE, &format!("/request/{id}")),
-            Endpoint::Requests(Requests::Revoke { id: id.clone() })
+            Endpoint::Requests(Requests::Revoke { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::POST, &format!("/request/{id}/secret")),
-            Endpoint::Requests(Requests::Submit { id: id.clone() })
+            Endpoint::Requests(Requests::Submit { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::GET, &format!("/request/{id}/secret")),
-            Endpoint::Requests(Requests::Collect { id: id.clone() })
+            Endpoint::Requests(Requests::Collect { id: id.as_str().into() })
         );
         assert_eq!(
             r(Method::PUT, &format!("/request/{id}/key")),
-            Endpoint::Requests(Requests::RotateKey { id: id.clone() })
+            Endpoint::Requests(Requests::RotateKey { id: id.as_str().into() })
         );
         assert_eq!(r(Method::GET, "/request/short"), Endpoint::Requests(Requests::Unknown));
         assert_eq!(r(Method::GET, "/config"), Endpoint::Ops(Ops::Config));
@@ -497,13 +671,16 @@ mod tests {
         assert_eq!(ro(Method::PUT, &format!("/request/{id}/key")), Endpoint::Requests(Requests::Unknown));
         assert_eq!(
             ro(Method::GET, &format!("/request/{id}")),
-            Endpoint::Requests(Requests::View { id: id.clone() })
+            Endpoint::Requests(Requests::View { id: id.as_str().into() })
         );
         assert_eq!(
             ro(Method::POST, &format!("/request/{id}/secret")),
-            Endpoint::Requests(Requests::Submit { id: id.clone() })
+            Endpoint::Requests(Requests::Submit { id: id.as_str().into() })
         );
-        assert_eq!(ro(Method::GET, &format!("/secret/{id}")), Endpoint::Client(Client::Read { id }));
+        assert_eq!(
+            ro(Method::GET, &format!("/secret/{id}")),
+            Endpoint::Client(Client::Read { id: id.as_str().into() })
+        );
     }
 
     #[test]
@@ -532,7 +709,7 @@ mod tests {
         }
         assert_eq!(
             r(Method::HEAD, &format!("/secret/{id}")),
-            Endpoint::Client(Client::Status { id: id.clone() })
+            Endpoint::Client(Client::Status { id: id.as_str().into() })
         );
         assert_eq!(r(Method::HEAD, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
         assert_eq!(r(Method::POST, &format!("/file/{id}")), Endpoint::MethodNotAllowed("GET, DELETE"));
@@ -545,9 +722,12 @@ mod tests {
         // Non-consuming routes still answer HEAD as GET.
         assert_eq!(
             r(Method::HEAD, &format!("/secret/{id}/status")),
-            Endpoint::Client(Client::Status { id: id.clone() })
+            Endpoint::Client(Client::Status { id: id.as_str().into() })
         );
-        assert_eq!(r(Method::HEAD, &format!("/request/{id}")), Endpoint::Requests(Requests::View { id }));
+        assert_eq!(
+            r(Method::HEAD, &format!("/request/{id}")),
+            Endpoint::Requests(Requests::View { id: id.as_str().into() })
+        );
         assert_eq!(r(Method::HEAD, "/health"), Endpoint::Ops(Ops::Health));
         assert_eq!(r(Method::HEAD, "/secret/abc"), Endpoint::Web(Web::SecretPage { id: "abc".into() }));
     }

@@ -1,6 +1,7 @@
-//! Running the server: [`run`] serves already-bound listeners until a shutdown signal, so tests bind
-//! `127.0.0.1:0` and stop it cleanly; [`daemon`] is what `lethe serve` does around it (open the store,
-//! load the master key, bind, admin socket, signals).
+//! Running the server: [`Parts`] is the composition root (settings, master key, store, clock → the
+//! domain and the [`App`]); [`run`] serves already-bound listeners until a shutdown signal, so tests
+//! bind `127.0.0.1:0` and stop it cleanly; [`daemon`] is what `lethe serve` does around it (bind,
+//! admin socket, readiness, signals).
 
 use std::io;
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use crate::config::{Mode, Settings};
 use crate::crypto::MasterKey;
 use crate::domain::Domain;
 use crate::reaper;
-use crate::store::{self, StoreError};
+use crate::service::Service;
+use crate::shutdown::wait_for;
+use crate::store::{self, StoreError, StoreHandle};
 use crate::systemd;
 
 /// Entries the reaper removes per pass; bounded so a pass never holds the writer for long.
@@ -30,11 +33,14 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     for (listener, mode) in listeners {
         let app = Arc::clone(&app);
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { crate::http::serve(app, listener, mode, wait_for(shutdown)).await });
+        let service = Arc::new(Service::new(Arc::clone(&app), mode));
+        tasks.spawn(async move {
+            crate::http::serve(service, listener, &app.domain.settings.http, wait_for(shutdown)).await
+        });
     }
     let d = &app.domain;
     let stats = Arc::clone(&app.metrics.reaper);
-    tasks.spawn(reaper::run(d.store.clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+    tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
             && err.is_panic()
@@ -42,11 +48,6 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
             std::panic::resume_unwind(err.into_panic());
         }
     }
-}
-
-/// Resolves when the watched flag turns `true` (or its sender is gone).
-pub async fn wait_for(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 #[derive(Debug)]
@@ -110,17 +111,58 @@ pub fn ensure_data_dir(settings: &Settings) -> Result<(), io::Error> {
     }
 }
 
+/// The composition root: what the settings name, opened — the data directory made safe, the master
+/// key, the store — ready to become the [`Domain`] and the [`App`]. `lethe serve`, `lethe bench`, the
+/// admin commands and the tests all build the server through it, so none keeps its own copy of the
+/// start-up.
+pub struct Parts {
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: MasterKey,
+    pub store: StoreHandle,
+    /// The redb backend itself when that is the engine, for its writer's figures.
+    pub redb: Option<Arc<store::RedbStore>>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("storage", &self.settings.storage).finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    pub fn open(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Parts, StartError> {
+        ensure_data_dir(&settings).map_err(StartError::DataDir)?;
+        let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
+        let (store, redb) =
+            store::open_engine(settings.storage, &settings.data_dir, crate::domain::KEYSPACES)
+                .map_err(StartError::Store)?;
+        Ok(Parts { settings, clock, keys, store, redb })
+    }
+
+    /// The same parts with the store wrapped (the tests' fault injection).
+    pub fn wrap_store(self, wrap: impl FnOnce(StoreHandle) -> StoreHandle) -> Parts {
+        Parts { store: wrap(self.store), ..self }
+    }
+
+    pub fn domain(self) -> Domain {
+        Domain::new(self.settings, self.store, self.clock, self.keys)
+    }
+
+    /// The server's shared state, auditing to `audit`.
+    pub fn app(self, audit: AuditSink) -> App {
+        App::new(self.domain(), audit)
+    }
+}
+
 /// Opens the store and the master key as configured, and builds the domain.
 pub fn open_domain(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Domain, StartError> {
-    ensure_data_dir(&settings).map_err(StartError::DataDir)?;
-    let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
-    let store = store::open(settings.storage, &settings.data_dir).map_err(StartError::Store)?;
-    Ok(Domain::new(settings, store, clock, keys))
+    Parts::open(settings, clock).map(Parts::domain)
 }
 
 /// `lethe serve`: everything until a SIGINT or SIGTERM has been handled.
 pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
-    let domain = open_domain(Arc::clone(&settings), Arc::new(SystemClock))?;
+    let parts = Parts::open(Arc::clone(&settings), Arc::new(SystemClock))?;
     let mut listeners = Vec::with_capacity(settings.listeners.len());
     for l in &settings.listeners {
         let listener =
@@ -144,7 +186,7 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
         (true, None) => AuditSink::stdout(),
         (true, Some(path)) => AuditSink::file(path).map_err(StartError::Audit)?,
     };
-    let app = Arc::new(App::new(domain, audit));
+    let app = Arc::new(parts.app(audit));
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = admin::start(Arc::clone(&app), stop_rx.clone()).await.map_err(StartError::Admin)?;
     tracing::info!(storage = %settings.storage, data_dir = %settings.data_dir.display(), "lethe ready");

@@ -120,20 +120,20 @@ async fn unseal_in_place(s: &TestServer, ks: Keyspace, purpose: Purpose, id: &st
     let d = &s.app.domain;
     let hash = d.keys.store_key(id);
     let now = s.clock_now();
-    let entry = d.store.get(ks, hash.to_vec(), now).await.unwrap().expect("the record");
+    let entry = d.store().get(ks, hash.to_vec(), now).await.unwrap().expect("the record");
     assert_eq!(entry.value[0], codec::SEALED_VERSION, "written sealed");
     let mut clear = vec![codec::FORMAT_VERSION];
     clear.extend(d.keys.open(purpose, id.as_bytes(), &entry.value[1..]).expect("opens under its id"));
     let batch = Batch::new().require_version(ks, hash, entry.version).put(ks, hash, clear, entry.expires_at);
-    assert!(matches!(d.store.apply(batch, now).await.unwrap(), Outcome::Applied(_)));
+    assert!(matches!(d.store().apply(batch, now).await.unwrap(), Outcome::Applied(_)));
 }
 
 async fn records_written_in_clear_by_older_builds_are_still_served(engine: Engine) {
     let s = TestServer::start(engine).await;
     let stored = store_one_of_each(&s).await;
-    unseal_in_place(&s, Keyspace::Secret, Purpose::ClientSecret, &stored.message_id).await;
-    unseal_in_place(&s, Keyspace::Secret, Purpose::ClientSecret, &stored.file_id).await;
-    unseal_in_place(&s, Keyspace::Request, Purpose::Request, &stored.request_id).await;
+    unseal_in_place(&s, lethe::domain::secrets::SECRET, Purpose::ClientSecret, &stored.message_id).await;
+    unseal_in_place(&s, lethe::domain::secrets::SECRET, Purpose::ClientSecret, &stored.file_id).await;
+    unseal_in_place(&s, lethe::domain::requests::REQUEST, Purpose::Request, &stored.request_id).await;
 
     assert_eq!(
         s.get(&format!("/secret/{}/status", stored.message_id)).await.json(),

@@ -36,19 +36,21 @@ async fn a_backup_taken_under_write_load_restores(engine: Engine) {
     };
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("lethe.redb");
-    let store = s.app.domain.store.clone();
+    let store = s.app.domain.store().clone();
     let now = s.clock.now();
     let path = out.clone();
-    let bytes = tokio::task::spawn_blocking(move || lethe::store::backup(store.blocking(), &path, now))
-        .await
-        .unwrap()
-        .expect("backup");
+    let bytes = tokio::task::spawn_blocking(move || {
+        lethe::store::backup(store.blocking(), lethe::domain::KEYSPACES, &path, now)
+    })
+    .await
+    .unwrap()
+    .expect("backup");
     stop.store(true, Ordering::SeqCst);
     let made_during = load.await.unwrap();
     assert!(bytes > 0 && std::fs::metadata(&out).unwrap().len() == bytes);
     assert!(!out.with_file_name("lethe.redb.partial").exists());
     // Never overwrites.
-    let again = lethe::store::backup(s.app.domain.store.blocking(), &out, now);
+    let again = lethe::store::backup(s.app.domain.store().blocking(), lethe::domain::KEYSPACES, &out, now);
     assert!(again.is_err());
 
     // Serve the backup with the same master key, as an operator restoring would.
@@ -61,8 +63,8 @@ async fn a_backup_taken_under_write_load_restores(engine: Engine) {
     let restored = TestServer::start_on(Engine::Redb, restore_dir.path()).await;
     // Writes made during the backup are either wholly in it or wholly absent: every metadata record
     // in the copy has its secret (one metadata record belongs to the secret revealed before).
-    let secrets = restored.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap();
-    let metadata = restored.app.domain.store.count(lethe::store::Keyspace::Metadata).await.unwrap();
+    let secrets = restored.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap();
+    let metadata = restored.app.domain.store().count(lethe::domain::secrets::METADATA).await.unwrap();
     assert_eq!(metadata, secrets + 1);
     assert!(secrets >= before.len() as u64 && secrets <= before.len() as u64 + made_during);
     for m in &before {
@@ -109,14 +111,16 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 async fn planted_links_cannot_redirect_a_backup(engine: Engine) {
     let s = TestServer::start(engine).await;
     s.share("secret=backed+up").await;
-    let store = s.app.domain.store.clone();
+    let store = s.app.domain.store().clone();
     let now = s.clock.now();
     let backup = move |out: std::path::PathBuf| {
         let store = store.clone();
         async move {
-            tokio::task::spawn_blocking(move || lethe::store::backup(store.blocking(), &out, now))
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                lethe::store::backup(store.blocking(), lethe::domain::KEYSPACES, &out, now)
+            })
+            .await
+            .unwrap()
         }
     };
     let elsewhere = tempfile::tempdir().unwrap();

@@ -154,7 +154,7 @@ async fn bad_messages_are_refused_with_the_contract_messages(s: &TestServer) {
         create(s, json!({"message": ok, "expiration": 3600, "extra": [1]})).await.status,
         StatusCode::OK
     );
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap(), 1);
+    assert_eq!(s.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap(), 1);
 }
 
 async fn files_go_in_as_bytes_and_come_back_once(s: &TestServer) {

@@ -31,9 +31,9 @@ async fn a_failing_write_refuses_creation_in_each_dialect(s: &TestServer) {
 
     s.faults.writes(false);
     // Nothing was stored by the failed attempts.
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap(), 0);
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Metadata).await.unwrap(), 0);
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Request).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::secrets::METADATA).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::requests::REQUEST).await.unwrap(), 0);
 }
 
 async fn a_reveal_whose_delete_fails_keeps_the_secret_for_later(s: &TestServer) {

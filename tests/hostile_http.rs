@@ -110,7 +110,7 @@ async fn stalled_uploads_from_one_address_leave_the_listener_to_others_and_are_c
     // The deadline gave the places back: the same address is served again.
     let health = health_from(ATTACKER, target).await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap(), 0);
     s.stop().await;
 }
 
@@ -230,7 +230,7 @@ async fn an_oversized_upload_that_waits_for_continue_is_refused_without_it() {
     )
     .await;
     assert!(first.to_ascii_lowercase().contains("x-lethe-intended-status: 400"), "{first}");
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Secret).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap(), 0);
     s.stop().await;
 }
 

@@ -76,6 +76,47 @@ per_backend!(
     expired_requests_are_gone,
 );
 
+/// `web-ui.md` §5.9: the web app polls its own request's state every 30 s with its token; recorded as
+/// `request.viewed` ("a responder opened the link"), those polls would bury the real views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_with_the_request_token_is_audited_as_the_requesters_status_check_memory() {
+    the_requesters_status_check_is_audited_as_such(Engine::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_with_the_request_token_is_audited_as_the_requesters_status_check_redb() {
+    the_requesters_status_check_is_audited_as_such(Engine::Redb).await;
+}
+
+async fn the_requesters_status_check_is_audited_as_such(engine: Engine) {
+    let k = keys();
+    let s = TestServer::start(engine).await;
+    let created = create(&s, &k.gpg.export_public(&k.main), 3600).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let path = format!("/request/{id}");
+    let polled = with_token(&s, Method::GET, &path, &token, "").await;
+    let opened = s.get(&path).await;
+    let wrong = with_token(&s, Method::GET, &path, "not-this-requests-token", "").await;
+    // The reply does not depend on who asks.
+    for r in [&polled, &opened, &wrong] {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["state"], "pending");
+        assert_eq!(r.json()["fingerprint"], polled.json()["fingerprint"]);
+    }
+    let lines = s.stop_with_audit().await;
+    let views: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["event"].as_str())
+        .filter(|e| e.starts_with("request.") && *e != "request.created")
+        .collect();
+    // One poll by the requester; the token-less open and the wrong token are responders' views.
+    assert_eq!(views, ["request.status_checked", "request.viewed", "request.viewed"], "{lines:?}");
+    let checked = lines.iter().find(|l| l["event"] == "request.status_checked").unwrap();
+    assert_eq!(checked["outcome"], "success");
+    assert_eq!(checked["id_hash"].as_str().map(str::len), Some(12));
+}
+
 async fn a_request_goes_from_created_to_collected_and_then_is_gone(s: &TestServer) {
     let k = keys();
     let public_key = k.gpg.export_public(&k.main);
@@ -271,7 +312,7 @@ async fn revoking_deletes_a_provided_secret(s: &TestServer) {
         with_token(s, Method::DELETE, &format!("/request/{id}"), &token, "").await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(s.app.domain.store.count(lethe::store::Keyspace::Request).await.unwrap(), 0);
+    assert_eq!(s.app.domain.store().count(lethe::domain::requests::REQUEST).await.unwrap(), 0);
 }
 
 async fn the_key_can_be_replaced_only_while_pending(s: &TestServer) {

@@ -1,7 +1,7 @@
 //! The one-time-secret v1 dialect, route by route, state by state, error by error.
 
 use hyper::{Method, StatusCode};
-use lethe::store::{Batch, Engine, Keyspace};
+use lethe::store::{Batch, Engine};
 use serde_json::{Value, json};
 
 use crate::per_backend;
@@ -285,8 +285,8 @@ async fn expired_and_orphaned_secrets_are_reported_as_such(s: &TestServer) {
     let now = s.clock_now();
     s.app
         .domain
-        .store
-        .apply(Batch::new().delete(Keyspace::Secret, s.app.domain.keys.store_key(&sk)), now)
+        .store()
+        .apply(Batch::new().delete(lethe::domain::secrets::SECRET, s.app.domain.keys.store_key(&sk)), now)
         .await
         .unwrap();
     let meta = s.get(&format!("/api/v1/private/{mk}")).await.json();
@@ -392,7 +392,7 @@ async fn size_empty_recipient_and_domain_rules_answer_in_the_dialect(s: &TestSer
     assert_eq!(s.share("secret=x&share_domain=").await["share_domain"], "");
 
     // Nothing above stored a secret it refused.
-    let live = s.app.domain.store.count(Keyspace::Secret).await.unwrap();
+    let live = s.app.domain.store().count(lethe::domain::secrets::SECRET).await.unwrap();
     assert_eq!(live, 4);
 }
 
@@ -431,10 +431,10 @@ async fn unknown_routes_and_malformed_keys_answer_not_found(s: &TestServer) {
 async fn rotated_and_removed_accounts_stop_authenticating(s: &TestServer) {
     let old = s.account("dave@example.com").await;
     let d = &s.app.domain;
-    let new = d.account_rotate_token("dave@example.com").await.unwrap();
+    let new = d.accounts.rotate_token("dave@example.com").await.unwrap();
     assert_error(&s.get_as("/api/v1/authcheck", "dave@example.com", &old).await, 401, "Not authorized");
     assert_eq!(s.get_as("/api/v1/authcheck", "dave@example.com", &new).await.status, StatusCode::OK);
-    d.account_remove("dave@example.com").await.unwrap();
+    d.accounts.remove("dave@example.com").await.unwrap();
     assert_error(&s.get_as("/api/v1/authcheck", "dave@example.com", &new).await, 401, "Not authorized");
 }
 

@@ -201,3 +201,32 @@ async fn the_status_routes_keep_files_and_texts_apart(s: &TestServer) {
     assert_eq!(s.get(&format!("/secret/{text}/status")).await.status, StatusCode::OK);
     assert_eq!(s.get(&format!("/file/{file}/status")).await.status, StatusCode::OK);
 }
+
+/// Issue 13: each kind of endpoint has its own policy. Replies that render nothing (JSON, plain text)
+/// may load nothing at all; only server-rendered pages may load their stylesheet and post their forms.
+#[tokio::test]
+async fn api_replies_may_load_nothing_and_pages_only_their_styles_and_forms() {
+    let s = TestServer::start(Engine::Memory).await;
+    let m = s.share("secret=kinds").await;
+    for path in ["/api/v1/status", "/config", "/health", "/nope", "/api/v1/secret/unknown"] {
+        let r = s.get(path).await;
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+            "{path}"
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+        assert_common_headers(&r, path);
+    }
+    for path in
+        [format!("/secret/{}", key(&m, "secret_key")), format!("/private/{}", key(&m, "metadata_key"))]
+    {
+        let r = s.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("style-src 'self'") && csp.contains("form-action 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("script-src"), "{path}: {csp}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+    }
+    s.stop().await;
+}

@@ -10,13 +10,12 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Expiration, JsonError, read_json, store_error};
-use crate::audit::Outcome;
+use super::{AuditFacts, Expiration, Handled, JsonError, SurfaceError, read_json, store_error};
+use crate::audit::{EventName, Outcome};
 use crate::domain::secrets::{ClientError, Payload};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
-use crate::router::{Client, Endpoint};
+use crate::router::Client;
 use crate::{App, Ctx};
 
 /// `POST /create/secret` body. `one_time` omitted means one-time: the safer default.
@@ -47,6 +46,9 @@ fn client_error(err: ClientError, payload: Payload) -> JsonError {
             }
         },
         ClientError::NotFound => JsonError::new(StatusCode::NOT_FOUND, "Secret not found"),
+        // A key too busy to change is a passing state, like a store that cannot write for now.
+        err @ ClientError::Contention => JsonError::unavailable(err),
+        err @ ClientError::Collision => JsonError::internal(err),
         ClientError::Store(err) => store_error(err),
     }
 }
@@ -64,36 +66,34 @@ fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|n| headers.get(*n)).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Response<Body> {
-    let name = Endpoint::Client(endpoint.clone()).name();
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Client, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
-        Client::Create | Client::CreateFile => (Some("secret.created"), None),
-        Client::Read { id } | Client::ReadFile { id } => (Some("secret.revealed"), Some(id.clone())),
-        Client::Delete { id } | Client::DeleteFile { id } => (Some("secret.deleted"), Some(id.clone())),
+        Client::Create | Client::CreateFile => (Some(EventName::SecretCreated), None),
+        Client::Read { id } | Client::ReadFile { id } => {
+            (Some(EventName::SecretRevealed), Some(id.as_str().to_owned()))
+        }
+        Client::Delete { id } | Client::DeleteFile { id } => {
+            (Some(EventName::SecretDeleted), Some(id.as_str().to_owned()))
+        }
         Client::Status { .. } | Client::FileStatus { .. } | Client::Unknown => (None, None),
     };
-    let limited = match &endpoint {
-        Client::Create | Client::CreateFile => app.rate(ctx, Class::Creates),
-        Client::Read { .. } | Client::ReadFile { .. } => app.rate(ctx, Class::Reveals),
-        _ => Ok(()),
+    let limited = match endpoint.rate_class() {
+        Some(class) => app.rate(ctx, class),
+        None => Ok(()),
     };
     let result = match limited {
         Ok(()) => dispatch(app, endpoint, req).await,
         Err(retry_after) => Err(JsonError::rate_limited(retry_after)),
     };
-    if let Some(event) = event {
-        match &result {
-            Ok((_, created)) => {
-                let id = created.as_deref().or(id.as_deref());
-                app.audit(ctx, event, Outcome::Success, None, id, None);
-            }
-            Err(err) => app.audit(ctx, event, Outcome::Failure, Some(reason(err)), id.as_deref(), None),
-        }
-    }
-    match result {
-        Ok((resp, _)) => resp,
-        Err(err) => err.render(name),
-    }
+    let (result, created) = match result {
+        Ok((resp, created)) => (Ok(resp), created),
+        Err(err) => (Err(err), None),
+    };
+    let audit = event.map(|event| match &result {
+        Ok(_) => AuditFacts::new(event, Outcome::Success, None, created.or(id)),
+        Err(err) => AuditFacts::new(event, Outcome::Failure, Some(reason(err)), id),
+    });
+    Handled { result, audit }
 }
 
 /// The response, and the id of a secret it created (for the audit line).
@@ -113,12 +113,8 @@ async fn dispatch(
                 return Err(client_error(ClientError::InvalidExpiration, Payload::Message));
             };
             let id = d
-                .client_create(
-                    Payload::Message,
-                    message.into_bytes(),
-                    expiration,
-                    body.one_time.unwrap_or(true),
-                )
+                .client
+                .create(Payload::Message, message.into_bytes(), expiration, body.one_time.unwrap_or(true))
                 .await
                 .map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::json(StatusCode::OK, &json!({"message": id})), Some(id)))
@@ -154,14 +150,15 @@ async fn dispatch(
                 }
             };
             let id = d
-                .client_create(Payload::File, bytes.to_vec(), expiration, one_time)
+                .client
+                .create(Payload::File, bytes.to_vec(), expiration, one_time)
                 .await
                 .map_err(|e| client_error(e, Payload::File))?;
             Ok((http::json(StatusCode::OK, &json!({"message": id})), Some(id)))
         }
         Client::Read { id } => {
             let opened =
-                d.client_read(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
+                d.client.read(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
             let message = String::from_utf8_lossy(&opened.data);
             let body =
                 json!({"message": message, "expiration": opened.expiration, "one_time": opened.one_time});
@@ -169,7 +166,7 @@ async fn dispatch(
         }
         Client::ReadFile { id } => {
             let opened =
-                d.client_read(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+                d.client.read(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             let mut resp = Response::new(Full::new(opened.data.into()));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp.headers_mut().insert("x-lethe-expiration", HeaderValue::from(opened.expiration));
@@ -181,24 +178,25 @@ async fn dispatch(
         }
         Client::Status { id } => {
             let one_time = d
-                .client_status(&id, Payload::Message)
+                .client
+                .status(&id, Payload::Message)
                 .await
                 .map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
         }
         Client::FileStatus { id } => {
             let one_time =
-                d.client_status(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+                d.client.status(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::json(StatusCode::OK, &json!({"oneTime": one_time})), None))
         }
         Client::Delete { id } => {
-            d.client_delete(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
+            d.client.delete(&id, Payload::Message).await.map_err(|e| client_error(e, Payload::Message))?;
             Ok((http::no_content(), None))
         }
         Client::DeleteFile { id } => {
-            d.client_delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
+            d.client.delete(&id, Payload::File).await.map_err(|e| client_error(e, Payload::File))?;
             Ok((http::no_content(), None))
         }
-        Client::Unknown => Err(JsonError::new(StatusCode::NOT_FOUND, "Not found")),
+        Client::Unknown => Err(JsonError::not_found()),
     }
 }

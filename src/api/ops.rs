@@ -1,17 +1,22 @@
-//! Operations routes for load balancers and monitoring: `/health`, `/ready`, `/version`, and the plain
-//! JSON answers for paths no surface owns.
+//! Operations routes for load balancers, monitoring and the web app: `/config`, `/health`, `/ready`,
+//! `/version`, `/metrics`.
 
-use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::{Handled, JsonError};
 use crate::config::Mode;
 use crate::http::{self, Body};
+use crate::metrics::Gauges;
 use crate::router::Ops;
 use crate::{App, Ctx};
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
-    match endpoint {
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Handled<JsonError> {
+    Handled::unaudited(reply(app, ctx, endpoint).await)
+}
+
+async fn reply(app: &App, ctx: &Ctx, endpoint: Ops) -> Result<Response<Body>, JsonError> {
+    Ok(match endpoint {
         Ops::Config => {
             let s = &app.domain.settings;
             let read_only = ctx.mode == Mode::ReadOnly;
@@ -33,16 +38,16 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
             let m = &app.domain.settings.metrics;
             // On a full listener only when no separate metrics address is configured.
             if !m.enabled || (m.listen.is_some() && ctx.mode != Mode::Metrics) {
-                return not_found();
+                return Err(JsonError::not_found());
             }
-            let text = app.metrics.render(&app.domain).await;
+            let text = app.metrics.render(&gauges(app).await);
             http::response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         Ops::Health => http::json(StatusCode::OK, &json!({"status": "healthy"})),
-        Ops::Ready => match app.domain.store.check().await {
+        Ops::Ready => match app.domain.store().check().await {
             // A store that reads but cannot commit (recovering from a full disk) is not ready either:
             // creates and reveals would fail.
-            Ok(()) if !app.domain.store.healthy() => {
+            Ok(()) if !app.domain.store().healthy() => {
                 tracing::warn!("readiness check failed: the store cannot commit writes yet");
                 http::json(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -59,15 +64,23 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Ops) -> Response<Body> {
             }
         },
         Ops::Version => http::json(StatusCode::OK, &json!({"version": env!("CARGO_PKG_VERSION")})),
+    })
+}
+
+/// The store's and the hasher's side of `/metrics`.
+async fn gauges(app: &App) -> Gauges {
+    let d = &app.domain;
+    let mut live_records = Vec::with_capacity(3);
+    for (kind, ks) in crate::domain::COUNTED {
+        match d.store().count(ks).await {
+            Ok(n) => live_records.push((kind, n)),
+            Err(err) => tracing::warn!(error = %err, "cannot count records for metrics"),
+        }
     }
-}
-
-pub fn not_found() -> Response<Body> {
-    http::json(StatusCode::NOT_FOUND, &json!({"message": "Not found"}))
-}
-
-pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut resp = http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"message": "Method not allowed"}));
-    resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
-    resp
+    Gauges {
+        live_records,
+        commits: d.store().capabilities().commit_metrics.clone(),
+        bcrypt_queue_depth: d.hasher.queue_depth(),
+        passphrase_checks: d.hasher.checks(),
+    }
 }

@@ -10,8 +10,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::audit::Outcome;
-use crate::crypto::is_key_shaped;
+use super::{AuditFacts, Handled, SurfaceError, reveal_refusal};
+use crate::audit::{EventName, Outcome};
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::accounts::Account;
 use crate::domain::secrets::{
@@ -19,13 +19,12 @@ use crate::domain::secrets::{
 };
 use crate::http::body::{self, BodyError, NotUtf8};
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
 use crate::router::V1;
 use crate::{App, AuthRefused, Ctx};
 
 /// The dialect's errors. Each renders as HTTP 404 with a JSON message.
 #[derive(Debug)]
-enum V1Error {
+pub enum V1Error {
     /// Unknown, consumed, expired, burned, or a wrong passphrase on reveal; echoes the key from the URL.
     Unknown(String),
     /// Bad or missing credentials where required, or present but wrong anywhere.
@@ -71,28 +70,51 @@ impl V1Error {
             SecretError::InvalidLength => V1Error::Invalid(format!(
                 "Generated password length must be between {GENERATE_MIN_LENGTH} and {GENERATE_MAX_LENGTH} characters"
             )),
-            err @ (SecretError::Store(_) | SecretError::Crypto(_) | SecretError::Passphrase(_)) => {
-                V1Error::Internal(err.to_string())
-            }
+            err @ (SecretError::Contention
+            | SecretError::Collision
+            | SecretError::Store(_)
+            | SecretError::Crypto(_)
+            | SecretError::Passphrase(_)) => V1Error::Internal(err.to_string()),
         }
     }
 
-    /// The one place the dialect's errors become responses and are logged.
-    fn render(self, endpoint: &'static str) -> Response<Body> {
-        let (body, intended) = match self {
-            V1Error::Unknown(key) => (json!({"message": "Unknown secret", "secret_key": key}), None),
-            V1Error::NoRoute => (json!({"message": "Not found"}), None),
-            V1Error::NotAuthorized => (json!({"message": "Not authorized"}), Some(StatusCode::UNAUTHORIZED)),
-            V1Error::Invalid(message) => (json!({"message": message}), Some(StatusCode::BAD_REQUEST)),
-            V1Error::TooMany(message) => (json!({"message": message}), Some(StatusCode::TOO_MANY_REQUESTS)),
-            V1Error::Internal(detail) => {
-                tracing::warn!(endpoint, error = %detail, "v1 request failed");
-                (json!({"message": "An unexpected error occurred"}), Some(StatusCode::INTERNAL_SERVER_ERROR))
-            }
-        };
-        if let Some(status) = intended {
-            tracing::debug!(endpoint, intended = status.as_u16(), "v1 request refused");
+    /// The status the error stands for; the dialect sends 404 for every one of them.
+    fn intended(&self) -> Option<StatusCode> {
+        match self {
+            V1Error::Unknown(_) | V1Error::NoRoute => None,
+            V1Error::NotAuthorized => Some(StatusCode::UNAUTHORIZED),
+            V1Error::Invalid(_) => Some(StatusCode::BAD_REQUEST),
+            V1Error::TooMany(_) => Some(StatusCode::TOO_MANY_REQUESTS),
+            V1Error::Internal(_) => Some(StatusCode::INTERNAL_SERVER_ERROR),
         }
+    }
+}
+
+impl SurfaceError for V1Error {
+    fn status(&self) -> StatusCode {
+        self.intended().unwrap_or(StatusCode::NOT_FOUND)
+    }
+
+    fn detail(&self) -> Option<&str> {
+        match self {
+            V1Error::Internal(detail) => Some(detail),
+            V1Error::Unknown(_)
+            | V1Error::NoRoute
+            | V1Error::NotAuthorized
+            | V1Error::Invalid(_)
+            | V1Error::TooMany(_) => None,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let intended = self.intended();
+        let body = match self {
+            V1Error::Unknown(key) => json!({"message": "Unknown secret", "secret_key": key}),
+            V1Error::NoRoute => json!({"message": "Not found"}),
+            V1Error::NotAuthorized => json!({"message": "Not authorized"}),
+            V1Error::Invalid(message) | V1Error::TooMany(message) => json!({"message": message}),
+            V1Error::Internal(_) => json!({"message": "An unexpected error occurred"}),
+        };
         let mut resp = http::json(StatusCode::NOT_FOUND, &body);
         if let Some(status) = intended {
             resp.headers_mut().insert("x-lethe-intended-status", HeaderValue::from(status.as_u16()));
@@ -328,17 +350,16 @@ fn ok(value: &impl Serialize) -> Response<Body> {
     http::json(StatusCode::OK, value)
 }
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Response<Body> {
-    let name = crate::router::Endpoint::V1(endpoint.clone()).name();
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) -> Handled<V1Error> {
     let (event, key) = match &endpoint {
-        V1::Share | V1::Generate => (Some("secret.created"), None),
-        V1::Reveal { secret_key } => (Some("secret.revealed"), Some(secret_key.clone())),
-        V1::Burn { metadata_key } => (Some("secret.burned"), Some(metadata_key.clone())),
-        _ => (None, None),
+        V1::Share | V1::Generate => (Some(EventName::SecretCreated), None),
+        V1::Reveal { secret_key } => (Some(EventName::SecretRevealed), Some(secret_key.as_str().to_owned())),
+        V1::Burn { metadata_key } => (Some(EventName::SecretBurned), Some(metadata_key.as_str().to_owned())),
+        V1::Status | V1::Authcheck | V1::Metadata { .. } | V1::Recent | V1::Unknown => (None, None),
     };
     let mut audited = Audited { key, account: None, reason: None };
     let result = dispatch(app, ctx, endpoint, req, &mut audited).await;
-    if let Some(event) = event {
+    let audit = event.map(|event| {
         let (outcome, reason) = match &result {
             Ok(_) => (Outcome::Success, None),
             Err(V1Error::Unknown(_)) => (Outcome::Failure, Some(audited.reason.unwrap_or("not_found"))),
@@ -347,12 +368,9 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) 
             Err(V1Error::Invalid(_) | V1Error::NoRoute) => (Outcome::Failure, Some("invalid")),
             Err(V1Error::Internal(_)) => (Outcome::Failure, Some("internal")),
         };
-        app.audit(ctx, event, outcome, reason, audited.key.as_deref(), audited.account.as_deref());
-    }
-    match result {
-        Ok(resp) => resp,
-        Err(err) => err.render(name),
-    }
+        AuditFacts { event, outcome, reason, id: audited.key, account: audited.account }
+    });
+    Handled { result, audit }
 }
 
 /// What the audit line of a call needs to know from inside it.
@@ -390,6 +408,7 @@ async fn dispatch(
     };
     audited.account = account.as_ref().map(|a| a.name.clone());
     let d = &app.domain;
+    let class = endpoint.rate_class();
     match endpoint {
         V1::Status => Ok(ok(&json!({"status": "nominal", "locale": "en"}))),
         V1::Authcheck => match account {
@@ -397,7 +416,7 @@ async fn dispatch(
             None => Err(V1Error::NotAuthorized),
         },
         V1::Share | V1::Generate => {
-            if app.rate(ctx, Class::Creates).is_err() {
+            if app.rate_for(ctx, class).is_err() {
                 audited.reason = Some("rate_limited");
                 return Err(rate_limited());
             }
@@ -418,31 +437,27 @@ async fn dispatch(
                 share_domain: params.get("share_domain").map(str::to_owned),
                 generate_length,
             };
-            let created = d.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let created =
+                d.secrets.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
             audited.key = created.metadata.secret_key.clone();
             let mut body = metadata_json(&created.metadata, false);
             body.value = created.value.as_deref();
             Ok(ok(&body))
         }
         V1::Reveal { secret_key } => {
-            if !is_key_shaped(&secret_key) {
-                return Err(V1Error::Unknown(secret_key));
+            if !secret_key.is_key_shaped() {
+                return Err(V1Error::Unknown(secret_key.into_string()));
             }
-            if app.rate(ctx, Class::Reveals).is_err() {
+            if app.rate_for(ctx, class).is_err() {
                 audited.reason = Some("rate_limited");
                 return Err(rate_limited());
             }
             let passphrase = params.passphrase();
             let guesses = app.passphrase_guesses(ctx);
-            let revealed = match d.reveal(&secret_key, passphrase.as_ref(), &guesses).await {
+            let revealed = match d.secrets.reveal(&secret_key, passphrase.as_ref(), &guesses).await {
                 Ok(revealed) => revealed,
                 Err(err) => {
-                    audited.reason = match err {
-                        SecretError::WrongPassphrase => Some("wrong_passphrase"),
-                        SecretError::PassphraseRequired => Some("passphrase_required"),
-                        SecretError::GuessesExhausted => Some("rate_limited"),
-                        _ => None,
-                    };
+                    audited.reason = Some(reveal_refusal(&err).1);
                     return Err(V1Error::from_secret(err, &secret_key));
                 }
             };
@@ -459,20 +474,24 @@ async fn dispatch(
             }))
         }
         V1::Metadata { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return Err(V1Error::Unknown(metadata_key));
+            if !metadata_key.is_key_shaped() {
+                return Err(V1Error::Unknown(metadata_key.into_string()));
             }
-            let view =
-                d.metadata(&metadata_key, true).await.map_err(|e| V1Error::from_secret(e, &metadata_key))?;
+            let view = d
+                .secrets
+                .metadata(&metadata_key, true)
+                .await
+                .map_err(|e| V1Error::from_secret(e, &metadata_key))?;
             Ok(ok(&metadata_json(&view, false)))
         }
         V1::Burn { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return Err(V1Error::Unknown(metadata_key));
+            if !metadata_key.is_key_shaped() {
+                return Err(V1Error::Unknown(metadata_key.into_string()));
             }
             let passphrase = params.passphrase();
             let guesses = app.passphrase_guesses(ctx);
-            let (view, secret_key) = match d.burn(&metadata_key, passphrase.as_ref(), &guesses).await {
+            let (view, secret_key) = match d.secrets.burn(&metadata_key, passphrase.as_ref(), &guesses).await
+            {
                 Ok(burned) => burned,
                 Err(err) => {
                     if let SecretError::GuessesExhausted = err {
@@ -486,7 +505,7 @@ async fn dispatch(
         }
         V1::Recent => {
             let Some(account) = account else { return Err(V1Error::NotAuthorized) };
-            let views = d.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let views = d.secrets.recent(&account).await.map_err(|e| V1Error::from_secret(e, ""))?;
             Ok(ok(&views.iter().map(|v| metadata_json(v, true)).collect::<Vec<_>>()))
         }
         V1::Unknown => Err(V1Error::NoRoute),

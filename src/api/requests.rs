@@ -8,14 +8,13 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Expiration, JsonError, read_bytes, read_json, store_error};
-use crate::audit::Outcome;
+use super::{AuditFacts, Expiration, Handled, JsonError, SurfaceError, read_bytes, read_json, store_error};
+use crate::audit::{EventName, Outcome};
 use crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES;
 use crate::domain::requests::RequestError;
 use crate::http::body;
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
-use crate::router::{Endpoint, Requests};
+use crate::router::Requests;
 use crate::{App, AuthRefused, Ctx};
 
 /// `POST /request` body.
@@ -61,6 +60,9 @@ fn request_error(err: RequestError) -> JsonError {
             JsonError::new(S::CONFLICT, "A secret has already been provided for this request")
         }
         RequestError::NotYetFulfilled => JsonError::new(S::CONFLICT, "No secret has been provided yet"),
+        // A key too busy to change is a passing state, like a store that cannot write for now.
+        err @ RequestError::Contention => JsonError::unavailable(err),
+        err @ RequestError::Collision => JsonError::internal(err),
         RequestError::Store(err) => store_error(err),
     }
 }
@@ -77,7 +79,9 @@ fn audit_reason(err: &RequestError) -> (Outcome, &'static str) {
         RequestError::NotEncrypted | RequestError::TooLong => (Outcome::Failure, "invalid_message"),
         RequestError::InvalidKey(_) => (Outcome::Failure, "invalid_key"),
         RequestError::InvalidExpiration | RequestError::LabelTooLong => (Outcome::Failure, "invalid_request"),
-        RequestError::Store(_) => (Outcome::Failure, "internal"),
+        RequestError::Contention | RequestError::Collision | RequestError::Store(_) => {
+            (Outcome::Failure, "internal")
+        }
     }
 }
 
@@ -107,37 +111,37 @@ impl From<RequestError> for Failed {
     }
 }
 
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Response<Body> {
-    let name = Endpoint::Requests(endpoint.clone()).name();
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Handled<JsonError> {
     let (event, id) = match &endpoint {
-        Requests::Create => ("request.created", None),
-        Requests::View { id } => ("request.viewed", Some(id.clone())),
-        Requests::Submit { id } => ("request.fulfilled", Some(id.clone())),
-        Requests::Collect { id } => ("request.secret_accessed", Some(id.clone())),
-        Requests::Revoke { id } => ("request.revoked", Some(id.clone())),
-        Requests::RotateKey { id } => ("request.key_rotated", Some(id.clone())),
-        Requests::Unknown => return JsonError::new(StatusCode::NOT_FOUND, "Not found").render(name),
+        Requests::Create => (EventName::RequestCreated, None),
+        Requests::View { id } => (EventName::RequestViewed, Some(id.as_str().to_owned())),
+        Requests::Submit { id } => (EventName::RequestFulfilled, Some(id.as_str().to_owned())),
+        Requests::Collect { id } => (EventName::RequestSecretAccessed, Some(id.as_str().to_owned())),
+        Requests::Revoke { id } => (EventName::RequestRevoked, Some(id.as_str().to_owned())),
+        Requests::RotateKey { id } => (EventName::RequestKeyRotated, Some(id.as_str().to_owned())),
+        Requests::Unknown => return Handled::unaudited(Err(JsonError::not_found())),
     };
-    let limited = match &endpoint {
-        Requests::Create => app.rate(ctx, Class::Creates),
-        Requests::Submit { .. } => app.rate(ctx, Class::Submissions),
-        _ => Ok(()),
-    };
-    if let Err(retry_after) = limited {
-        app.audit(ctx, event, Outcome::Denied, Some("rate_limited"), id.as_deref(), None);
-        return JsonError::rate_limited(retry_after).render(name);
+    if let Some(class) = endpoint.rate_class()
+        && let Err(retry_after) = app.rate(ctx, class)
+    {
+        let audit = AuditFacts::new(event, Outcome::Denied, Some("rate_limited"), id);
+        return Handled { result: Err(JsonError::rate_limited(retry_after)), audit: Some(audit) };
     }
     let (result, account) = dispatch(app, ctx, endpoint, req).await;
-    match result {
+    let (result, audit) = match result {
         Ok((resp, created)) => {
-            let id = created.as_deref().or(id.as_deref());
-            app.audit(ctx, event, Outcome::Success, None, id, account.as_deref());
-            resp
+            // The requester's own state poll proves itself with the token; it is not a responder
+            // opening the link, and recording it as one would fill the trail with false views.
+            let (event, id) = match created {
+                Some(Created::StatusChecked) => (EventName::RequestStatusChecked, id),
+                Some(Created::Id(created)) => (event, Some(created)),
+                None => (event, id),
+            };
+            (Ok(resp), AuditFacts::new(event, Outcome::Success, None, id))
         }
         Err(Failed::Domain(err)) => {
             let (outcome, reason) = audit_reason(&err);
-            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
-            request_error(err).render(name)
+            (Err(request_error(err)), AuditFacts::new(event, outcome, Some(reason), id))
         }
         Err(Failed::Wire(err)) => {
             let outcome =
@@ -148,13 +152,21 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incom
             } else {
                 "invalid_request"
             };
-            app.audit(ctx, event, outcome, Some(reason), id.as_deref(), account.as_deref());
-            err.render(name)
+            (Err(err), AuditFacts::new(event, outcome, Some(reason), id))
         }
-    }
+    };
+    Handled { result, audit: Some(AuditFacts { account, ..audit }) }
 }
 
-type Dispatched = (Result<(Response<Body>, Option<String>), Failed>, Option<String>);
+/// What a successful call tells its audit line beyond the endpoint.
+enum Created {
+    /// The id of the request it created.
+    Id(String),
+    /// A view by the requester (it presented the request's token).
+    StatusChecked,
+}
+
+type Dispatched = (Result<(Response<Body>, Option<Created>), Failed>, Option<String>);
 
 async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incoming>) -> Dispatched {
     let d = &app.domain;
@@ -194,7 +206,7 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     return Err(RequestError::InvalidExpiration.into());
                 };
                 let public_key = body.public_key.unwrap_or_default();
-                let created = d.request_create(&public_key, body.label, expiration, account.clone()).await?;
+                let created = d.requests.create(&public_key, body.label, expiration, account.clone()).await?;
                 let reply = json!({
                     "id": created.id,
                     "token": created.token,
@@ -202,13 +214,13 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     "fingerprint": created.fingerprint,
                     "link": created.link,
                 });
-                Ok((http::json(StatusCode::OK, &reply), Some(created.id)))
+                Ok((http::json(StatusCode::OK, &reply), Some(Created::Id(created.id))))
             }
             .await;
             (result, account)
         }
         Requests::View { id } => {
-            let result = d.request_view(&id).await.map_err(Failed::from).map(|v| {
+            let result = d.requests.view(&id, token.as_deref()).await.map_err(Failed::from).map(|v| {
                 let reply = json!({
                     "public_key": v.public_key,
                     "label": v.label,
@@ -216,14 +228,14 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                     "expires_at": v.expires_at,
                     "fingerprint": v.fingerprint,
                 });
-                (http::json(StatusCode::OK, &reply), None)
+                (http::json(StatusCode::OK, &reply), v.by_requester.then_some(Created::StatusChecked))
             });
             (result, None)
         }
         Requests::Submit { id } => {
             let result = async {
                 let body: SubmitSecret = read_json(req.into_body(), message_limit).await?;
-                d.request_submit(&id, &body.message.unwrap_or_default()).await?;
+                d.requests.submit(&id, &body.message.unwrap_or_default()).await?;
                 Ok((http::json(StatusCode::OK, &json!({"message": "secret provided"})), None))
             }
             .await;
@@ -231,7 +243,8 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
         }
         Requests::Collect { id } => {
             let result = d
-                .request_collect(&id, token.as_deref())
+                .requests
+                .collect(&id, token.as_deref())
                 .await
                 .map(|message| (http::json(StatusCode::OK, &json!({"message": message})), None))
                 .map_err(Failed::from);
@@ -239,7 +252,8 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
         }
         Requests::Revoke { id } => {
             let result = d
-                .request_revoke(&id, token.as_deref())
+                .requests
+                .revoke(&id, token.as_deref())
                 .await
                 .map(|()| (http::no_content(), None))
                 .map_err(Failed::from);
@@ -251,16 +265,18 @@ async fn dispatch(app: &App, ctx: &Ctx, endpoint: Requests, req: Request<Incomin
                 // check existence, token and state before even parsing them, so an anonymous caller
                 // learns nothing from key validation errors.
                 let bytes = read_bytes(req.into_body(), key_limit).await?;
-                d.request_check_pending(&id, token.as_deref()).await?;
+                d.requests.check_pending(&id, token.as_deref()).await?;
                 let body: RotateKey = super::decode_json(&bytes)?;
-                let fingerprint =
-                    d.request_rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default()).await?;
+                let fingerprint = d
+                    .requests
+                    .rotate_key(&id, token.as_deref(), &body.public_key.unwrap_or_default())
+                    .await?;
                 let reply = json!({"message": "public key updated", "fingerprint": fingerprint});
                 Ok((http::json(StatusCode::OK, &reply), None))
             }
             .await;
             (result, None)
         }
-        Requests::Unknown => (Err(JsonError::new(StatusCode::NOT_FOUND, "Not found").into()), None),
+        Requests::Unknown => (Err(JsonError::not_found().into()), None),
     }
 }

@@ -7,14 +7,13 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::audit::Outcome;
-use crate::crypto::is_key_shaped;
+use super::{AuditFacts, Handled, SurfaceError, reveal_refusal};
+use crate::audit::{EventName, Outcome};
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
-use crate::ratelimit::Class;
-use crate::router::Web;
+use crate::router::{V1Key, Web};
 use crate::{App, Ctx};
 
 const STYLESHEET: &str = include_str!("lethe.css");
@@ -47,31 +46,91 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     http::response(status, http::HTML, html)
 }
 
-fn gone_page() -> Response<Body> {
-    page(
-        StatusCode::NOT_FOUND,
-        "Secret not available",
-        "<p>This secret does not exist. It may have been viewed already, burned, or it expired.</p>",
-    )
+/// The pages' errors, each a page of its own.
+#[derive(Debug)]
+pub enum PageError {
+    /// Unknown, consumed, expired or burned (or a wrong passphrase, which must look the same).
+    Gone,
+    /// The secret's passphrase attempts are spent for now.
+    Locked,
+    /// The client's allowance (reveals, passphrase guesses) is spent.
+    TooMany,
+    /// A form body that could not be read.
+    BadForm,
+    /// The creator's burn form with a wrong passphrase.
+    IncorrectPassphrase,
+    /// Store or crypto failure; the detail is logged, never shown.
+    Internal(String),
 }
 
-fn error_page(err: &SecretError) -> Response<Body> {
-    match err {
-        SecretError::Locked => page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "<p>Too many incorrect passphrase attempts. Please try again later.</p>",
-        ),
-        SecretError::GuessesExhausted => too_many(),
-        SecretError::Unknown | SecretError::WrongPassphrase | SecretError::PassphraseRequired => gone_page(),
-        other => {
-            tracing::warn!(error = %other, "page request failed");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "<p>An unexpected error occurred.</p>",
-            )
+impl From<SecretError> for PageError {
+    fn from(err: SecretError) -> PageError {
+        match err {
+            SecretError::Locked => PageError::Locked,
+            SecretError::GuessesExhausted => PageError::TooMany,
+            SecretError::Unknown | SecretError::WrongPassphrase | SecretError::PassphraseRequired => {
+                PageError::Gone
+            }
+            SecretError::IncorrectPassphrase => PageError::IncorrectPassphrase,
+            other @ (SecretError::Empty
+            | SecretError::TooLarge(_)
+            | SecretError::PassphraseTooLong
+            | SecretError::RecipientNeedsAccount
+            | SecretError::InvalidRecipient
+            | SecretError::MailUnavailable
+            | SecretError::UnknownDomain(_)
+            | SecretError::InvalidLength
+            | SecretError::Contention
+            | SecretError::Collision
+            | SecretError::Store(_)
+            | SecretError::Crypto(_)
+            | SecretError::Passphrase(_)) => PageError::Internal(other.to_string()),
         }
+    }
+}
+
+impl SurfaceError for PageError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PageError::Gone => StatusCode::NOT_FOUND,
+            PageError::Locked | PageError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            PageError::BadForm | PageError::IncorrectPassphrase => StatusCode::BAD_REQUEST,
+            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> Option<&str> {
+        match self {
+            PageError::Internal(detail) => Some(detail),
+            PageError::Gone
+            | PageError::Locked
+            | PageError::TooMany
+            | PageError::BadForm
+            | PageError::IncorrectPassphrase => None,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let (title, text) = match self {
+            PageError::Gone => (
+                "Secret not available",
+                "<p>This secret does not exist. It may have been viewed already, burned, or it expired.</p>",
+            ),
+            PageError::Locked => (
+                "Too many attempts",
+                "<p>Too many incorrect passphrase attempts. Please try again later.</p>",
+            ),
+            PageError::TooMany => {
+                ("Too many requests", "<p>Rate limit exceeded. Please try again later.</p>")
+            }
+            PageError::BadForm => ("Bad request", "<p>The form could not be read.</p>"),
+            PageError::IncorrectPassphrase => {
+                ("Incorrect passphrase", "<p>That passphrase is not right.</p>")
+            }
+            PageError::Internal(_) => ("Something went wrong", "<p>An unexpected error occurred.</p>"),
+        };
+        page(status, title, text)
     }
 }
 
@@ -101,60 +160,37 @@ async fn form_passphrase(req: Request<Incoming>) -> Result<Option<Passphrase>, B
         .map(Passphrase::new))
 }
 
-fn bad_form() -> Response<Body> {
-    page(StatusCode::BAD_REQUEST, "Bad request", "<p>The form could not be read.</p>")
-}
-
-fn too_many() -> Response<Body> {
-    page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many requests",
-        "<p>Rate limit exceeded. Please try again later.</p>",
-    )
-}
-
-pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Response<Body> {
-    let d = &app.domain;
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>) -> Handled<PageError> {
+    let class = endpoint.rate_class();
     match endpoint {
-        Web::Stylesheet => http::response(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET),
-        Web::SecretPage { id } => {
-            if !is_key_shaped(&id) {
-                return gone_page();
-            }
-            match d.peek(&id).await {
-                Ok(Some(peek)) => {
-                    page(StatusCode::OK, "A secret for you", &reveal_form(&id, peek.passphrase_required, ""))
-                }
-                Ok(None) => gone_page(),
-                Err(err) => error_page(&err),
-            }
+        Web::Stylesheet => {
+            Handled::unaudited(Ok(http::response(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET)))
         }
+        Web::SecretPage { id } => Handled::unaudited(secret_page(app, &id, "").await),
         Web::SecretReveal { id } => {
-            if !is_key_shaped(&id) {
-                return gone_page();
+            if !id.is_key_shaped() {
+                return Handled::unaudited(Err(PageError::Gone));
             }
-            if app.rate(ctx, Class::Reveals).is_err() {
-                return too_many();
+            if app.rate_for(ctx, class).is_err() {
+                return Handled::unaudited(Err(PageError::TooMany));
             }
             let passphrase = match form_passphrase(req).await {
                 Ok(p) => p,
-                Err(_) => return bad_form(),
+                Err(_) => return Handled::unaudited(Err(PageError::BadForm)),
             };
-            let result = d.reveal(&id, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
+            let result =
+                app.domain.secrets.reveal(&id, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
             let (outcome, reason) = match &result {
                 Ok(_) => (Outcome::Success, None),
-                Err(SecretError::WrongPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
-                Err(SecretError::PassphraseRequired) => (Outcome::Failure, Some("passphrase_required")),
-                Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
-                Err(SecretError::Locked) => (Outcome::Denied, Some("locked")),
-                Err(SecretError::Unknown) => (Outcome::Failure, Some("not_found")),
-                Err(_) => (Outcome::Failure, Some("internal")),
+                Err(err) => {
+                    let (outcome, reason) = reveal_refusal(err);
+                    (outcome, Some(reason))
+                }
             };
-            app.audit(ctx, "secret.revealed", outcome, reason, Some(&id), None);
-            match result {
+            let result = match result {
                 Ok(revealed) => {
                     let value = String::from_utf8_lossy(&revealed.value);
-                    page(
+                    Ok(page(
                         StatusCode::OK,
                         "Your secret",
                         &format!(
@@ -162,92 +198,98 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Web, req: Request<Incoming>)
                              <textarea readonly rows=\"8\" aria-label=\"Secret\">{}</textarea>",
                             escape(&value)
                         ),
-                    )
+                    ))
                 }
                 // A wrong or missing passphrase looks like an unknown secret in the API; a person gets
                 // the form again if the secret is still there.
-                Err(err @ (SecretError::WrongPassphrase | SecretError::PassphraseRequired)) => {
-                    let note = if matches!(err, SecretError::WrongPassphrase) {
-                        "<p class=\"error\">That passphrase is not right.</p>"
-                    } else {
-                        "<p class=\"error\">This secret needs its passphrase.</p>"
-                    };
-                    match d.peek(&id).await {
-                        Ok(Some(peek)) => page(
-                            StatusCode::OK,
-                            "A secret for you",
-                            &reveal_form(&id, peek.passphrase_required, note),
-                        ),
-                        Ok(None) => gone_page(),
-                        Err(err) => error_page(&err),
-                    }
+                Err(SecretError::WrongPassphrase) => {
+                    secret_page(app, &id, "<p class=\"error\">That passphrase is not right.</p>").await
                 }
-                Err(err) => error_page(&err),
-            }
-        }
-        Web::PrivatePage { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return gone_page();
-            }
-            match d.metadata(&metadata_key, true).await {
-                Ok(view) => {
-                    let mut body = format!(
-                        "<p>State: <strong>{}</strong></p><p>Created: {} (Unix time); the secret lived up to {} seconds.</p>",
-                        view.state.as_str(),
-                        view.created,
-                        view.ttl
-                    );
-                    if let (Some(secret_key), Some(left)) = (&view.secret_key, view.secret_ttl) {
-                        let link = d.secret_link(&view.share_domain, secret_key);
-                        body.push_str(&format!(
-                            "<p>Share this link; it works once and expires in {left} seconds:</p>\
-                             <p><input readonly value=\"{link}\" aria-label=\"Link\"></p>\
-                             <form method=\"post\" action=\"/private/{mk}/burn\">{field}\
-                             <p><button type=\"submit\">Burn this secret</button></p></form>",
-                            link = escape(&link),
-                            mk = escape(&metadata_key),
-                            field = if view.passphrase_required {
-                                "<p><label for=\"passphrase\">Passphrase</label><input id=\"passphrase\" \
-                                 name=\"passphrase\" type=\"password\" autocomplete=\"off\" required></p>"
-                            } else {
-                                ""
-                            },
-                        ));
-                    } else if view.state == State::Received {
-                        body.push_str("<p>The secret was viewed and is gone from the server.</p>");
-                    }
-                    page(StatusCode::OK, "Your secret's state", &body)
+                Err(SecretError::PassphraseRequired) => {
+                    secret_page(app, &id, "<p class=\"error\">This secret needs its passphrase.</p>").await
                 }
-                Err(err) => error_page(&err),
-            }
+                Err(err) => Err(PageError::from(err)),
+            };
+            let audit = AuditFacts::new(EventName::SecretRevealed, outcome, reason, Some(id.into_string()));
+            Handled { result, audit: Some(audit) }
         }
+        Web::PrivatePage { metadata_key } => Handled::unaudited(private_page(app, &metadata_key).await),
         Web::PrivateBurn { metadata_key } => {
-            if !is_key_shaped(&metadata_key) {
-                return gone_page();
+            if !metadata_key.is_key_shaped() {
+                return Handled::unaudited(Err(PageError::Gone));
             }
             let passphrase = match form_passphrase(req).await {
                 Ok(p) => p,
-                Err(_) => return bad_form(),
+                Err(_) => return Handled::unaudited(Err(PageError::BadForm)),
             };
-            let result = d.burn(&metadata_key, passphrase.as_ref(), &app.passphrase_guesses(ctx)).await;
+            let result = app
+                .domain
+                .secrets
+                .burn(&metadata_key, passphrase.as_ref(), &app.passphrase_guesses(ctx))
+                .await;
             let (outcome, reason) = match &result {
                 Ok(_) => (Outcome::Success, None),
                 Err(SecretError::IncorrectPassphrase) => (Outcome::Failure, Some("wrong_passphrase")),
                 Err(SecretError::GuessesExhausted) => (Outcome::Denied, Some("rate_limited")),
                 Err(_) => (Outcome::Failure, None),
             };
-            app.audit(ctx, "secret.burned", outcome, reason, Some(&metadata_key), None);
-            match result {
-                Ok(_) => page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>"),
-                Err(SecretError::IncorrectPassphrase) => page(
-                    StatusCode::BAD_REQUEST,
-                    "Incorrect passphrase",
-                    "<p>That passphrase is not right.</p>",
-                ),
-                Err(err) => error_page(&err),
-            }
+            let result = match result {
+                Ok(_) => Ok(page(StatusCode::OK, "Secret burned", "<p>The secret was destroyed unread.</p>")),
+                Err(err) => Err(PageError::from(err)),
+            };
+            let audit =
+                AuditFacts::new(EventName::SecretBurned, outcome, reason, Some(metadata_key.into_string()));
+            Handled { result, audit: Some(audit) }
         }
     }
+}
+
+/// The recipient's page: the Reveal button (and a passphrase field when needed), after `note`.
+async fn secret_page(app: &App, id: &V1Key, note: &str) -> Result<Response<Body>, PageError> {
+    if !id.is_key_shaped() {
+        return Err(PageError::Gone);
+    }
+    match app.domain.secrets.peek(id).await? {
+        Some(peek) => {
+            Ok(page(StatusCode::OK, "A secret for you", &reveal_form(id, peek.passphrase_required, note)))
+        }
+        None => Err(PageError::Gone),
+    }
+}
+
+/// The creator's state page.
+async fn private_page(app: &App, metadata_key: &V1Key) -> Result<Response<Body>, PageError> {
+    if !metadata_key.is_key_shaped() {
+        return Err(PageError::Gone);
+    }
+    let d = &app.domain;
+    let view = d.secrets.metadata(metadata_key, true).await?;
+    let mut body = format!(
+        "<p>State: <strong>{}</strong></p><p>Created: {} (Unix time); the secret lived up to {} seconds.</p>",
+        view.state.as_str(),
+        view.created,
+        view.ttl
+    );
+    if let (Some(secret_key), Some(left)) = (&view.secret_key, view.secret_ttl) {
+        let link = d.secrets.secret_link(&view.share_domain, secret_key);
+        body.push_str(&format!(
+            "<p>Share this link; it works once and expires in {left} seconds:</p>\
+             <p><input readonly value=\"{link}\" aria-label=\"Link\"></p>\
+             <form method=\"post\" action=\"/private/{mk}/burn\">{field}\
+             <p><button type=\"submit\">Burn this secret</button></p></form>",
+            link = escape(&link),
+            mk = escape(metadata_key),
+            field = if view.passphrase_required {
+                "<p><label for=\"passphrase\">Passphrase</label><input id=\"passphrase\" \
+                 name=\"passphrase\" type=\"password\" autocomplete=\"off\" required></p>"
+            } else {
+                ""
+            },
+        ));
+    } else if view.state == State::Received {
+        body.push_str("<p>The secret was viewed and is gone from the server.</p>");
+    }
+    Ok(page(StatusCode::OK, "Your secret's state", &body))
 }
 
 #[cfg(test)]

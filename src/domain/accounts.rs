@@ -7,9 +7,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CAS_RETRIES, Domain};
+use super::{Accounts, CAS_RETRIES};
 use crate::crypto::{self, digests_equal, new_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
+
+/// Accounts, under the account name.
+pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
+/// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
+pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AccountRecord {
@@ -38,6 +43,9 @@ pub enum AccountError {
     InvalidName,
     /// Wrong name or token.
     BadCredentials,
+    /// The account kept changing under concurrent writers until the retries were spent
+    /// (`CAS_RETRIES`); nothing was changed.
+    Contention,
     Store(StoreError),
 }
 
@@ -50,6 +58,7 @@ impl fmt::Display for AccountError {
                 f.write_str("account names are 1 to 254 bytes with no spaces, colons or control characters")
             }
             AccountError::BadCredentials => f.write_str("bad credentials"),
+            AccountError::Contention => f.write_str("account changed concurrently too often"),
             AccountError::Store(err) => err.fmt(f),
         }
     }
@@ -70,9 +79,9 @@ fn validate_name(name: &str) -> Result<(), AccountError> {
     if ok { Ok(()) } else { Err(AccountError::InvalidName) }
 }
 
-impl Domain {
+impl Accounts {
     /// Creates an account and returns its token, the only time the token is ever available.
-    pub async fn account_add(&self, name: &str) -> Result<String, AccountError> {
+    pub async fn add(&self, name: &str) -> Result<String, AccountError> {
         validate_name(name)?;
         let token = new_token();
         let record = AccountRecord {
@@ -81,8 +90,8 @@ impl Domain {
             created: self.now(),
             max_secret_bytes: None,
         };
-        let batch = Batch::new().require_absent(Keyspace::Account, name.as_bytes()).put(
-            Keyspace::Account,
+        let batch = Batch::new().require_absent(ACCOUNT, name.as_bytes()).put(
+            ACCOUNT,
             name.as_bytes(),
             codec::encode(&record),
             None,
@@ -94,8 +103,8 @@ impl Domain {
     }
 
     /// Every account, ordered by name.
-    pub async fn account_list(&self) -> Result<Vec<Account>, AccountError> {
-        let rows = self.store.scan_prefix(Keyspace::Account, Vec::new(), self.now(), usize::MAX).await?;
+    pub async fn list(&self) -> Result<Vec<Account>, AccountError> {
+        let rows = self.store.scan_prefix(ACCOUNT, Vec::new(), self.now(), usize::MAX).await?;
         rows.into_iter()
             .map(|(_, entry)| {
                 let r: AccountRecord = codec::decode(&entry.value)?;
@@ -105,18 +114,18 @@ impl Domain {
     }
 
     /// Replaces the token; the old one stops working with this commit.
-    pub async fn account_rotate_token(&self, name: &str) -> Result<String, AccountError> {
+    pub async fn rotate_token(&self, name: &str) -> Result<String, AccountError> {
         validate_name(name)?;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(entry) = self.store.get(Keyspace::Account, name.as_bytes().to_vec(), now).await? else {
+            let Some(entry) = self.store.get(ACCOUNT, name.as_bytes().to_vec(), now).await? else {
                 return Err(AccountError::Unknown);
             };
             let mut record: AccountRecord = codec::decode(&entry.value)?;
             let token = new_token();
             record.token_hash = sha256(token.as_bytes());
-            let batch = Batch::new().require_version(Keyspace::Account, name.as_bytes(), entry.version).put(
-                Keyspace::Account,
+            let batch = Batch::new().require_version(ACCOUNT, name.as_bytes(), entry.version).put(
+                ACCOUNT,
                 name.as_bytes(),
                 codec::encode(&record),
                 None,
@@ -125,14 +134,12 @@ impl Domain {
                 return Ok(token);
             }
         }
-        Err(AccountError::Store(StoreError::Io("account changed concurrently too often".into())))
+        Err(AccountError::Contention)
     }
 
-    pub async fn account_remove(&self, name: &str) -> Result<(), AccountError> {
+    pub async fn remove(&self, name: &str) -> Result<(), AccountError> {
         validate_name(name)?;
-        let batch = Batch::new()
-            .require_present(Keyspace::Account, name.as_bytes())
-            .delete(Keyspace::Account, name.as_bytes());
+        let batch = Batch::new().require_present(ACCOUNT, name.as_bytes()).delete(ACCOUNT, name.as_bytes());
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(AccountError::Unknown),
@@ -145,7 +152,7 @@ impl Domain {
             return Err(AccountError::BadCredentials);
         }
         let presented = sha256(token.as_bytes());
-        let entry = self.store.get(Keyspace::Account, name.as_bytes().to_vec(), self.now()).await?;
+        let entry = self.store.get(ACCOUNT, name.as_bytes().to_vec(), self.now()).await?;
         // Compare against a dummy digest when the account is missing, so timing does not tell which
         // names exist.
         let (stored, record) = match entry {

@@ -1,4 +1,6 @@
-//! The lifecycles: one-time secrets, accounts (and later secret requests and team resources).
+//! The lifecycles, one service each: v1 one-time secrets ([`Secrets`]), client-encrypted secrets
+//! ([`ClientSecrets`]), secret requests ([`Requests`]) and accounts ([`Accounts`]); team resources will
+//! be a fifth.
 //!
 //! This layer owns the rules — states, TTLs, who may do what — and the records it stores. It knows no
 //! HTTP and no bytes on disk: it speaks to the store through conditional batches and hands plain
@@ -16,16 +18,73 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::crypto::passphrase::Hasher;
-use crate::store::{StoreHandle, Timestamp};
+use crate::store::{Keyspace, StoreHandle, Timestamp};
 
-/// Everything a lifecycle needs, built once at start-up and shared.
+/// Everything a lifecycle needs, built once at start-up and shared by the services. Its store is the
+/// domain's alone: a surface reaches stored records only through a service's rules.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub(in crate::domain) settings: Arc<Settings>,
+    pub(in crate::domain) store: StoreHandle,
+    pub(in crate::domain) clock: Arc<dyn Clock>,
+    pub(in crate::domain) keys: Arc<MasterKey>,
+    pub(in crate::domain) hasher: Hasher,
+}
+
+impl Core {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Defines a lifecycle service: a handle on the [`Core`] whose methods are the lifecycle's steps.
+macro_rules! service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            core: Core,
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Core;
+
+            fn deref(&self) -> &Core {
+                &self.core
+            }
+        }
+    };
+}
+
+service!(
+    /// One-time secrets of the v1 dialect: share, peek, reveal once, metadata, burn, recent.
+    Secrets
+);
+service!(
+    /// Client-encrypted one-time secrets and files: create, read once, status, delete.
+    ClientSecrets
+);
+service!(
+    /// Secret requests: pending → fulfilled → collected, revoke, key rotation.
+    Requests
+);
+service!(
+    /// Accounts: API tokens, kept as digests.
+    Accounts
+);
+
+/// The lifecycles, one service each, built once at start-up and shared.
 #[derive(Debug, Clone)]
 pub struct Domain {
+    pub secrets: Secrets,
+    pub client: ClientSecrets,
+    pub requests: Requests,
+    pub accounts: Accounts,
     pub settings: Arc<Settings>,
-    pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<MasterKey>,
     pub hasher: Hasher,
+    store: StoreHandle,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -42,13 +101,52 @@ impl Domain {
         keys: MasterKey,
     ) -> Domain {
         let hasher = Hasher::new(settings.passphrase.bcrypt_cost);
-        Domain { settings, store, clock, keys: Arc::new(keys), hasher }
+        let keys = Arc::new(keys);
+        let core = Core {
+            settings: Arc::clone(&settings),
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            keys: Arc::clone(&keys),
+            hasher: hasher.clone(),
+        };
+        Domain {
+            secrets: Secrets { core: core.clone() },
+            client: ClientSecrets { core: core.clone() },
+            requests: Requests { core: core.clone() },
+            accounts: Accounts { core },
+            settings,
+            clock,
+            keys,
+            hasher,
+            store,
+        }
+    }
+
+    /// The store, for what sits beside the lifecycles rather than in one: readiness, metrics,
+    /// backups, the reaper.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 }
+
+/// Every keyspace of the domain, as the store is opened with (`server::Parts`): each declared by
+/// the lifecycle that owns its records.
+pub const KEYSPACES: &[Keyspace] = &[
+    secrets::SECRET,
+    secrets::METADATA,
+    accounts::ACCOUNT,
+    accounts::RECENT,
+    secrets::ATTEMPTS,
+    requests::REQUEST,
+];
+
+/// The record kinds `/metrics` counts, by label.
+pub const COUNTED: [(&str, Keyspace); 3] =
+    [("secret", secrets::SECRET), ("metadata", secrets::METADATA), ("request", requests::REQUEST)];
 
 /// How many times a lifecycle step re-reads and retries after losing a compare-and-set to a concurrent
 /// writer. Losing this often means a key under heavy contention; the caller then gets an internal

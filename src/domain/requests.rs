@@ -2,7 +2,7 @@
 //! and the requester collects it once.
 //!
 //! States on the server: `pending` → `fulfilled`; collected, revoked and expired requests are gone.
-//! A request lives under the store key of its id in [`Keyspace::Request`], with the management token
+//! A request lives under the store key of its id in [`REQUEST`], with the management token
 //! stored only as a SHA-256 digest. Invariants:
 //! - Fulfilment is a compare-and-set on the pending record's version: of concurrent submissions
 //!   exactly one wins; the others find it fulfilled.
@@ -17,13 +17,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CAS_RETRIES, Domain};
+use super::{CAS_RETRIES, Requests};
 use crate::crypto::openpgp::{self, KeyError, MessageError, PublicKeyInfo};
 use crate::crypto::{Purpose, digests_equal, new_request_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
 /// Longest label, in bytes.
 pub const MAX_LABEL_BYTES: usize = 100;
+
+/// Secret requests, under the store key of the request id.
+pub const REQUEST: Keyspace = Keyspace::point(6, "request");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestState {
@@ -99,6 +102,9 @@ pub struct RequestView {
     pub state: RequestState,
     pub expires_at: Timestamp,
     pub fingerprint: String,
+    /// Whether the caller presented the request's management token: the requester polling its own
+    /// request rather than a responder opening the link. The reply is the same either way.
+    pub by_requester: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +130,12 @@ pub enum RequestError {
     AlreadyFulfilled,
     /// Collection before a secret was provided.
     NotYetFulfilled,
+    /// A record kept changing under concurrent writers until the retries were spent
+    /// (`CAS_RETRIES`); nothing was changed. Trying again later may succeed.
+    Contention,
+    /// A newly made id's store key was already taken. With 128 random bits that means the random
+    /// source is broken; nothing was stored.
+    Collision,
     Store(StoreError),
 }
 
@@ -141,6 +153,8 @@ impl fmt::Display for RequestError {
             RequestError::BadToken => f.write_str("invalid request token"),
             RequestError::AlreadyFulfilled => f.write_str("already fulfilled"),
             RequestError::NotYetFulfilled => f.write_str("not fulfilled yet"),
+            RequestError::Contention => f.write_str("request changed concurrently too often"),
+            RequestError::Collision => f.write_str("id collision"),
             RequestError::Store(err) => err.fmt(f),
         }
     }
@@ -155,10 +169,10 @@ impl From<StoreError> for RequestError {
 }
 
 fn contention() -> RequestError {
-    RequestError::Store(StoreError::Io("request changed concurrently too often".into()))
+    RequestError::Contention
 }
 
-impl Domain {
+impl Requests {
     /// The stored form of `record`, sealed under the request id.
     fn seal_request(&self, id: &str, record: &RequestRecord) -> Vec<u8> {
         codec::encode_sealed(record, |plain| self.keys.seal(Purpose::Request, id.as_bytes(), plain))
@@ -167,8 +181,8 @@ impl Domain {
     /// Writes `record` over the version the caller read; a concurrent change makes it a conflict.
     fn replace(&self, id: &str, version: u64, record: &RequestRecord) -> Batch {
         let hash = self.keys.store_key(id);
-        Batch::new().require_version(Keyspace::Request, hash, version).put(
-            Keyspace::Request,
+        Batch::new().require_version(REQUEST, hash, version).put(
+            REQUEST,
             hash,
             self.seal_request(id, record),
             Some(record.expires_at),
@@ -176,7 +190,7 @@ impl Domain {
     }
 
     /// Validates a public key for a request that lives until `expires_at`.
-    fn request_key(&self, armored: &str, expires_at: Timestamp) -> Result<KeyFacts, RequestError> {
+    fn checked_key(&self, armored: &str, expires_at: Timestamp) -> Result<KeyFacts, RequestError> {
         let info = openpgp::validate_public_key(armored, self.now())
             .map_err(|e: KeyError| RequestError::InvalidKey(e.to_string()))?;
         if info.expires_at.is_some_and(|key_expiry| key_expiry < expires_at) {
@@ -187,12 +201,12 @@ impl Domain {
 
     /// The link a requester hands out: the key's fingerprint suffix rides in the fragment, which
     /// browsers never send, so the responder's page can detect a swapped key.
-    pub fn request_link(&self, id: &str, fingerprint: &str) -> String {
+    pub fn link(&self, id: &str, fingerprint: &str) -> String {
         let fp16 = &fingerprint[fingerprint.len().saturating_sub(16)..];
         format!("{}/#/r/{id}/{fp16}", self.settings.public_url)
     }
 
-    pub async fn request_create(
+    pub async fn create(
         &self,
         public_key: &str,
         label: Option<String>,
@@ -211,7 +225,7 @@ impl Domain {
         }
         let now = self.now();
         let expires_at = now + expiration;
-        let key = self.request_key(public_key, expires_at)?;
+        let key = self.checked_key(public_key, expires_at)?;
         let id = self.keys.new_id();
         let token = new_request_token();
         let hash = self.keys.store_key(&id);
@@ -226,22 +240,22 @@ impl Domain {
             message: None,
             account,
         };
-        let batch = Batch::new().require_absent(Keyspace::Request, hash).put(
-            Keyspace::Request,
+        let batch = Batch::new().require_absent(REQUEST, hash).put(
+            REQUEST,
             hash,
             self.seal_request(&id, &record),
             Some(expires_at),
         );
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
-            Outcome::Conflict(_) => return Err(RequestError::Store(StoreError::Io("id collision".into()))),
+            Outcome::Conflict(_) => return Err(RequestError::Collision),
         }
-        let link = self.request_link(&id, &key.fingerprint);
+        let link = self.link(&id, &key.fingerprint);
         Ok(CreatedRequest { id, token, expires_at, fingerprint: key.fingerprint, link })
     }
 
-    async fn request_read(&self, id: &str) -> Result<(RequestRecord, u64), RequestError> {
-        let entry = self.store.get(Keyspace::Request, self.keys.store_key(id).to_vec(), self.now()).await?;
+    async fn read(&self, id: &str) -> Result<(RequestRecord, u64), RequestError> {
+        let entry = self.store.get(REQUEST, self.keys.store_key(id).to_vec(), self.now()).await?;
         let entry = entry.ok_or(RequestError::NotFound)?;
         let opener = self.keys.opener(Purpose::Request, id.as_bytes());
         let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
@@ -249,12 +263,8 @@ impl Domain {
     }
 
     /// Reads a request and checks its token, in that order.
-    async fn request_authorized(
-        &self,
-        id: &str,
-        token: Option<&str>,
-    ) -> Result<(RequestRecord, u64), RequestError> {
-        let (record, version) = self.request_read(id).await?;
+    async fn authorized(&self, id: &str, token: Option<&str>) -> Result<(RequestRecord, u64), RequestError> {
+        let (record, version) = self.read(id).await?;
         let presented = sha256(token.unwrap_or_default().as_bytes());
         if token.is_none() || !digests_equal(&presented, &record.token_hash) {
             return Err(RequestError::BadToken);
@@ -264,17 +274,21 @@ impl Domain {
 
     /// Checks a token route's preconditions in contract order — exists (404), token (401), pending
     /// (409) — without changing anything.
-    pub async fn request_check_pending(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
-        let (record, _) = self.request_authorized(id, token).await?;
+    pub async fn check_pending(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
+        let (record, _) = self.authorized(id, token).await?;
         match record.state {
             RequestState::Pending => Ok(()),
             RequestState::Fulfilled => Err(RequestError::AlreadyFulfilled),
         }
     }
 
-    pub async fn request_view(&self, id: &str) -> Result<RequestView, RequestError> {
-        let (r, _) = self.request_read(id).await?;
+    /// A request as its responder sees it. A `token`, when presented, is checked only to tell who is
+    /// looking; a wrong one is not an error, since the view needs none.
+    pub async fn view(&self, id: &str, token: Option<&str>) -> Result<RequestView, RequestError> {
+        let (r, _) = self.read(id).await?;
+        let by_requester = token.is_some_and(|token| digests_equal(&sha256(token.as_bytes()), &r.token_hash));
         Ok(RequestView {
+            by_requester,
             public_key: r.public_key,
             label: r.label,
             state: r.state,
@@ -284,11 +298,11 @@ impl Domain {
     }
 
     /// The responder's side: store a message encrypted to the request's key, once.
-    pub async fn request_submit(&self, id: &str, message: &str) -> Result<(), RequestError> {
+    pub async fn submit(&self, id: &str, message: &str) -> Result<(), RequestError> {
         // Parsed once, on the first pass, after the request is known to exist (404 before 400).
         let mut info = None;
         for _ in 0..CAS_RETRIES {
-            let (mut record, version) = self.request_read(id).await?;
+            let (mut record, version) = self.read(id).await?;
             let info = match &info {
                 Some(info) => info,
                 None => info.insert(
@@ -318,14 +332,13 @@ impl Domain {
     }
 
     /// The requester collects the message; the request is deleted in the same step.
-    pub async fn request_collect(&self, id: &str, token: Option<&str>) -> Result<String, RequestError> {
-        let (record, version) = self.request_authorized(id, token).await?;
+    pub async fn collect(&self, id: &str, token: Option<&str>) -> Result<String, RequestError> {
+        let (record, version) = self.authorized(id, token).await?;
         let Some(message) = record.message.filter(|_| record.state == RequestState::Fulfilled) else {
             return Err(RequestError::NotYetFulfilled);
         };
         let hash = self.keys.store_key(id);
-        let batch =
-            Batch::new().require_version(Keyspace::Request, hash, version).take(Keyspace::Request, hash);
+        let batch = Batch::new().require_version(REQUEST, hash, version).take(REQUEST, hash);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => Ok(message),
             // Another collection won; for this caller the request is gone.
@@ -334,11 +347,10 @@ impl Domain {
     }
 
     /// Revokes a request in any state; a provided secret goes with it.
-    pub async fn request_revoke(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
-        let (_, version) = self.request_authorized(id, token).await?;
+    pub async fn revoke(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
+        let (_, version) = self.authorized(id, token).await?;
         let hash = self.keys.store_key(id);
-        let batch =
-            Batch::new().require_version(Keyspace::Request, hash, version).delete(Keyspace::Request, hash);
+        let batch = Batch::new().require_version(REQUEST, hash, version).delete(REQUEST, hash);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(RequestError::NotFound),
@@ -346,18 +358,18 @@ impl Domain {
     }
 
     /// Swaps the public key of a pending request; returns the new fingerprint.
-    pub async fn request_rotate_key(
+    pub async fn rotate_key(
         &self,
         id: &str,
         token: Option<&str>,
         public_key: &str,
     ) -> Result<String, RequestError> {
         for _ in 0..CAS_RETRIES {
-            let (mut record, version) = self.request_authorized(id, token).await?;
+            let (mut record, version) = self.authorized(id, token).await?;
             if record.state != RequestState::Pending {
                 return Err(RequestError::AlreadyFulfilled);
             }
-            record.key = self.request_key(public_key, record.expires_at)?;
+            record.key = self.checked_key(public_key, record.expires_at)?;
             record.public_key = public_key.to_owned();
             match self.store.apply(self.replace(id, version, &record), self.now()).await? {
                 Outcome::Applied(_) => return Ok(record.key.fingerprint),

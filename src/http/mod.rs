@@ -2,11 +2,11 @@
 //! and request body deadlines, graceful shutdown, hard body limits, and the security headers every
 //! response carries.
 //!
-//! It owns sockets and bytes, not meaning: each request is routed to a typed [`Endpoint`] and handed to
-//! the surface that owns it, which answers in its own dialect.
+//! It owns sockets and bytes, not meaning: each request goes to a [`Handler`] (`service::Service`,
+//! which routes it and hands it to the surface that owns it). The security headers of each kind of
+//! response are defined here, applied by the handler, which knows the kind.
 
 pub mod body;
-pub mod client_ip;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,18 +31,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
-use crate::api;
-use crate::config::Mode;
-use crate::router::{self, Endpoint};
-use crate::{App, Ctx};
+use crate::config::Http;
 
 pub type Body = Full<Bytes>;
 
-/// What a handler needs to know about the connection and listener a request came in on.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub mode: Mode,
+/// What the transport serves: one request in, one response out. Routing, meaning, logging and metrics
+/// are the handler's; the transport knows only the peer's address.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, peer: SocketAddr, req: Request<Incoming>)
+    -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// Open connections per client address on one listener. A client over its share is turned away at
@@ -173,8 +170,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
 
 /// Serves one listener until `shutdown` resolves, then stops accepting and lets in-flight requests
 /// finish for up to `http.shutdown_grace_seconds`.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: impl Future<Output = ()>) {
-    let http = &app.domain.settings.http;
+pub async fn serve<H: Handler>(
+    handler: Arc<H>,
+    listener: TcpListener,
+    http: &Http,
+    shutdown: impl Future<Output = ()>,
+) {
     // Bounds open connections; a connection beyond it waits in the kernel backlog, not in memory.
     let connections = Arc::new(Semaphore::new(http.max_connections));
     let clients = ClientSlots::new(http.max_connections_per_client);
@@ -215,11 +216,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer { addr, mode };
-        let app = Arc::clone(&app);
+        let handler = Arc::clone(&handler);
         let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(&app, peer, req).await) }
+            let handler = Arc::clone(&handler);
+            async move { Ok::<_, Infallible>(handler.handle(addr, req).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -241,52 +241,47 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mode: Mode, shutdown: i
     }
 }
 
-/// Routes one request and decorates the response.
-pub async fn handle(app: &App, peer: Peer, req: Request<Incoming>) -> Response<Body> {
-    let started = std::time::Instant::now();
-    // The head is in; the body has until the deadline, however slowly it comes.
-    let deadline = tokio::time::Instant::from_std(started)
-        + Duration::from_secs(app.domain.settings.http.request_timeout_seconds);
-    let expects_continue =
-        req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let endpoint = router::route(req.method(), req.uri().path(), peer.mode);
-    let name = endpoint.name();
-    let client_ip = app.domain.settings.trusted_proxies.client_ip(peer.addr.ip(), req.headers());
-    let ctx = Ctx { client_ip, mode: peer.mode };
-    let dispatch = async {
-        match endpoint {
-            Endpoint::V1(ep) => api::ots_v1::handle(app, &ctx, ep, req).await,
-            Endpoint::Client(ep) => api::client::handle(app, &ctx, ep, req).await,
-            Endpoint::Requests(ep) => api::requests::handle(app, &ctx, ep, req).await,
-            Endpoint::Web(ep) => api::web::handle(app, &ctx, ep, req).await,
-            Endpoint::Ui(ep) => api::app::handle(ep),
-            Endpoint::Ops(ep) => api::ops::handle(app, &ctx, ep).await,
-            Endpoint::NotFound => api::ops::not_found(),
-            Endpoint::MethodNotAllowed(allow) => api::ops::method_not_allowed(allow),
-        }
-    };
-    let (mut response, timed_out) = body::scoped(deadline, expects_continue, dispatch).await;
-    if timed_out {
-        // Whatever the surface made of the cut-off body, the client is told the plain truth in no
-        // surface's dialect: its request never arrived whole.
-        response = request_timeout();
-    }
-    let status = response.status().as_u16();
-    app.metrics.observe(name, status, started.elapsed().as_secs_f64());
-    tracing::debug!(endpoint = name, status, "request");
-    security_headers(response.headers_mut());
-    response
+/// Which header policy a response gets: each kind of endpoint has its own CSP and cache policy.
+/// Headers the handler set itself are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// JSON and plain-text replies: nothing to render, so nothing may load; never cached, since most
+    /// carry secret material or bearer keys.
+    Api,
+    /// Server-rendered HTML pages (and their stylesheet): styles and forms from this origin, no
+    /// script; never cached.
+    Page,
+    /// The web app's shell, the only response allowed to run scripts; never cached.
+    AppShell,
+    /// A content-hashed file of the web app: its name changes whenever its bytes do, so a successful
+    /// answer may be cached for good.
+    Asset,
 }
 
-/// Headers on every response. `no-store` and the script-free CSP are the defaults: most responses
-/// carry secret material or bearer keys, and only the web app's shell may run scripts. They are added
-/// only when the handler set none, so the app's shell keeps its own CSP and its hashed assets their
-/// long caching (`api::app`).
-fn security_headers(headers: &mut hyper::HeaderMap) {
-    const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                       frame-ancestors 'none'; base-uri 'none'";
-    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP));
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                        frame-ancestors 'none'; base-uri 'none'";
+/// The shell's policy: scripts and connections from this origin only, and Trusted Types required so
+/// that no string can become markup through an HTML sink. One line on the wire.
+pub const SHELL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                             base-uri 'none'; require-trusted-types-for 'script'";
+/// Hashed names never change content, so a year and `immutable` is safe.
+const ASSET_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// Adds the security headers of `kind` to a response with `status`. `Cache-Control` and the CSP are
+/// added only when the handler set none; the others always.
+pub fn security_headers(kind: Kind, status: StatusCode, headers: &mut hyper::HeaderMap) {
+    let (csp, cache) = match kind {
+        Kind::Api => (API_CSP, "no-store"),
+        Kind::Page => (PAGE_CSP, "no-store"),
+        Kind::AppShell => (SHELL_CSP, "no-store"),
+        // A missing asset is an error reply, which nobody may keep.
+        Kind::Asset if status.is_success() => (API_CSP, ASSET_CACHE),
+        Kind::Asset => (API_CSP, "no-store"),
+    };
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static(cache));
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(csp));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -301,8 +296,8 @@ pub fn response(status: StatusCode, content_type: &'static str, body: impl Into<
 }
 
 /// 408 for a body that missed its deadline; the connection closes after it, since the rest of the
-/// body may still be on its way.
-fn request_timeout() -> Response<Body> {
+/// body may still be on its way. It is in no surface's dialect: the request never arrived whole.
+pub fn request_timeout() -> Response<Body> {
     let mut resp = json(StatusCode::REQUEST_TIMEOUT, &serde_json::json!({"message": "Request timeout"}));
     resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp

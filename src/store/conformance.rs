@@ -7,11 +7,12 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use super::*;
 
-const S: Keyspace = Keyspace::Secret;
-const M: Keyspace = Keyspace::Metadata;
+const S: Keyspace = test_keyspaces::SECRET;
+const M: Keyspace = test_keyspaces::METADATA;
 const NOW: Timestamp = 1_000;
 
 /// A store under test and whatever must outlive it (the temporary directory of a file backend).
@@ -27,7 +28,7 @@ fn memory() -> Fixture {
 
 fn redb() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = RedbStore::open(&dir.path().join(REDB_FILE)).expect("open redb");
+    let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open redb");
     Fixture { store: Arc::new(store), _dir: Some(dir) }
 }
 
@@ -99,8 +100,9 @@ plans!(
     concurrent_plans_taking_one_key_have_exactly_one_winner,
 );
 
-/// Any backend with [`Store::apply_planned`] left at the trait's two-step default: the path a backend
-/// without a single writer (a networked engine) would take.
+/// Any backend with [`Store::apply_planned`] left at the trait's two-step default and point reads
+/// answered on another thread through [`Store::get_then`]: the path a backend without a single writer
+/// whose reads are network calls (a networked engine) would take.
 struct TwoStep(Arc<dyn Store>);
 
 impl Store for TwoStep {
@@ -141,6 +143,64 @@ impl Store for TwoStep {
     fn check(&self) -> Result<(), StoreError> {
         self.0.check()
     }
+
+    // As a network reply would: the answer comes from a thread the caller does not wait on.
+    fn get_then(&self, ks: Keyspace, key: &[u8], now: Timestamp, done: Reply<Option<Entry>>) {
+        let (store, key) = (Arc::clone(&self.0), key.to_vec());
+        std::thread::spawn(move || done(store.get(ks, &key, now)));
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None }
+    }
+}
+
+/// A [`ReadPath::Callback`] backend's point read holds no thread while it waits: it completes while
+/// the blocking pool is full.
+#[test]
+fn a_callback_backends_reads_complete_with_the_blocking_pool_full() {
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_time().max_blocking_threads(1).build().unwrap();
+    rt.block_on(async {
+        let handle = StoreHandle::new(Arc::new(TwoStep(memory().store)));
+        let mut batch = Batch::new();
+        batch.mutations.push(Mutation::Put {
+            ks: test_keyspaces::SECRET,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            expires_at: None,
+        });
+        assert!(matches!(handle.apply(batch, 1).await.unwrap(), Outcome::Applied(_)));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let occupant = tokio::task::spawn_blocking(move || {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+        });
+        started.await.unwrap();
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            handle.get(test_keyspaces::SECRET, b"k".to_vec(), 1),
+        )
+        .await;
+        let _ = release.send(());
+        occupant.await.unwrap();
+        let entry = read.expect("the read waited for a blocking thread").unwrap().unwrap();
+        assert_eq!(entry.value, b"v");
+    });
+}
+
+/// A backend is opened with its owners' keyspaces; a list in which two share a tag or a name would
+/// mix their records, so it is refused.
+#[test]
+fn a_keyspace_list_with_a_shared_tag_or_name_is_refused() {
+    const CLASH_TAG: &[Keyspace] = &[Keyspace::point(1, "one"), Keyspace::listed(1, "two")];
+    const CLASH_NAME: &[Keyspace] = &[Keyspace::point(1, "one"), Keyspace::point(2, "one")];
+    const TOO_HIGH: &[Keyspace] = &[Keyspace::point(8, "eight")];
+    for list in [CLASH_TAG, CLASH_NAME, TOO_HIGH] {
+        assert!(RedbStore::open_in_memory(list).is_err(), "{list:?}");
+    }
+    assert!(RedbStore::open_in_memory(test_keyspaces::ALL).is_ok());
 }
 
 /// The memory backend behind [`TwoStep`].
@@ -251,10 +311,10 @@ fn concurrent_plans_taking_one_key_have_exactly_one_winner(store: &Arc<dyn Store
 }
 
 fn visit_all_sees_every_live_entry_of_every_keyspace_once(store: &Arc<dyn Store>) {
-    put(store, Keyspace::Secret, b"s1", b"one", Some(NOW + 10));
-    put(store, Keyspace::Secret, b"s2", b"expired", Some(NOW + 1));
-    put(store, Keyspace::Metadata, b"m1", b"meta", None);
-    put(store, Keyspace::Account, b"a1", b"acct", None);
+    put(store, test_keyspaces::SECRET, b"s1", b"one", Some(NOW + 10));
+    put(store, test_keyspaces::SECRET, b"s2", b"expired", Some(NOW + 1));
+    put(store, test_keyspaces::METADATA, b"m1", b"meta", None);
+    put(store, test_keyspaces::ACCOUNT, b"a1", b"acct", None);
     let mut seen = Vec::new();
     store
         .visit_all(NOW + 1, &mut |ks, key, entry| {
@@ -266,9 +326,9 @@ fn visit_all_sees_every_live_entry_of_every_keyspace_once(store: &Arc<dyn Store>
     assert_eq!(
         seen,
         vec![
-            (Keyspace::Secret, b"s1".to_vec(), b"one".to_vec(), Some(NOW + 10)),
-            (Keyspace::Metadata, b"m1".to_vec(), b"meta".to_vec(), None),
-            (Keyspace::Account, b"a1".to_vec(), b"acct".to_vec(), None),
+            (test_keyspaces::SECRET, b"s1".to_vec(), b"one".to_vec(), Some(NOW + 10)),
+            (test_keyspaces::METADATA, b"m1".to_vec(), b"meta".to_vec(), None),
+            (test_keyspaces::ACCOUNT, b"a1".to_vec(), b"acct".to_vec(), None),
         ]
     );
     // An error from the visitor stops the walk and comes back.
@@ -666,24 +726,24 @@ fn removed_entries_do_not_use_up_a_purge_pass(store: &Arc<dyn Store>) {
 }
 
 fn count_counts_unpurged_entries_per_keyspace(store: &Arc<dyn Store>) {
-    for ks in Keyspace::ALL {
+    for &ks in test_keyspaces::ALL {
         assert_eq!(store.count(ks).expect("count"), 0);
     }
     put(store, S, b"a", b"", None);
     put(store, S, b"b", b"", Some(NOW + 1));
     put(store, S, b"b", b"", Some(NOW + 2));
-    put(store, Keyspace::Request, b"a", b"", None);
+    put(store, test_keyspaces::REQUEST, b"a", b"", None);
     assert_eq!(store.count(S).expect("count"), 2);
-    assert_eq!(store.count(Keyspace::Request).expect("count"), 1);
+    assert_eq!(store.count(test_keyspaces::REQUEST).expect("count"), 1);
     assert_eq!(store.count(M).expect("count"), 0);
     store.purge_expired(NOW + 2, 10).expect("purge");
     assert_eq!(store.count(S).expect("count"), 1);
 
     // Same key in keyspaces that a backend may store together; every removal counts once, in its own.
-    put(store, Keyspace::Attempts, b"a", b"", None);
+    put(store, test_keyspaces::ATTEMPTS, b"a", b"", None);
     put(store, M, b"m", b"", None);
     put(store, M, b"n", b"", None);
-    let counts = || Keyspace::ALL.map(|ks| store.count(ks).expect("count"));
+    let counts = || test_keyspaces::ALL.iter().map(|&ks| store.count(ks).expect("count")).collect::<Vec<_>>();
     assert_eq!(counts(), [1, 2, 0, 0, 1, 1]);
     apply(store, Batch::new().take(S, b"a").take(S, b"a").delete(M, b"m").delete(M, b"gone"), NOW);
     assert_eq!(counts(), [0, 1, 0, 0, 1, 1]);
@@ -693,12 +753,12 @@ fn count_counts_unpurged_entries_per_keyspace(store: &Arc<dyn Store>) {
 }
 
 fn prefix_scan_sees_only_its_own_keyspace(store: &Arc<dyn Store>) {
-    for (ks, value) in [(S, b"s"), (Keyspace::Attempts, b"a"), (M, b"m")] {
+    for (ks, value) in [(S, b"s"), (test_keyspaces::ATTEMPTS, b"a"), (M, b"m")] {
         for key in [&[1][..], &[1, 0], &[1, 1], &[1, 2, 3]] {
             put(store, ks, key, value, None);
         }
     }
-    let found = store.scan_prefix(Keyspace::Attempts, &[1], NOW, 3).expect("scan");
+    let found = store.scan_prefix(test_keyspaces::ATTEMPTS, &[1], NOW, 3).expect("scan");
     assert_eq!(keys(&found), vec![vec![1], vec![1, 0], vec![1, 1]]);
     assert!(found.iter().all(|(_, entry)| entry.value == b"a"));
     let found = store.scan_prefix(S, &[1, 1], NOW, 10).expect("scan");
@@ -760,14 +820,14 @@ fn redb_data_and_expiry_index_survive_close_and_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(REDB_FILE);
     {
-        let store = RedbStore::open(&path).expect("open");
+        let store = RedbStore::open(&path, test_keyspaces::ALL).expect("open");
         let batch = Batch::new()
             .put(S, b"kept", b"value".to_vec(), None)
             .put(S, b"kept", b"value2".to_vec(), None)
             .put(M, b"expiring", b"m".to_vec(), Some(NOW + 10));
         store.apply(batch, NOW).expect("apply");
     }
-    let store = RedbStore::open(&path).expect("reopen");
+    let store = RedbStore::open(&path, test_keyspaces::ALL).expect("reopen");
     let entry = store.get(S, b"kept", NOW).expect("get").expect("present");
     assert_eq!((entry.value.as_slice(), entry.version), (&b"value2"[..], 2));
     assert_eq!((store.count(S).expect("count"), store.count(M).expect("count")), (1, 1));
@@ -782,33 +842,33 @@ fn redb_refuses_a_file_in_another_layout() {
     let path = dir.path().join(REDB_FILE);
     {
         // What the first layout (one table per keyspace, no `meta` table) left behind.
-        let db = redb::Database::create(&path).expect("create");
+        let db = ::redb::Database::create(&path).expect("create");
         let txn = db.begin_write().expect("begin");
-        let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("secret");
+        let table: ::redb::TableDefinition<&[u8], &[u8]> = ::redb::TableDefinition::new("secret");
         txn.open_table(table).expect("table").insert(&b"k"[..], &b"v"[..]).expect("insert");
         txn.commit().expect("commit");
     }
-    assert!(matches!(RedbStore::open(&path), Err(StoreError::Corrupt(_))));
+    assert!(matches!(RedbStore::open(&path, test_keyspaces::ALL), Err(StoreError::Corrupt(_))));
 }
 
 #[test]
 fn redb_second_open_of_the_same_file_is_locked() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(REDB_FILE);
-    let first = RedbStore::open(&path).expect("open");
+    let first = RedbStore::open(&path, test_keyspaces::ALL).expect("open");
     first.apply(Batch::new().put(S, b"k", b"v".to_vec(), None), NOW).expect("apply");
-    assert!(matches!(RedbStore::open(&path), Err(StoreError::Locked)));
+    assert!(matches!(RedbStore::open(&path, test_keyspaces::ALL), Err(StoreError::Locked)));
     // The failed open leaves the first store working.
     assert!(first.get(S, b"k", NOW).expect("get").is_some());
     drop(first);
-    RedbStore::open(&path).expect("open once the first store is closed");
+    RedbStore::open(&path, test_keyspaces::ALL).expect("open once the first store is closed");
 }
 
 #[test]
 fn redb_open_of_an_unusable_path_is_an_io_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("missing-dir").join(REDB_FILE);
-    assert!(matches!(RedbStore::open(&path), Err(StoreError::Io(_))));
+    assert!(matches!(RedbStore::open(&path, test_keyspaces::ALL), Err(StoreError::Io(_))));
 }
 
 #[test]

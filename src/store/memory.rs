@@ -34,8 +34,8 @@ impl Stored {
 #[derive(Default)]
 struct State {
     tables: BTreeMap<Keyspace, BTreeMap<Vec<u8>, Stored>>,
-    /// Invariant: holds `(at, ks.tag(), key)` exactly when `tables[ks][key].expires_at == Some(at)`.
-    expiry: BTreeSet<(Timestamp, u8, Vec<u8>)>,
+    /// Invariant: holds `(at, ks, key)` exactly when `tables[ks][key].expires_at == Some(at)`.
+    expiry: BTreeSet<(Timestamp, Keyspace, Vec<u8>)>,
 }
 
 impl State {
@@ -50,7 +50,7 @@ impl State {
     fn insert(&mut self, ks: Keyspace, key: Vec<u8>, stored: Stored) {
         self.remove(ks, &key);
         if let Some(at) = stored.expires_at {
-            self.expiry.insert((at, ks.tag(), key.clone()));
+            self.expiry.insert((at, ks, key.clone()));
         }
         self.tables.entry(ks).or_default().insert(key, stored);
     }
@@ -58,7 +58,7 @@ impl State {
     fn remove(&mut self, ks: Keyspace, key: &[u8]) -> Option<Stored> {
         let stored = self.tables.get_mut(&ks)?.remove(key)?;
         if let Some(at) = stored.expires_at {
-            self.expiry.remove(&(at, ks.tag(), key.to_vec()));
+            self.expiry.remove(&(at, ks, key.to_vec()));
         }
         Some(stored)
     }
@@ -190,23 +190,17 @@ impl Store for MemoryStore {
         done(result);
     }
 
-    fn plans_block(&self) -> bool {
-        false
-    }
-
-    fn reads_block(&self) -> bool {
-        false
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { reads: ReadPath::InPlace, plans_block: false, commit_metrics: None }
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
         let mut state = self.lock();
-        let due: Vec<(Timestamp, u8, Vec<u8>)> =
+        let due: Vec<(Timestamp, Keyspace, Vec<u8>)> =
             state.expiry.iter().take_while(|(at, _, _)| *at <= now).take(limit).cloned().collect();
         let mut removed = 0;
-        for (_, tag, key) in due {
-            if let Some(ks) = Keyspace::from_tag(tag)
-                && state.remove(ks, &key).is_some()
-            {
+        for (_, ks, key) in due {
+            if state.remove(ks, &key).is_some() {
                 removed += 1;
             }
         }

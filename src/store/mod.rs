@@ -3,7 +3,8 @@
 //!
 //! This module owns the [`Store`] trait, the concrete [`StoreHandle`] the rest of the server holds,
 //! the record codec, and the backends (`memory`, `redb`). It knows nothing of secrets, HTTP or ids:
-//! keys arrive already hashed by the domain layer, values are opaque bytes, and time is passed in.
+//! keyspaces are declared by the modules that own their records and handed over at open, keys
+//! arrive already hashed by the domain layer, values are opaque bytes, and time is passed in.
 //!
 //! Guarantees every backend keeps (the conformance suite in `conformance` checks them):
 //! - An entry whose `expires_at <= now` does not exist for any read, condition or take, whether or not
@@ -19,83 +20,90 @@ pub mod codec;
 #[cfg(test)]
 mod conformance;
 mod memory;
-mod redb_store;
+mod redb;
 
 use std::any::Any;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 pub use memory::MemoryStore;
-pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 
-/// Unix time in seconds. Every time the store sees is passed in by the caller.
-pub type Timestamp = u64;
+pub use crate::clock::Timestamp;
+use crate::histogram::Histogram;
 
-/// A namespace of keys. Each keyspace maps to one table of a backend; the numeric tag is stable
-/// because it is written into the expiry index on disk.
+/// A namespace of keys, declared by the module that owns its records (`domain::secrets::SECRET`,
+/// `domain::accounts::ACCOUNT`, …) and handed to a backend at open in one list; the store never names
+/// a domain's kinds. A backend keeps one table per listed keyspace and may store the others together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Keyspace {
-    /// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
-    Secret,
-    /// v1 metadata records, under the store key of the metadata key.
-    Metadata,
-    /// Accounts, under the account name.
-    Account,
-    /// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
-    Recent,
-    /// Failed passphrase attempts per secret, under the store key of the secret id.
-    Attempts,
-    /// Secret requests, under the store key of the request id.
-    Request,
+pub struct Keyspace {
+    tag: u8,
+    name: &'static str,
+    listed: bool,
 }
 
 impl Keyspace {
-    /// Every keyspace, for backends that create one table each.
-    pub const ALL: [Keyspace; 6] = [
-        Keyspace::Secret,
-        Keyspace::Metadata,
-        Keyspace::Account,
-        Keyspace::Recent,
-        Keyspace::Attempts,
-        Keyspace::Request,
-    ];
+    /// Tags are below this (redb keeps a count per tag in a fixed row).
+    pub const MAX_TAGS: usize = 8;
 
-    /// Stable on-disk tag; never renumber.
+    /// A keyspace only ever read by key. Its keys should lead with a creation sequence, so a backend
+    /// may store it beside the others: a v1 secret and its metadata, made at once, then sit side by
+    /// side.
+    pub const fn point(tag: u8, name: &'static str) -> Keyspace {
+        Keyspace { tag, name, listed: false }
+    }
+
+    /// A keyspace its owner lists by prefix (accounts; an account's recent secrets).
+    pub const fn listed(tag: u8, name: &'static str) -> Keyspace {
+        Keyspace { tag, name, listed: true }
+    }
+
+    /// Stable on-disk tag, written into the expiry index; never renumber or reuse one.
     pub fn tag(self) -> u8 {
-        match self {
-            Keyspace::Secret => 1,
-            Keyspace::Metadata => 2,
-            Keyspace::Account => 3,
-            Keyspace::Recent => 4,
-            Keyspace::Attempts => 5,
-            Keyspace::Request => 6,
-        }
+        self.tag
     }
 
-    pub fn from_tag(tag: u8) -> Option<Keyspace> {
-        Keyspace::ALL.into_iter().find(|ks| ks.tag() == tag)
-    }
-
-    /// Whether the domain lists this keyspace by prefix (accounts; an account's recent secrets). The
-    /// others are only ever read by key, and their keys lead with a creation sequence, so a backend
-    /// may store them together: a v1 secret and its metadata, made at once, then sit side by side.
-    /// Every keyspace still supports every operation; this is a hint about cost, not a contract.
+    /// Whether the owner lists this keyspace by prefix. Every keyspace still supports every
+    /// operation; this is a hint about cost, not a contract.
     pub fn is_listed(self) -> bool {
-        matches!(self, Keyspace::Account | Keyspace::Recent)
+        self.listed
     }
 
     /// Stable name (a redb table's, for listed keyspaces); never rename.
     pub fn name(self) -> &'static str {
-        match self {
-            Keyspace::Secret => "secret",
-            Keyspace::Metadata => "metadata",
-            Keyspace::Account => "account",
-            Keyspace::Recent => "recent",
-            Keyspace::Attempts => "attempts",
-            Keyspace::Request => "request",
-        }
+        self.name
     }
+
+    /// The keyspace of `tag` in `keyspaces`.
+    pub fn find(keyspaces: &[Keyspace], tag: u8) -> Option<Keyspace> {
+        keyspaces.iter().copied().find(|ks| ks.tag == tag)
+    }
+
+    /// Checks a list handed to a backend: tags unique and below [`Keyspace::MAX_TAGS`], names unique.
+    pub fn check_all(keyspaces: &[Keyspace]) -> Result<(), StoreError> {
+        for (i, ks) in keyspaces.iter().enumerate() {
+            let clash = keyspaces[..i].iter().any(|other| other.tag == ks.tag || other.name == ks.name);
+            if usize::from(ks.tag) >= Keyspace::MAX_TAGS || clash {
+                return Err(StoreError::Io(format!("keyspace {} has a tag or name another has", ks.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keyspaces for the store's own tests, shaped like the domain's (same tags, names and listing).
+#[cfg(test)]
+pub(crate) mod test_keyspaces {
+    use super::Keyspace;
+
+    pub const SECRET: Keyspace = Keyspace::point(1, "secret");
+    pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
+    pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
+    pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
+    pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts");
+    pub const REQUEST: Keyspace = Keyspace::point(6, "request");
+    pub const ALL: &[Keyspace] = &[SECRET, METADATA, ACCOUNT, RECENT, ATTEMPTS, REQUEST];
 }
 
 /// A live entry as read from the store.
@@ -305,11 +313,17 @@ pub trait Store: Send + Sync + 'static {
     /// It must not block on I/O itself, because async callers call it on the runtime.
     fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>);
 
-    /// Whether reads may wait on I/O; [`StoreHandle`] runs them on the blocking pool if so, and in
-    /// place otherwise.
-    fn reads_block(&self) -> bool {
-        true
+    /// [`Store::get`] without waiting: `done` is called exactly once with what `get` would have
+    /// returned. A backend whose reads are network calls ([`ReadPath::Callback`]) sends the request
+    /// and answers from whatever completes it, so no thread waits on the socket; the default answers
+    /// in place.
+    fn get_then(&self, ks: Keyspace, key: &[u8], now: Timestamp, done: Reply<Option<Entry>>) {
+        done(self.get(ks, key, now));
     }
+
+    /// What the backend can do and how its calls should be made, asked once by [`StoreHandle::new`].
+    /// One value rather than a hint method each, so a wrapper forwards it in one line.
+    fn capabilities(&self) -> Capabilities;
 
     /// Runs `plan` against the store at `now` and applies the batch it returns; `done` is called
     /// exactly once with the result.
@@ -333,12 +347,6 @@ pub trait Store: Send + Sync + 'static {
             let outcome = batch.map(|batch| self.apply(batch, now)).transpose()?;
             Ok(Planned { report, outcome })
         }));
-    }
-
-    /// Whether [`Store::apply_planned`] may block the calling thread; [`StoreHandle`] calls it on the
-    /// blocking pool if so. True for the two-step default.
-    fn plans_block(&self) -> bool {
-        true
     }
 
     /// Removes up to `limit` entries with `expires_at <= now`; returns how many were removed. It also
@@ -371,10 +379,58 @@ pub trait Store: Send + Sync + 'static {
         let _ = (now, visit);
         Err(StoreError::Io("this backend cannot take a consistent snapshot".into()))
     }
+}
 
+/// How [`StoreHandle`] makes a backend's point reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// Reads never wait on I/O (memory): called in place on the runtime.
+    InPlace,
+    /// Reads may wait on a disk (redb): called on the blocking pool.
+    Blocking,
+    /// Reads are requests to another process (a networked engine): point reads go through
+    /// [`Store::get_then`] and the task awaits the answer, holding no thread. Closures given to
+    /// [`StoreHandle::read`] still run on the blocking pool, since they call the blocking methods.
+    Callback,
+}
+
+/// What a backend tells [`StoreHandle`] about itself.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    pub reads: ReadPath,
+    /// Whether [`Store::apply_planned`] may block the calling thread; [`StoreHandle`] calls it on the
+    /// blocking pool if so. True for the trait's two-step default.
+    pub plans_block: bool,
     /// Group-commit observations, for backends that commit durably.
-    fn commit_metrics(&self) -> Option<&crate::metrics::CommitMetrics> {
-        None
+    pub commit_metrics: Option<Arc<CommitMetrics>>,
+}
+
+impl Default for Capabilities {
+    /// The cautious answer: every call may block, nothing is measured.
+    fn default() -> Capabilities {
+        Capabilities { reads: ReadPath::Blocking, plans_block: true, commit_metrics: None }
+    }
+}
+
+/// Group-commit sizes, in batches per transaction.
+pub const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+/// Durable commit latency buckets, in seconds.
+pub const COMMIT_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+/// Group-commit observations of a durable store.
+#[derive(Debug)]
+pub struct CommitMetrics {
+    pub group_size: Histogram,
+    pub commit_seconds: Histogram,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> CommitMetrics {
+        CommitMetrics {
+            group_size: Histogram::new(GROUP_BUCKETS),
+            commit_seconds: Histogram::new(COMMIT_BUCKETS),
+        }
     }
 }
 
@@ -393,7 +449,12 @@ const BACKUP_CHUNK: usize = 1000;
 /// so never follows one), and written through that handle only. It is linked to `out` when complete,
 /// which fails rather than replace anything already there, a planted link included; so a failed backup
 /// never leaves a half-written file under that name and a backup never writes where a link points.
-pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, StoreError> {
+pub fn backup(
+    source: &dyn Store,
+    keyspaces: &'static [Keyspace],
+    out: &Path,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
     let io = |err: std::io::Error| StoreError::Io(err.to_string());
     let exists = || StoreError::Io(format!("{} already exists", out.display()));
     // `symlink_metadata`: a link at `out` is an existing name, wherever it points.
@@ -404,7 +465,7 @@ pub fn backup(source: &dyn Store, out: &Path, now: Timestamp) -> Result<u64, Sto
         out.file_name().ok_or_else(|| StoreError::Io("the backup path has no file name".into()))?;
     let (partial, file) = create_partial(out, file_name)?;
     let result = (|| {
-        let target = RedbStore::open_file(file)?;
+        let target = RedbStore::open_file(file, keyspaces)?;
         let mut batch = Batch::new();
         source.visit_all(now, &mut |ks, key, entry| {
             batch.mutations.push(Mutation::Put {
@@ -499,19 +560,37 @@ impl fmt::Display for Engine {
 /// File name of the redb database inside the data directory.
 pub const REDB_FILE: &str = "lethe.redb";
 
-/// Opens the chosen backend; `redb` keeps its file in `data_dir`.
-pub fn open(engine: Engine, data_dir: &Path) -> Result<StoreHandle, StoreError> {
-    let store: Arc<dyn Store> = match engine {
-        Engine::Memory => Arc::new(MemoryStore::new()),
-        Engine::Redb => Arc::new(RedbStore::open(&data_dir.join(REDB_FILE))?),
-    };
-    Ok(StoreHandle { inner: store })
+/// Opens the chosen backend for `keyspaces`; `redb` keeps its file in `data_dir`.
+pub fn open(
+    engine: Engine,
+    data_dir: &Path,
+    keyspaces: &'static [Keyspace],
+) -> Result<StoreHandle, StoreError> {
+    open_engine(engine, data_dir, keyspaces).map(|(handle, _)| handle)
+}
+
+/// [`open`], also handing back the redb backend itself when that is the engine, for what reads its
+/// writer's figures (`lethe bench`).
+pub fn open_engine(
+    engine: Engine,
+    data_dir: &Path,
+    keyspaces: &'static [Keyspace],
+) -> Result<(StoreHandle, Option<Arc<RedbStore>>), StoreError> {
+    match engine {
+        Engine::Memory => Ok((StoreHandle::new(Arc::new(MemoryStore::new())), None)),
+        Engine::Redb => {
+            let redb = Arc::new(RedbStore::open(&data_dir.join(REDB_FILE), keyspaces)?);
+            Ok((StoreHandle::new(Arc::clone(&redb) as Arc<dyn Store>), Some(redb)))
+        }
+    }
 }
 
 /// The concrete handle the server holds: cheap to clone, async methods that never block the runtime.
 #[derive(Clone)]
 pub struct StoreHandle {
     inner: Arc<dyn Store>,
+    /// The backend's answer to [`Store::capabilities`], asked once: it cannot change while it runs.
+    caps: Arc<Capabilities>,
 }
 
 impl fmt::Debug for StoreHandle {
@@ -522,7 +601,13 @@ impl fmt::Debug for StoreHandle {
 
 impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> StoreHandle {
-        StoreHandle { inner: store }
+        let caps = Arc::new(store.capabilities());
+        StoreHandle { inner: store, caps }
+    }
+
+    /// See [`Store::capabilities`].
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
     }
 
     /// The blocking interface, for callers already off the runtime (CLI, reaper passes, benches).
@@ -537,7 +622,10 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
-        if self.inner.reads_block() { self.run(f).await } else { f(&*self.inner) }
+        match self.caps.reads {
+            ReadPath::InPlace => f(&*self.inner),
+            ReadPath::Blocking | ReadPath::Callback => self.run(f).await,
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -556,7 +644,19 @@ impl StoreHandle {
     }
 
     pub async fn get(&self, ks: Keyspace, key: Vec<u8>, now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        self.read(move |s| s.get(ks, &key, now)).await
+        if self.caps.reads != ReadPath::Callback {
+            return self.read(move |s| s.get(ks, &key, now)).await;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner.get_then(
+            ks,
+            &key,
+            now,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        );
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
     pub async fn scan_prefix(
@@ -602,7 +702,7 @@ impl StoreHandle {
         let done: Reply<Planned> = Box::new(move |result| {
             let _ = reply.send(result);
         });
-        if self.inner.plans_block() {
+        if self.caps.plans_block {
             let store = Arc::clone(&self.inner);
             let ran = tokio::task::spawn_blocking(move || store.apply_planned(plan, now, done)).await;
             if let Err(err) = ran

@@ -74,8 +74,8 @@ impl Store for Faulty {
         }
     }
 
-    fn reads_block(&self) -> bool {
-        self.inner.blocking().reads_block()
+    fn capabilities(&self) -> lethe::store::Capabilities {
+        self.inner.capabilities().clone()
     }
 
     // A plan both reads and writes, so either fault fails it, before anything is read.
@@ -84,10 +84,6 @@ impl Store for Faulty {
             Ok(()) => self.inner.blocking().apply_planned(plan, now, done),
             Err(err) => done(Err(err)),
         }
-    }
-
-    fn plans_block(&self) -> bool {
-        self.inner.blocking().plans_block()
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
@@ -119,9 +115,5 @@ impl Store for Faulty {
     fn visit_all(&self, now: Timestamp, visit: &mut lethe::store::Visitor<'_>) -> Result<(), StoreError> {
         self.read()?;
         self.inner.blocking().visit_all(now, visit)
-    }
-
-    fn commit_metrics(&self) -> Option<&lethe::metrics::CommitMetrics> {
-        self.inner.blocking().commit_metrics()
     }
 }

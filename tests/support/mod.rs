@@ -129,13 +129,14 @@ impl TestServer {
             raw.public_url = Some(public.clone());
             tweak(raw)
         });
-        let mut domain =
-            lethe::server::open_domain(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
+        let parts =
+            lethe::server::Parts::open(Arc::new(settings), Arc::new(clock.clone())).expect("open the store");
         let faults = Arc::new(faults::Faults::default());
-        let faulty = faults::Faulty { inner: domain.store.clone(), faults: Arc::clone(&faults) };
-        domain.store = lethe::store::StoreHandle::new(Arc::new(faulty));
+        let parts = parts.wrap_store(|inner| {
+            lethe::store::StoreHandle::new(Arc::new(faults::Faulty { inner, faults: Arc::clone(&faults) }))
+        });
         let audit = AuditBuffer::default();
-        let app = Arc::new(App::new(domain, lethe::audit::AuditSink::to_writer(Box::new(audit.clone()))));
+        let app = Arc::new(parts.app(lethe::audit::AuditSink::to_writer(Box::new(audit.clone()))));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -247,7 +248,7 @@ impl TestServer {
     }
 
     pub async fn account(&self, name: &str) -> String {
-        self.app.domain.account_add(name).await.expect("account")
+        self.app.domain.accounts.add(name).await.expect("account")
     }
 }
 

@@ -1,7 +1,7 @@
 //! One-time secrets: create, reveal once, burn, and the creator's metadata.
 //!
-//! A secret lives under the store key of its secret key in [`Keyspace::Secret`]; its metadata lives
-//! under the store key of the metadata key in [`Keyspace::Metadata`] for twice the secret's TTL. The
+//! A secret lives under the store key of its secret key in [`SECRET`]; its metadata lives
+//! under the store key of the metadata key in [`METADATA`] for twice the secret's TTL. The
 //! value is sealed with a key derived from the master key and the secret key, and the metadata keeps
 //! the secret key sealed under the metadata key, so the database alone yields neither a value nor a
 //! working link.
@@ -25,15 +25,29 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::accounts::{Account, account_index_key};
-use super::{CAS_RETRIES, Domain};
+use super::accounts::{Account, RECENT, account_index_key};
+use super::{CAS_RETRIES, ClientSecrets, Core, Secrets};
 use crate::config::PassphraseRules;
 use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
 use crate::crypto::{CryptoError, Opener, Purpose, random_bytes};
 use crate::store::{Batch, Keyspace, Lookup, Outcome, StoreError, Timestamp, codec};
 
-/// The record under [`Keyspace::Secret`]. One keyspace holds every kind of one-time secret so that an
+mod client;
+mod password;
+
+use client::*;
+pub use client::{ClientError, ClientOpened};
+pub use password::generate_password;
+
+/// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
+pub const SECRET: Keyspace = Keyspace::point(1, "secret");
+/// v1 metadata records, under the store key of the metadata key.
+pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
+/// Passphrase attempts per secret, under the store key of the secret id.
+pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts");
+
+/// The record under [`SECRET`]. One keyspace holds every kind of one-time secret so that an
 /// id belongs to exactly one kind; variants are only ever appended (postcard encodes the index).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum SecretRecord {
@@ -48,84 +62,6 @@ pub enum Payload {
     Message,
     /// Raw OpenPGP bytes (`/create/file`).
     File,
-}
-
-/// A secret the client encrypted: the server holds ciphertext it cannot read. Its record is stored
-/// sealed as a whole under the secret's id ([`codec::SEALED_VERSION`]), so no byte the client chose
-/// reaches the database file; records written in clear before that still decode.
-#[derive(Clone, Serialize, Deserialize)]
-struct ClientSecret {
-    payload: Payload,
-    data: Vec<u8>,
-    /// The expiration given at creation, in seconds; clients expect it back, not the time left.
-    expiration: u64,
-    one_time: bool,
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSecret")
-            .field("payload", &self.payload)
-            .field("bytes", &self.data.len())
-            .field("one_time", &self.one_time)
-            .finish()
-    }
-}
-
-/// The client-encrypted secret in a stored [`SecretRecord`] if it carries `payload`: sealed under its
-/// id, or in clear as databases written before sealing hold it. `None` for any other record.
-fn open_client(value: &[u8], opener: &Opener, payload: Payload) -> Result<Option<ClientSecret>, StoreError> {
-    let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
-    match codec::decode_sealed::<SecretRecord>(value, open)? {
-        SecretRecord::Client(secret) if secret.payload == payload => Ok(Some(secret)),
-        _ => Ok(None),
-    }
-}
-
-/// A client-encrypted secret as handed back.
-pub struct ClientOpened {
-    pub data: Vec<u8>,
-    pub expiration: u64,
-    pub one_time: bool,
-}
-
-impl fmt::Debug for ClientOpened {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientOpened").field("one_time", &self.one_time).finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug)]
-pub enum ClientError {
-    /// Not one of the allowed expirations.
-    InvalidExpiration,
-    /// Over the size limit.
-    TooLong,
-    /// Not an OpenPGP message: armor, session-key packet, encrypted data.
-    NotEncrypted,
-    /// Unknown, consumed, deleted or expired, or an id of another kind.
-    NotFound,
-    Store(StoreError),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::InvalidExpiration => f.write_str("expiration not allowed"),
-            ClientError::TooLong => f.write_str("ciphertext over the size limit"),
-            ClientError::NotEncrypted => f.write_str("not an OpenPGP encrypted message"),
-            ClientError::NotFound => f.write_str("secret not found"),
-            ClientError::Store(err) => err.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-impl From<StoreError> for ClientError {
-    fn from(err: StoreError) -> ClientError {
-        ClientError::Store(err)
-    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -189,7 +125,7 @@ struct MetadataRecord {
     expires_at: Timestamp,
 }
 
-/// Passphrase attempts on one secret, under [`Keyspace::Attempts`]: every check reserved in the
+/// Passphrase attempts on one secret, under [`ATTEMPTS`]: every check reserved in the
 /// window (failed or still running; a right one deletes the record with the secret).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Attempts {
@@ -233,7 +169,7 @@ fn reserve_attempt(
     rules: &PassphraseRules,
     now: Timestamp,
 ) -> Result<Option<Batch>, StoreError> {
-    let entry = lookup.get(Keyspace::Attempts, &secret_hash)?;
+    let entry = lookup.get(ATTEMPTS, &secret_hash)?;
     let stored = match &entry {
         Some(e) => Some(codec::decode::<Attempts>(&e.value)?),
         None => None,
@@ -249,12 +185,12 @@ fn reserve_attempt(
         attempts.locked_until = now.saturating_add(rules.lock_seconds);
     }
     let expires = attempts.window_start.saturating_add(rules.lock_seconds).max(attempts.locked_until);
-    let batch = Batch::new().require_version(Keyspace::Secret, secret_hash, secret_version);
+    let batch = Batch::new().require_version(SECRET, secret_hash, secret_version);
     let batch = match &entry {
-        Some(e) => batch.require_version(Keyspace::Attempts, secret_hash, e.version),
-        None => batch.require_absent(Keyspace::Attempts, secret_hash),
+        Some(e) => batch.require_version(ATTEMPTS, secret_hash, e.version),
+        None => batch.require_absent(ATTEMPTS, secret_hash),
     };
-    Ok(Some(batch.put(Keyspace::Attempts, secret_hash, codec::encode(&attempts), Some(expires))))
+    Ok(Some(batch.put(ATTEMPTS, secret_hash, codec::encode(&attempts), Some(expires))))
 }
 
 /// What the creator may know about a secret. The surface decides which fields its dialect shows.
@@ -350,6 +286,12 @@ pub enum SecretError {
     UnknownDomain(String),
     /// `/generate` length outside 6–128.
     InvalidLength,
+    /// A record kept changing under concurrent writers until the retries were spent
+    /// (`CAS_RETRIES`); nothing was changed. Trying again later may succeed.
+    Contention,
+    /// A newly made id's store key was already taken. With 128 random bits that means the random
+    /// source is broken; nothing was stored.
+    Collision,
     Store(StoreError),
     Crypto(CryptoError),
     Passphrase(PassphraseError),
@@ -374,6 +316,8 @@ impl fmt::Display for SecretError {
             SecretError::MailUnavailable => f.write_str("no mailer configured"),
             SecretError::UnknownDomain(_) => f.write_str("share domain not allowed"),
             SecretError::InvalidLength => f.write_str("generated length out of range"),
+            SecretError::Contention => f.write_str("record changed concurrently too often"),
+            SecretError::Collision => f.write_str("key collision"),
             SecretError::Store(err) => err.fmt(f),
             SecretError::Crypto(err) => err.fmt(f),
             SecretError::Passphrase(err) => err.fmt(f),
@@ -405,14 +349,14 @@ impl From<PassphraseError> for SecretError {
 }
 
 fn contention() -> SecretError {
-    SecretError::Store(StoreError::Io("record changed concurrently too often".into()))
+    SecretError::Contention
 }
 
 /// The one-time step every kind of secret shares: delete the record if it is still at the version the
 /// caller's plan read (and checked). A version condition holds only for a live entry at the batch's
 /// time, so `Applied` means this caller won; the plan has the value already, so nothing is taken back.
 fn consume(hash: [u8; 32], version: u64) -> Batch {
-    Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash)
+    Batch::new().require_version(SECRET, hash, version).delete(SECRET, hash)
 }
 
 /// Whether a reveal may check a passphrase.
@@ -466,7 +410,7 @@ fn plan_reveal(
     rules: &PassphraseRules,
     now: Timestamp,
 ) -> Result<(Option<Batch>, Found), StoreError> {
-    let Some(entry) = lookup.get(Keyspace::Secret, &secret_hash)? else {
+    let Some(entry) = lookup.get(SECRET, &secret_hash)? else {
         return Ok((None, Found::Unknown));
     };
     let SecretRecord::V1(secret) = codec::decode::<SecretRecord>(&entry.value)? else {
@@ -495,18 +439,18 @@ fn plan_reveal(
     let mut batch = consume(secret_hash, entry.version);
     // Only a passphrase can have attempts on record; deleting them gives back the right guess's.
     if secret.passphrase_hash.is_some() {
-        batch = batch.delete(Keyspace::Attempts, secret_hash);
+        batch = batch.delete(ATTEMPTS, secret_hash);
     }
     let mut share_domain = String::new();
-    if let Some(entry) = lookup.get(Keyspace::Metadata, &secret.metadata_hash)? {
+    if let Some(entry) = lookup.get(METADATA, &secret.metadata_hash)? {
         let mut meta: MetadataRecord = codec::decode(&entry.value)?;
         share_domain = meta.share_domain.clone();
         if !meta.state.is_terminal() {
             meta.state = State::Received;
             meta.received = Some(now);
             meta.updated = now;
-            batch = batch.require_version(Keyspace::Metadata, secret.metadata_hash, entry.version).put(
-                Keyspace::Metadata,
+            batch = batch.require_version(METADATA, secret.metadata_hash, entry.version).put(
+                METADATA,
                 secret.metadata_hash,
                 codec::encode(&meta),
                 Some(meta.expires_at),
@@ -514,37 +458,6 @@ fn plan_reveal(
         }
     }
     Ok((Some(batch), Found::Opened { value, share_domain }))
-}
-
-/// Characters of generated values: look-alikes (`i l o 1 I O 0`) removed.
-const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
-const LOWER: &[u8] = b"abcdefghjkmnpqrstuvwxyz";
-const DIGITS: &[u8] = b"23456789";
-const SYMBOLS: &[u8] = b"!#$%&*+-=?@^_";
-
-/// A uniformly random index below `n` (n ≤ 256), by rejection sampling so no character is favoured.
-fn random_index(n: usize) -> usize {
-    let limit = 256 - (256 % n);
-    loop {
-        let [b] = random_bytes::<1>();
-        if usize::from(b) < limit {
-            return usize::from(b) % n;
-        }
-    }
-}
-
-/// A password of `length` characters with at least one upper, lower, digit and symbol.
-pub fn generate_password(length: usize) -> String {
-    let classes = [UPPER, LOWER, DIGITS, SYMBOLS];
-    let alphabet: Vec<u8> = classes.concat();
-    loop {
-        let value: Vec<u8> = (0..length).map(|_| alphabet[random_index(alphabet.len())]).collect();
-        // Redrawing until every class appears keeps the draw uniform over acceptable passwords; with
-        // six or more characters a redraw is needed about a third of the time at worst.
-        if classes.iter().all(|class| value.iter().any(|c| class.contains(c))) {
-            return String::from_utf8(value).unwrap_or_default();
-        }
-    }
 }
 
 /// `to*****@e*****.com` style: enough to recognise an address, not to harvest it.
@@ -577,7 +490,8 @@ fn origin(url: &str) -> &str {
     }
 }
 
-impl Domain {
+/// What both kinds of one-time secret share: reading a record, links, lifetimes.
+impl Core {
     fn link_base(&self, share_domain: &str) -> String {
         if share_domain.is_empty() {
             self.settings.public_url.clone()
@@ -586,6 +500,50 @@ impl Domain {
         }
     }
 
+    fn clamp_ttl(&self, requested: Option<u64>, account: Option<&Account>) -> u64 {
+        let rules = &self.settings.ttl;
+        let max = if account.is_some() { rules.max_account } else { rules.max_anonymous };
+        requested.unwrap_or(rules.default).clamp(rules.min, max.max(rules.min))
+    }
+
+    async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
+        let Some(entry) = self.store.get(SECRET, secret_hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
+    }
+
+    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
+        match self.read_record(secret_hash).await? {
+            Some((SecretRecord::V1(secret), version)) => Ok(Some((secret, version))),
+            Some((SecretRecord::Client(_), _)) | None => Ok(None),
+        }
+    }
+
+    /// The client-encrypted secret under `id`, opened, if it carries `payload`.
+    async fn read_client(
+        &self,
+        id: &str,
+        payload: Payload,
+    ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
+        let hash = self.keys.store_key(id);
+        let Some(entry) = self.store.get(SECRET, hash.to_vec(), self.now()).await? else {
+            return Ok(None);
+        };
+        let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
+        Ok(open_client(&entry.value, &opener, payload)?.map(|secret| (secret, entry.version)))
+    }
+
+    /// A client-encrypted secret's record, sealed under its id: the database then holds none of the
+    /// bytes the client sent, not even its ciphertext.
+    fn seal_client(&self, id: &str, secret: ClientSecret) -> Vec<u8> {
+        codec::encode_sealed(&SecretRecord::Client(secret), |plain| {
+            self.keys.seal(Purpose::ClientSecret, id.as_bytes(), plain)
+        })
+    }
+}
+
+impl Secrets {
     /// The link a recipient opens.
     pub fn secret_link(&self, share_domain: &str, secret_key: &str) -> String {
         format!("{}/secret/{secret_key}", self.link_base(share_domain))
@@ -594,12 +552,6 @@ impl Domain {
     /// The link the creator keeps.
     pub fn private_link(&self, share_domain: &str, metadata_key: &str) -> String {
         format!("{}/private/{metadata_key}", self.link_base(share_domain))
-    }
-
-    fn clamp_ttl(&self, requested: Option<u64>, account: Option<&Account>) -> u64 {
-        let rules = &self.settings.ttl;
-        let max = if account.is_some() { rules.max_account } else { rules.max_anonymous };
-        requested.unwrap_or(rules.default).clamp(rules.min, max.max(rules.min))
     }
 
     /// Stores a secret (or a generated one) and returns the creator's view in state `new`.
@@ -686,22 +638,22 @@ impl Domain {
             expires_at: metadata_expires_at,
         };
         let mut batch = Batch::new()
-            .require_absent(Keyspace::Secret, secret_hash)
-            .require_absent(Keyspace::Metadata, metadata_hash)
-            .put(Keyspace::Secret, secret_hash, codec::encode(&secret), Some(secret_expires_at))
-            .put(Keyspace::Metadata, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
+            .require_absent(SECRET, secret_hash)
+            .require_absent(METADATA, metadata_hash)
+            .put(SECRET, secret_hash, codec::encode(&secret), Some(secret_expires_at))
+            .put(METADATA, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
         if let Some(account) = account {
             let mut index_key = account_index_key(&account.name).to_vec();
             index_key.extend_from_slice(&(u64::MAX - now).to_be_bytes());
             index_key.extend_from_slice(&metadata_hash);
             let sealed =
                 self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
-            batch = batch.put(Keyspace::Recent, index_key, sealed, Some(metadata_expires_at));
+            batch = batch.put(RECENT, index_key, sealed, Some(metadata_expires_at));
         }
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
             // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
-            Outcome::Conflict(_) => return Err(SecretError::Store(StoreError::Io("key collision".into()))),
+            Outcome::Conflict(_) => return Err(SecretError::Collision),
         }
         let view = MetadataView {
             custid,
@@ -719,145 +671,6 @@ impl Domain {
             passphrase_required: passphrase.is_some(),
         };
         Ok(Created { metadata: view, value: generated })
-    }
-
-    async fn read_record(&self, secret_hash: [u8; 32]) -> Result<Option<(SecretRecord, u64)>, StoreError> {
-        let Some(entry) = self.store.get(Keyspace::Secret, secret_hash.to_vec(), self.now()).await? else {
-            return Ok(None);
-        };
-        Ok(Some((codec::decode::<SecretRecord>(&entry.value)?, entry.version)))
-    }
-
-    async fn read_v1(&self, secret_hash: [u8; 32]) -> Result<Option<(V1Secret, u64)>, SecretError> {
-        match self.read_record(secret_hash).await? {
-            Some((SecretRecord::V1(secret), version)) => Ok(Some((secret, version))),
-            Some((SecretRecord::Client(_), _)) | None => Ok(None),
-        }
-    }
-
-    /// The client-encrypted secret under `id`, opened, if it carries `payload`.
-    async fn read_client(
-        &self,
-        id: &str,
-        payload: Payload,
-    ) -> Result<Option<(ClientSecret, u64)>, ClientError> {
-        let hash = self.keys.store_key(id);
-        let Some(entry) = self.store.get(Keyspace::Secret, hash.to_vec(), self.now()).await? else {
-            return Ok(None);
-        };
-        let opener = self.keys.opener(Purpose::ClientSecret, id.as_bytes());
-        Ok(open_client(&entry.value, &opener, payload)?.map(|secret| (secret, entry.version)))
-    }
-
-    /// A client-encrypted secret's record, sealed under its id: the database then holds none of the
-    /// bytes the client sent, not even its ciphertext.
-    fn seal_client(&self, id: &str, secret: ClientSecret) -> Vec<u8> {
-        codec::encode_sealed(&SecretRecord::Client(secret), |plain| {
-            self.keys.seal(Purpose::ClientSecret, id.as_bytes(), plain)
-        })
-    }
-
-    /// Stores a client-encrypted secret after checking that it is OpenPGP ciphertext within limits.
-    pub async fn client_create(
-        &self,
-        payload: Payload,
-        data: Vec<u8>,
-        expiration: u64,
-        one_time: bool,
-    ) -> Result<String, ClientError> {
-        if !self.settings.expirations.contains(&expiration) {
-            return Err(ClientError::InvalidExpiration);
-        }
-        let limits = &self.settings.limits;
-        let checked = match payload {
-            Payload::Message => {
-                let text = std::str::from_utf8(&data).map_err(|_| ClientError::NotEncrypted)?;
-                openpgp::inspect_message(text, limits.max_message_bytes)
-            }
-            Payload::File => openpgp::inspect_binary_message(&data, limits.max_file_bytes),
-        };
-        match checked {
-            Ok(_) => {}
-            Err(MessageError::TooLarge) => return Err(ClientError::TooLong),
-            Err(MessageError::NotEncrypted) => return Err(ClientError::NotEncrypted),
-        }
-        let now = self.now();
-        let id = self.keys.new_id();
-        let hash = self.keys.store_key(&id);
-        let expires_at = now + expiration;
-        let record = self.seal_client(&id, ClientSecret { payload, data, expiration, one_time });
-        let batch = Batch::new().require_absent(Keyspace::Secret, hash).put(
-            Keyspace::Secret,
-            hash,
-            record,
-            Some(expires_at),
-        );
-        match self.store.apply(batch, now).await? {
-            Outcome::Applied(_) => Ok(id),
-            Outcome::Conflict(_) => Err(ClientError::Store(StoreError::Io("id collision".into()))),
-        }
-    }
-
-    /// Hands back a client-encrypted secret; a one-time secret is taken in the same step, so of
-    /// concurrent reads exactly one gets it.
-    ///
-    /// It is planned (one trip to the store writer) because most client secrets are one-time. A
-    /// reusable one's plan writes nothing, so redb answers it before the commit unless a write came
-    /// before it in its group; then it waits for that commit, which only adds the commit's latency.
-    pub async fn client_read(&self, id: &str, payload: Payload) -> Result<ClientOpened, ClientError> {
-        let hash = self.keys.store_key(id);
-        // Derived here, so the plan on the store's writer only decrypts; opened before the take, so a
-        // record that cannot be opened is left in place.
-        let opener = Arc::new(self.keys.opener(Purpose::ClientSecret, id.as_bytes()));
-        for _ in 0..CAS_RETRIES {
-            let opener = Arc::clone(&opener);
-            let (found, outcome) = self
-                .store
-                .apply_planned(self.now(), move |lookup| {
-                    let Some(entry) = lookup.get(Keyspace::Secret, &hash)? else { return Ok((None, None)) };
-                    let Some(secret) = open_client(&entry.value, &opener, payload)? else {
-                        return Ok((None, None));
-                    };
-                    let batch = secret.one_time.then(|| consume(hash, entry.version));
-                    let opened = ClientOpened {
-                        data: secret.data,
-                        expiration: secret.expiration,
-                        one_time: secret.one_time,
-                    };
-                    Ok((batch, Some(opened)))
-                })
-                .await?;
-            let Some(opened) = found else {
-                return Err(ClientError::NotFound);
-            };
-            match outcome {
-                // Consumed by this read, or not one-time (nothing to consume).
-                Some(Outcome::Applied(_)) | None => return Ok(opened),
-                Some(Outcome::Conflict(_)) => continue,
-            }
-        }
-        Err(ClientError::Store(StoreError::Io("record changed concurrently too often".into())))
-    }
-
-    /// Whether a client-encrypted secret is one-time; never consumes.
-    pub async fn client_status(&self, id: &str, payload: Payload) -> Result<bool, ClientError> {
-        match self.read_client(id, payload).await? {
-            Some((secret, _)) => Ok(secret.one_time),
-            None => Err(ClientError::NotFound),
-        }
-    }
-
-    pub async fn client_delete(&self, id: &str, payload: Payload) -> Result<(), ClientError> {
-        let hash = self.keys.store_key(id);
-        let Some((_, version)) = self.read_client(id, payload).await? else {
-            return Err(ClientError::NotFound);
-        };
-        let batch =
-            Batch::new().require_version(Keyspace::Secret, hash, version).delete(Keyspace::Secret, hash);
-        match self.store.apply(batch, self.now()).await? {
-            Outcome::Applied(_) => Ok(()),
-            Outcome::Conflict(_) => Err(ClientError::NotFound),
-        }
     }
 
     /// Whether a secret exists and needs a passphrase; never consumes.
@@ -947,7 +760,7 @@ impl Domain {
         let metadata_hash = self.keys.store_key(metadata_key);
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await? else {
+            let Some(entry) = self.store.get(METADATA, metadata_hash.to_vec(), now).await? else {
                 return Err(SecretError::Unknown);
             };
             let mut meta: MetadataRecord = codec::decode(&entry.value)?;
@@ -955,8 +768,7 @@ impl Domain {
             let mut secret_exists = false;
             let mut changed = false;
             if !meta.state.is_terminal() {
-                secret_exists =
-                    self.store.get(Keyspace::Secret, meta.secret_hash.to_vec(), now).await?.is_some();
+                secret_exists = self.store.get(SECRET, meta.secret_hash.to_vec(), now).await?.is_some();
                 if !secret_exists {
                     meta.state = if now >= meta.secret_expires_at { State::Expired } else { State::Orphaned };
                     meta.updated = now;
@@ -968,9 +780,12 @@ impl Domain {
                 }
             }
             if changed {
-                let batch = Batch::new()
-                    .require_version(Keyspace::Metadata, metadata_hash, entry.version)
-                    .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
+                let batch = Batch::new().require_version(METADATA, metadata_hash, entry.version).put(
+                    METADATA,
+                    metadata_hash,
+                    codec::encode(&meta),
+                    Some(meta.expires_at),
+                );
                 if let Outcome::Conflict(_) = self.store.apply(batch, now).await? {
                     continue;
                 }
@@ -1046,8 +861,7 @@ impl Domain {
         let mut verified_version = None;
         for _ in 0..CAS_RETRIES {
             let now = self.now();
-            let Some(meta_entry) = self.store.get(Keyspace::Metadata, metadata_hash.to_vec(), now).await?
-            else {
+            let Some(meta_entry) = self.store.get(METADATA, metadata_hash.to_vec(), now).await? else {
                 return Err(SecretError::Unknown);
             };
             let mut meta: MetadataRecord = codec::decode(&meta_entry.value)?;
@@ -1066,9 +880,7 @@ impl Domain {
                 && verified_version != Some(version)
             {
                 let rules = self.settings.passphrase.clone();
-                if let Some(entry) =
-                    self.store.get(Keyspace::Attempts, meta.secret_hash.to_vec(), now).await?
-                {
+                if let Some(entry) = self.store.get(ATTEMPTS, meta.secret_hash.to_vec(), now).await? {
                     let attempts =
                         Attempts::current(Some(codec::decode(&entry.value)?), rules.lock_seconds, now);
                     if attempts.locked(rules.max_failures, now) {
@@ -1107,16 +919,20 @@ impl Domain {
             .map_err(|_| SecretError::Crypto(CryptoError::Unseal))?;
             meta.state = State::Burned;
             meta.updated = now;
-            let mut batch = Batch::new()
-                .require_version(Keyspace::Secret, meta.secret_hash, version)
-                .require_version(Keyspace::Metadata, metadata_hash, meta_entry.version);
+            let mut batch = Batch::new().require_version(SECRET, meta.secret_hash, version).require_version(
+                METADATA,
+                metadata_hash,
+                meta_entry.version,
+            );
             if let Some(lock_version) = lock {
-                batch = batch.require_version(Keyspace::Attempts, meta.secret_hash, lock_version);
+                batch = batch.require_version(ATTEMPTS, meta.secret_hash, lock_version);
             }
-            let batch = batch
-                .delete(Keyspace::Secret, meta.secret_hash)
-                .delete(Keyspace::Attempts, meta.secret_hash)
-                .put(Keyspace::Metadata, metadata_hash, codec::encode(&meta), Some(meta.expires_at));
+            let batch = batch.delete(SECRET, meta.secret_hash).delete(ATTEMPTS, meta.secret_hash).put(
+                METADATA,
+                metadata_hash,
+                codec::encode(&meta),
+                Some(meta.expires_at),
+            );
             match self.store.apply(batch, now).await? {
                 Outcome::Applied(_) => {
                     let view = self.view(meta, metadata_key, State::Burned, false, now)?;
@@ -1133,7 +949,7 @@ impl Domain {
         const MAX_RECENT: usize = 500;
         let now = self.now();
         let prefix = account_index_key(&account.name).to_vec();
-        let rows = self.store.scan_prefix(Keyspace::Recent, prefix, now, MAX_RECENT).await?;
+        let rows = self.store.scan_prefix(RECENT, prefix, now, MAX_RECENT).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, entry) in rows {
             let metadata_key =
@@ -1154,19 +970,6 @@ impl Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_passwords_have_every_class_and_no_lookalikes() {
-        for length in [6, 12, 128] {
-            let p = generate_password(length);
-            assert_eq!(p.len(), length);
-            assert!(p.bytes().any(|c| UPPER.contains(&c)));
-            assert!(p.bytes().any(|c| LOWER.contains(&c)));
-            assert!(p.bytes().any(|c| DIGITS.contains(&c)));
-            assert!(p.bytes().any(|c| SYMBOLS.contains(&c)));
-            assert!(!p.contains(['i', 'l', 'o', '1', 'I', 'O', '0']), "{p}");
-        }
-    }
 
     #[test]
     fn emails_are_obscured() {
