@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use hyper::{Method, StatusCode};
 use lethe::crypto::Purpose;
@@ -13,21 +12,8 @@ use lethe::store::{Batch, Engine, Keyspace, Outcome, codec};
 use serde_json::{Value, json};
 
 use crate::support::TestServer;
-use crate::support::gpg::Gpg;
 
-struct Keys {
-    gpg: Gpg,
-    key: String,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let gpg = Gpg::new();
-        let key = gpg.gen_key("At Rest <rest@example.com>", "future-default", "never");
-        Keys { gpg, key }
-    })
-}
+use crate::support::gpg::shared_keys as keys;
 
 const LABEL: &str = "payroll export 7f3a9c at rest";
 

@@ -1,8 +1,6 @@
 //! Client-encrypted secrets and files: the server keeps OpenPGP ciphertext it cannot read and hands it
 //! back once (or until it expires).
 
-use std::sync::OnceLock;
-
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -10,21 +8,7 @@ use crate::per_backend;
 use crate::support::TestServer;
 use crate::support::gpg::Gpg;
 
-/// One keyring for the module, with one key (for signing and file recipients), made once: gpg does
-/// not like two processes generating keys in one home at the same time.
-struct Keys {
-    gpg: Gpg,
-    key: String,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let gpg = Gpg::new();
-        let key = gpg.gen_key("File Owner <file@example.com>", "future-default", "never");
-        Keys { gpg, key }
-    })
-}
+use crate::support::gpg::shared_keys as keys;
 
 fn gpg() -> &'static Gpg {
     &keys().gpg

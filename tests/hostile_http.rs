@@ -4,7 +4,6 @@
 //! consuming route takes nothing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
@@ -15,7 +14,6 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::per_backend;
 use crate::support::TestServer;
-use crate::support::gpg::Gpg;
 
 /// Only keeps a broken server from hanging the test; no test measures time with it.
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -253,20 +251,7 @@ async fn an_upload_within_the_limit_still_gets_its_continue() {
     s.stop().await;
 }
 
-/// One keyring for the module: generating a key is the slow part.
-struct Keys {
-    gpg: Gpg,
-    key: String,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let gpg = Gpg::new();
-        let key = gpg.gen_key("Head Checker <head@example.com>", "future-default", "never");
-        Keys { gpg, key }
-    })
-}
+use crate::support::gpg::shared_keys as keys;
 
 fn message(r: &crate::support::Resp) -> Value {
     r.json()["message"].clone()

@@ -1,15 +1,12 @@
 //! Strict input: what a client sends is taken as sent or refused in the surface's dialect, never
 //! silently altered (issue 12, point 8).
 
-use std::sync::OnceLock;
-
 use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::per_backend;
 use crate::support::TestServer;
-use crate::support::gpg::Gpg;
 
 per_backend!(
     v1_parameters_that_are_not_utf8_are_refused_and_store_nothing,
@@ -97,16 +94,6 @@ async fn a_negative_or_non_numeric_expiration_is_an_invalid_expiration(s: &TestS
     assert_eq!(r.json()["message"], "Unable to parse json");
 }
 
-/// One key for the module: generating keys is the slow part.
-fn gpg_key() -> &'static (Gpg, String) {
-    static KEY: OnceLock<(Gpg, String)> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let gpg = Gpg::new();
-        let fpr = gpg.gen_key("Strict <strict@example.com>", "future-default", "never");
-        (gpg, fpr)
-    })
-}
-
 /// OpenPGP's CRC-24, for re-armoring a block the test has changed.
 fn crc24(data: &[u8]) -> u32 {
     let mut crc: u32 = 0x00b7_04ce;
@@ -135,8 +122,8 @@ fn armor_public_key(bytes: &[u8]) -> String {
 }
 
 async fn a_public_key_block_with_a_message_packet_is_refused(s: &TestServer) {
-    let (gpg, fpr) = gpg_key();
-    let key = gpg.run(&["--export", fpr], b"");
+    let keys = crate::support::gpg::shared_keys();
+    let key = keys.gpg.run(&["--export", &keys.key], b"");
     // The untouched key, re-armored by this test, is accepted: the refusal below is the packet's.
     let r = s.post_json("/request", &json!({"public_key": armor_public_key(&key), "expiration": 3600})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

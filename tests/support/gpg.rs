@@ -176,3 +176,22 @@ impl Drop for Gpg {
             .status();
     }
 }
+
+/// A keyring with one ed25519 + cv25519 key that never expires.
+pub struct Keys {
+    pub gpg: Gpg,
+    /// The key's fingerprint.
+    pub key: String,
+}
+
+/// One key for every test module that needs a valid key and nothing particular about it: generating
+/// keys is the slow part of the suite, and gpg does not like two processes generating keys in one home
+/// at the same time.
+pub fn shared_keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let gpg = Gpg::new();
+        let key = gpg.gen_key("Test Key <test@example.com>", "future-default", "never");
+        Keys { gpg, key }
+    })
+}
