@@ -62,28 +62,29 @@ impl Receiver {
             while let Ok((stream, _)) = listener.accept().await {
                 let (st, g) = (Arc::clone(&st), Arc::clone(&g));
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (st, g) = (Arc::clone(&st), Arc::clone(&g));
-                        async move {
-                            let signature = req
-                                .headers()
-                                .get("x-lethe-signature")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
-                            let ok = req.method() == Method::POST && req.uri().path() == "/hook";
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec());
-                            let answered = if ok { st.load(Ordering::SeqCst) } else { 404 };
-                            g.lock().expect("receiver log").push(Received {
-                                signature,
-                                body: body.unwrap_or_default(),
-                                answered,
-                            });
-                            let mut resp = Response::new(Full::new(Bytes::new()));
-                            *resp.status_mut() = StatusCode::from_u16(answered).expect("status");
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (st, g) = (Arc::clone(&st), Arc::clone(&g));
+                            async move {
+                                let signature = req
+                                    .headers()
+                                    .get("x-lethe-signature")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                let ok = req.method() == Method::POST && req.uri().path() == "/hook";
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec());
+                                let answered = if ok { st.load(Ordering::SeqCst) } else { 404 };
+                                g.lock().expect("receiver log").push(Received {
+                                    signature,
+                                    body: body.unwrap_or_default(),
+                                    answered,
+                                });
+                                let mut resp = Response::new(Full::new(Bytes::new()));
+                                *resp.status_mut() = StatusCode::from_u16(answered).expect("status");
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -159,7 +160,10 @@ async fn server(engine: Engine, receiver: &Receiver, secrets: &Path) -> TestServ
 async fn create(s: &TestServer) -> (String, String) {
     let (gpg, fpr) = gpg();
     let r = s
-        .post_json("/request", &json!({"public_key": gpg.export_public(fpr), "label": LABEL, "expiration": 3600}))
+        .post_json(
+            "/request",
+            &json!({"public_key": gpg.export_public(fpr), "label": LABEL, "expiration": 3600}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
@@ -273,7 +277,8 @@ async fn failing_receiver(engine: Engine) {
     let (id, _) = create(&s).await;
     fulfil(&s, &id).await;
     until("a first attempt", async || !receiver.got().is_empty()).await;
-    until("a retry scheduled", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 1").await).await;
+    until("a retry scheduled", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 1").await)
+        .await;
     // The next attempt waits for its backoff (2 s on the server's clock, which stands still here).
     assert_eq!(receiver.got().len(), 1);
     assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 1").await);
@@ -306,7 +311,8 @@ async fn a_receiver_that_recovers_gets_the_event_once() {
     let s = server(Engine::Redb, &receiver, dir.path()).await;
     let (id, _) = create(&s).await;
     fulfil(&s, &id).await;
-    until("a retry scheduled", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 1").await).await;
+    until("a retry scheduled", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 1").await)
+        .await;
     receiver.status.store(204, Ordering::SeqCst);
     s.clock.advance(2);
     until("an empty outbox", async || metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await).await;
@@ -324,4 +330,128 @@ async fn without_webhooks_nothing_is_queued() {
     fulfil(&s, &id).await;
     assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await);
     s.stop().await;
+}
+
+/// One HTTP/1.1 request with a JSON body over a fresh connection to the real binary.
+async fn call(addr: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to lethe serve");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn raw_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to lethe serve");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// The real binary on redb, SIGKILLed after the fulfilment was acknowledged and before the receiver
+/// accepted its event: the database file holds neither the label nor the request id, and after the
+/// restart the event goes out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_acknowledged_before_a_crash_is_delivered_once_after_restart_and_sealed_meanwhile() {
+    use crate::support::daemon::Daemon;
+    let receiver = Receiver::start(503).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let secrets = tempfile::tempdir().expect("temporary directory");
+    let file = secret_file(secrets.path());
+    let url = receiver.url();
+    let env = [
+        ("LETHE_WEBHOOKS__URL", url.as_str()),
+        ("LETHE_WEBHOOKS__SECRET_FILE", file.to_str().expect("path")),
+    ];
+    let (daemon, addr) = tokio::task::block_in_place(|| Daemon::start_with(dir.path(), &env));
+
+    let (gpg, fpr) = gpg();
+    let (status, created) = call(
+        &addr,
+        "POST",
+        "/request",
+        &json!({"public_key": gpg.export_public(fpr), "label": LABEL, "expiration": 3600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let message = gpg.encrypt_to(fpr, b"the provided secret");
+    let (status, reply) =
+        call(&addr, "POST", &format!("/request/{id}/secret"), &json!({ "message": message })).await;
+    assert_eq!(status, 200, "{reply}");
+    // The receiver refuses, so the event is still queued when the process dies.
+    until("a refused attempt", async || !receiver.got().is_empty()).await;
+    tokio::task::block_in_place(|| daemon.kill());
+    assert!(receiver.accepted().is_empty());
+
+    let raw = std::fs::read(dir.path().join(lethe::store::REDB_FILE)).expect("the database file");
+    for (what, needle) in [("the label", LABEL.as_bytes()), ("the request id", id.as_bytes())] {
+        assert!(!raw.windows(needle.len()).any(|w| w == needle), "{what} is in the database file in clear");
+    }
+
+    receiver.status.store(200, Ordering::SeqCst);
+    let (daemon, addr) = tokio::task::block_in_place(|| Daemon::start_with(dir.path(), &env));
+    until("the event accepted", async || !receiver.accepted().is_empty()).await;
+    until("an empty outbox", async || {
+        raw_get(&addr, "/metrics").await.lines().any(|l| l == "lethe_live_records{kind=\"outbox\"} 0")
+    })
+    .await;
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0]["event"], "request.fulfilled");
+    assert_eq!(accepted[0]["request_id"], id.as_str());
+    assert_eq!(accepted[0]["label"], LABEL);
+    let status = tokio::task::block_in_place(|| daemon.terminate());
+    assert!(status.success());
+}
+
+/// A webhook secret others can read, or a missing one, stops `lethe serve` with the key named.
+#[test]
+fn a_loose_or_missing_webhook_secret_stops_the_start() {
+    use crate::support::daemon::BIN;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = secret_file(dir.path());
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = |env: &[(&str, &str)]| {
+        let data = dir.path().join("data");
+        std::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().expect("path")])
+            .env_remove("LETHE_CONFIG")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run lethe serve")
+    };
+    let out = run(&[
+        ("LETHE_WEBHOOKS__URL", "http://127.0.0.1:9/hook"),
+        ("LETHE_WEBHOOKS__SECRET_FILE", file.to_str().expect("path")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("webhooks.secret_file")
+            && stderr.contains("group or others"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    let out = run(&[("LETHE_WEBHOOKS__URL", "http://127.0.0.1:9/hook")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("webhooks.secret_file"), "{stderr}");
+    let out = run(&[
+        ("LETHE_WEBHOOKS__URL", "https://hooks.example/x"),
+        ("LETHE_WEBHOOKS__SECRET_FILE", file.to_str().expect("path")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("webhooks.url"), "{stderr}");
 }

@@ -113,7 +113,8 @@ impl Outbox {
         let mut out = Due::default();
         for (key, entry) in self.store.scan_prefix(OUTBOX, Vec::new(), now, limit).await? {
             let opener = self.keys.opener(Purpose::Outbox, &key);
-            let open = |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
+            let open =
+                |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));
             let record: OutboxRecord = match codec::decode_sealed(&entry.value, open) {
                 Ok(record) => record,
                 Err(err) => {
