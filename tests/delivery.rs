@@ -281,7 +281,8 @@ async fn failing_receiver(engine: Engine) {
         .await;
     // The next attempt waits for its backoff (2 s on the server's clock, which stands still here).
     assert_eq!(receiver.got().len(), 1);
-    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 1").await);
+    // The fulfilment's event, and the request's expiry scheduled since its creation.
+    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 2").await);
     s.clock.advance(2);
     until("a second attempt", async || receiver.got().len() >= 2).await;
     until("a second retry", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 2").await).await;
@@ -289,7 +290,7 @@ async fn failing_receiver(engine: Engine) {
     s.clock.advance(120);
     until("the delivery given up", async || metric(&s, "lethe_webhooks_total{outcome=\"failed\"} 1").await)
         .await;
-    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await);
+    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 1").await);
     assert!(metric(&s, "lethe_webhooks_total{outcome=\"sent\"} 0").await);
     for r in receiver.got() {
         verified(&r);
@@ -315,11 +316,56 @@ async fn a_receiver_that_recovers_gets_the_event_once() {
         .await;
     receiver.status.store(204, Ordering::SeqCst);
     s.clock.advance(2);
-    until("an empty outbox", async || metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await).await;
+    until("the event sent", async || metric(&s, "lethe_webhooks_total{outcome=\"sent\"} 1").await).await;
+    // Only the request's scheduled expiry is left.
+    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 1").await);
     let accepted = receiver.accepted();
     assert_eq!(accepted.len(), 1, "{accepted:?}");
     assert_eq!(accepted[0]["event"], "request.fulfilled");
     assert_eq!(accepted[0]["request_id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_runs_out_fires_request_expired_and_a_collected_one_does_not_memory() {
+    request_expired(Engine::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_runs_out_fires_request_expired_and_a_collected_one_does_not_redb() {
+    request_expired(Engine::Redb).await;
+}
+
+async fn request_expired(engine: Engine) {
+    let receiver = Receiver::start(200).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let s = server(engine, &receiver, dir.path()).await;
+    let (pending, _) = create(&s).await;
+    let (fulfilled, _) = create(&s).await;
+    fulfil(&s, &fulfilled).await;
+    let (collected, token) = create(&s).await;
+    fulfil(&s, &collected).await;
+    assert_eq!(with_token(&s, Method::GET, &collected, "/secret", &token).await, StatusCode::OK);
+    until("three events sent", async || metric(&s, "lethe_webhooks_total{outcome=\"sent\"} 3").await).await;
+    assert!(receiver.accepted().iter().all(|v| v["event"] != "request.expired"));
+    // Requests were made with a 3600 s expiration.
+    s.clock.advance(3600);
+    until("two expiries sent", async || metric(&s, "lethe_webhooks_total{outcome=\"sent\"} 5").await).await;
+    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await);
+    let mut expired: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .filter(|v| v["event"] == "request.expired")
+        .map(|v| {
+            assert_eq!(v["occurred_at"], T0 + 3600);
+            assert_eq!(v["label"], LABEL);
+            v["request_id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    expired.sort();
+    let mut expected = vec![pending, fulfilled];
+    expected.sort();
+    assert_eq!(expired, expected);
     s.stop().await;
 }
 
@@ -404,10 +450,12 @@ async fn an_event_acknowledged_before_a_crash_is_delivered_once_after_restart_an
     receiver.status.store(200, Ordering::SeqCst);
     let (daemon, addr) = tokio::task::block_in_place(|| Daemon::start_with(dir.path(), &env));
     until("the event accepted", async || !receiver.accepted().is_empty()).await;
-    until("an empty outbox", async || {
-        raw_get(&addr, "/metrics").await.lines().any(|l| l == "lethe_live_records{kind=\"outbox\"} 0")
+    until("the event sent", async || {
+        raw_get(&addr, "/metrics").await.lines().any(|l| l == "lethe_webhooks_total{outcome=\"sent\"} 1")
     })
     .await;
+    // Only the request's scheduled expiry is left.
+    assert!(raw_get(&addr, "/metrics").await.lines().any(|l| l == "lethe_live_records{kind=\"outbox\"} 1"));
     let accepted = receiver.accepted();
     assert_eq!(accepted.len(), 1, "{accepted:?}");
     assert_eq!(accepted[0]["event"], "request.fulfilled");

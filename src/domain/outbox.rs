@@ -15,9 +15,12 @@ use super::Outbox;
 use crate::crypto::Purpose;
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
 
-/// Queued deliveries, under a fresh store key each (led by a creation sequence, so a scan finds the
-/// oldest first).
+/// Queued deliveries. Those due at once sit under [`NOW`] and a fresh store key (led by a creation
+/// sequence, so a scan finds the oldest first); scheduled ones under [`LATER`] and their due time, so a
+/// bounded scan always reaches the earliest, however many wait.
 pub const OUTBOX: Keyspace = Keyspace::point(7, "outbox");
+const NOW: u8 = 0;
+const LATER: u8 = 1;
 
 /// An entry outlives its give-up time by this much before the store drops it unsent, so a sender that
 /// was down for a while still sees it and records the failure.
@@ -92,10 +95,50 @@ impl Outbox {
             label: label.map(str::to_owned),
             occurred_at: now,
         };
-        let key = self.keys.store_key(&self.keys.new_id()).to_vec();
+        let mut key = vec![NOW];
+        key.extend_from_slice(&self.keys.store_key(&self.keys.new_id()));
         let record = OutboxRecord { delivery, created: now, attempts: 0, next_attempt: now };
         let value = self.seal(&key, &record);
         batch.put(OUTBOX, key, value, Some(self.backstop(now)))
+    }
+
+    /// The key of request `id`'s scheduled `request.expired` entry: derived from the request's store
+    /// key, so collection and revocation can withdraw it without a lookup.
+    fn expiry_key(&self, id: &str, expires_at: Timestamp) -> Vec<u8> {
+        let mut key = vec![LATER];
+        key.extend_from_slice(&expires_at.to_be_bytes());
+        key.extend_from_slice(&self.keys.store_key(id));
+        key
+    }
+
+    /// `batch` with request `id`'s `request.expired` event scheduled for `expires_at`, when webhooks
+    /// are on. Collection and revocation withdraw it ([`Outbox::without_expiry`]); a request that
+    /// simply runs out fires it, fulfilled or not.
+    pub(in crate::domain) fn with_expiry(
+        &self,
+        batch: Batch,
+        id: &str,
+        label: Option<&str>,
+        expires_at: Timestamp,
+    ) -> Batch {
+        if !self.webhooks_on() {
+            return batch;
+        }
+        let delivery = Delivery::Webhook {
+            event: "request.expired".to_owned(),
+            request_id: id.to_owned(),
+            label: label.map(str::to_owned),
+            occurred_at: expires_at,
+        };
+        let key = self.expiry_key(id, expires_at);
+        let record = OutboxRecord { delivery, created: expires_at, attempts: 0, next_attempt: expires_at };
+        let value = self.seal(&key, &record);
+        batch.put(OUTBOX, key, value, Some(self.backstop(expires_at)))
+    }
+
+    /// `batch` with request `id`'s scheduled `request.expired` event withdrawn (absent is fine).
+    pub(in crate::domain) fn without_expiry(&self, batch: Batch, id: &str, expires_at: Timestamp) -> Batch {
+        batch.delete(OUTBOX, self.expiry_key(id, expires_at))
     }
 
     fn backstop(&self, created: Timestamp) -> Timestamp {
@@ -106,12 +149,14 @@ impl Outbox {
         codec::encode_sealed(record, |plain| self.keys.seal(Purpose::Outbox, key, plain))
     }
 
-    /// Scans up to `limit` entries and returns those due now. An entry that does not open (a foreign
+    /// Scans up to `limit` entries of each kind (due at once, scheduled) and returns those due now. An entry that does not open (a foreign
     /// master key, a damaged record) is dropped, since no sender could ever deliver it.
     pub async fn due(&self, limit: usize) -> Result<Due, StoreError> {
         let now = self.now();
         let mut out = Due::default();
-        for (key, entry) in self.store.scan_prefix(OUTBOX, Vec::new(), now, limit).await? {
+        let mut entries = self.store.scan_prefix(OUTBOX, vec![NOW], now, limit).await?;
+        entries.extend(self.store.scan_prefix(OUTBOX, vec![LATER], now, limit).await?);
+        for (key, entry) in entries {
             let opener = self.keys.opener(Purpose::Outbox, &key);
             let open =
                 |sealed: &[u8]| opener.open(sealed).map_err(|err| StoreError::Corrupt(err.to_string()));

@@ -251,6 +251,7 @@ impl Requests {
             self.seal_request(&id, &record),
             Some(expires_at),
         );
+        let batch = self.outbox().with_expiry(batch, &id, record.label.as_deref(), expires_at);
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
             Outcome::Conflict(_) => return Err(RequestError::Collision),
@@ -347,6 +348,7 @@ impl Requests {
         let hash = self.keys.store_key(id);
         let batch = Batch::new().require_version(REQUEST, hash, version).take(REQUEST, hash);
         let batch = self.outbox().with_webhook(batch, "request.collected", id, record.label.as_deref());
+        let batch = self.outbox().without_expiry(batch, id, record.expires_at);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => Ok(message),
             // Another collection won; for this caller the request is gone.
@@ -360,6 +362,7 @@ impl Requests {
         let hash = self.keys.store_key(id);
         let batch = Batch::new().require_version(REQUEST, hash, version).delete(REQUEST, hash);
         let batch = self.outbox().with_webhook(batch, "request.revoked", id, record.label.as_deref());
+        let batch = self.outbox().without_expiry(batch, id, record.expires_at);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(RequestError::NotFound),
