@@ -66,6 +66,10 @@ pub enum EventName {
     AccountAuthenticated,
     /// A summary of rate-limit refusals for one network and class.
     RateLimitRefused,
+    /// A request event reached `webhooks.url` (a 2xx reply).
+    WebhookSent,
+    /// A request event was given up after `webhooks.give_up_seconds` of failed attempts.
+    WebhookFailed,
 }
 
 impl EventName {
@@ -84,6 +88,8 @@ impl EventName {
             EventName::RequestKeyRotated => "request.key_rotated",
             EventName::AccountAuthenticated => "account.authenticated",
             EventName::RateLimitRefused => "rate_limit.refused",
+            EventName::WebhookSent => "webhook.sent",
+            EventName::WebhookFailed => "webhook.failed",
         }
     }
 }

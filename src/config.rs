@@ -68,6 +68,26 @@ pub struct RawConfig {
     pub log: Log,
     pub http: Http,
     pub client: ClientDefaults,
+    pub webhooks: Webhooks,
+}
+
+/// Signed webhooks for secret-request events, sent from the outbox; off without `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// The one place events are POSTed (`http://` only); never a per-request URL, so no server-side
+    /// request forgery.
+    pub url: Option<String>,
+    /// The HMAC-SHA256 key for `X-Lethe-Signature`, read from this file at start; required with `url`.
+    pub secret_file: Option<PathBuf>,
+    /// How long a delivery is retried (with exponential backoff) before it is given up.
+    pub give_up_seconds: u64,
+}
+
+impl Default for Webhooks {
+    fn default() -> Webhooks {
+        Webhooks { url: None, secret_file: None, give_up_seconds: 86_400 }
+    }
 }
 
 /// The command-line client's defaults (`lethe send`, `receive`, `request …`); the server ignores them.
@@ -278,6 +298,7 @@ impl Default for RawConfig {
             log: Log::default(),
             http: Http::default(),
             client: ClientDefaults::default(),
+            webhooks: Webhooks::default(),
         }
     }
 }
@@ -458,6 +479,7 @@ pub struct Settings {
     pub metrics: Metrics,
     pub log: Log,
     pub http: Http,
+    pub webhooks: Webhooks,
     /// The raw form, for `lethe config`.
     pub raw: RawConfig,
     /// `LETHE_*` environment variables that name no key: ignored, and named in a warning at start.
@@ -604,8 +626,24 @@ impl RawConfig {
         if let Some(url) = &self.client.url {
             validate_url(url).map_err(|msg| ConfigError::new("client.url", msg))?;
         }
+        let mut webhooks = self.webhooks.clone();
+        if let Some(url) = &webhooks.url {
+            let url = validate_url(url).map_err(|msg| ConfigError::new("webhooks.url", msg))?;
+            if !url.starts_with("http://") {
+                // The sender speaks plain HTTP only; a TLS terminator next to the receiver can forward.
+                return Err(ConfigError::new("webhooks.url", "must start with http://"));
+            }
+            if webhooks.secret_file.is_none() {
+                return Err(ConfigError::new("webhooks.secret_file", "is required with webhooks.url"));
+            }
+            webhooks.url = Some(url);
+        }
+        if !(60..=30 * 86_400).contains(&webhooks.give_up_seconds) {
+            return Err(ConfigError::new("webhooks.give_up_seconds", "must be between 60 and 2592000"));
+        }
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
         Ok(Settings {
+            webhooks,
             storage,
             public_url,
             listeners,

@@ -38,6 +38,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;

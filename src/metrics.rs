@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Latency per endpoint name; entries are created once and then only observed.
     latency: Mutex<HashMap<&'static str, Arc<Histogram>>>,
     pub reaper: Arc<ReaperStats>,
+    /// Outbox deliveries by outcome (the sender's counters).
+    pub delivery: Arc<crate::delivery::DeliveryStats>,
     /// Audit lines dropped because the audit output could not keep up (the sink's own counter).
     pub audit_dropped: Arc<AtomicU64>,
 }
@@ -119,6 +121,17 @@ impl Metrics {
         out.push_str("# HELP lethe_passphrase_checks_total Passphrase checks run (bcrypt verifications).\n");
         out.push_str("# TYPE lethe_passphrase_checks_total counter\n");
         let _ = writeln!(out, "lethe_passphrase_checks_total {}", gauges.passphrase_checks);
+        out.push_str(
+            "# HELP lethe_webhooks_total Webhook attempts by outcome (sent, retried, failed = given up).\n",
+        );
+        out.push_str("# TYPE lethe_webhooks_total counter\n");
+        let d = &self.delivery;
+        for (outcome, n) in
+            [("sent", &d.webhooks_sent), ("retried", &d.webhooks_retried), ("failed", &d.webhooks_failed)]
+        {
+            let _ =
+                writeln!(out, "lethe_webhooks_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+        }
         out.push_str(
             "# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n",
         );

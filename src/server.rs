@@ -41,6 +41,13 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     let d = &app.domain;
     let stats = Arc::clone(&app.metrics.reaper);
     tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+    if let Some(hook) = webhook(&d.settings) {
+        match hook {
+            Ok(hook) => drop(tasks.spawn(crate::delivery::run(Arc::clone(&app), hook, shutdown.clone()))),
+            // `daemon` refuses to start on this; embedders keep serving with webhooks queued.
+            Err(err) => tracing::error!("{err}; webhooks stay queued"),
+        }
+    }
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
             && err.is_panic()
@@ -48,6 +55,13 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
             std::panic::resume_unwind(err.into_panic());
         }
     }
+}
+
+/// The webhook transport when `webhooks.url` is set.
+fn webhook(settings: &Settings) -> Option<Result<crate::delivery::webhook::Webhook, String>> {
+    let url = settings.webhooks.url.as_deref()?;
+    let secret_file = settings.webhooks.secret_file.as_deref().unwrap_or(std::path::Path::new(""));
+    Some(crate::delivery::webhook::Webhook::open(url, secret_file))
 }
 
 #[derive(Debug)]
@@ -58,6 +72,7 @@ pub enum StartError {
     Bind { addr: std::net::SocketAddr, source: io::Error },
     Admin(io::Error),
     Audit(io::Error),
+    Webhooks(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -72,6 +87,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Admin(err) => write!(f, "admin socket: {err}"),
             StartError::Audit(err) => write!(f, "audit.file: {err}"),
+            StartError::Webhooks(err) => f.write_str(err),
         }
     }
 }
@@ -163,6 +179,9 @@ pub fn open_domain(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Dom
 /// `lethe serve`: everything until a SIGINT or SIGTERM has been handled.
 pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
     let parts = Parts::open(Arc::clone(&settings), Arc::new(SystemClock))?;
+    if let Some(Err(err)) = webhook(&settings) {
+        return Err(StartError::Webhooks(err));
+    }
     let mut listeners = Vec::with_capacity(settings.listeners.len());
     for l in &settings.listeners {
         let listener =

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod client_cli;
 mod crash;
+mod delivery;
 mod deploy;
 mod faults;
 mod hostile_http;

@@ -9,6 +9,7 @@
 //! and time comes from the [`Clock`].
 
 pub mod accounts;
+pub mod outbox;
 pub mod requests;
 pub mod secrets;
 
@@ -72,6 +73,10 @@ service!(
     /// Accounts: API tokens, kept as digests.
     Accounts
 );
+service!(
+    /// The outbox: deliveries written with the changes that cause them, for the sender to drain.
+    Outbox
+);
 
 /// The lifecycles, one service each, built once at start-up and shared.
 #[derive(Debug, Clone)]
@@ -80,6 +85,7 @@ pub struct Domain {
     pub client: ClientSecrets,
     pub requests: Requests,
     pub accounts: Accounts,
+    pub outbox: Outbox,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<MasterKey>,
@@ -113,6 +119,7 @@ impl Domain {
             secrets: Secrets { core: core.clone() },
             client: ClientSecrets { core: core.clone() },
             requests: Requests { core: core.clone() },
+            outbox: Outbox { core: core.clone() },
             accounts: Accounts { core },
             settings,
             clock,
@@ -142,11 +149,16 @@ pub const KEYSPACES: &[Keyspace] = &[
     accounts::RECENT,
     secrets::ATTEMPTS,
     requests::REQUEST,
+    outbox::OUTBOX,
 ];
 
 /// The record kinds `/metrics` counts, by label.
-pub const COUNTED: [(&str, Keyspace); 3] =
-    [("secret", secrets::SECRET), ("metadata", secrets::METADATA), ("request", requests::REQUEST)];
+pub const COUNTED: [(&str, Keyspace); 4] = [
+    ("secret", secrets::SECRET),
+    ("metadata", secrets::METADATA),
+    ("request", requests::REQUEST),
+    ("outbox", outbox::OUTBOX),
+];
 
 /// How many times a lifecycle step re-reads and retries after losing a compare-and-set to a concurrent
 /// writer. Losing this often means a key under heavy contention; the caller then gets an internal

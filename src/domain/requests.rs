@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CAS_RETRIES, Requests};
+use super::{CAS_RETRIES, Outbox, Requests};
 use crate::crypto::openpgp::{self, KeyError, MessageError, PublicKeyInfo};
 use crate::crypto::{Purpose, digests_equal, new_request_token, sha256};
 use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
@@ -173,6 +173,11 @@ fn contention() -> RequestError {
 }
 
 impl Requests {
+    /// Where the request's webhook events are queued, in the batch of the change that causes them.
+    fn outbox(&self) -> Outbox {
+        Outbox { core: self.core.clone() }
+    }
+
     /// The stored form of `record`, sealed under the request id.
     fn seal_request(&self, id: &str, record: &RequestRecord) -> Vec<u8> {
         codec::encode_sealed(record, |plain| self.keys.seal(Purpose::Request, id.as_bytes(), plain))
@@ -246,6 +251,7 @@ impl Requests {
             self.seal_request(&id, &record),
             Some(expires_at),
         );
+        let batch = self.outbox().with_expiry(batch, &id, record.label.as_deref(), expires_at);
         match self.store.apply(batch, now).await? {
             Outcome::Applied(_) => {}
             Outcome::Conflict(_) => return Err(RequestError::Collision),
@@ -323,7 +329,9 @@ impl Requests {
             }
             record.state = RequestState::Fulfilled;
             record.message = Some(message.to_owned());
-            match self.store.apply(self.replace(id, version, &record), self.now()).await? {
+            let batch = self.replace(id, version, &record);
+            let batch = self.outbox().with_webhook(batch, "request.fulfilled", id, record.label.as_deref());
+            match self.store.apply(batch, self.now()).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Conflict(_) => continue,
             }
@@ -339,6 +347,8 @@ impl Requests {
         };
         let hash = self.keys.store_key(id);
         let batch = Batch::new().require_version(REQUEST, hash, version).take(REQUEST, hash);
+        let batch = self.outbox().with_webhook(batch, "request.collected", id, record.label.as_deref());
+        let batch = self.outbox().without_expiry(batch, id, record.expires_at);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(taken) if matches!(taken.first(), Some(Some(_))) => Ok(message),
             // Another collection won; for this caller the request is gone.
@@ -348,9 +358,11 @@ impl Requests {
 
     /// Revokes a request in any state; a provided secret goes with it.
     pub async fn revoke(&self, id: &str, token: Option<&str>) -> Result<(), RequestError> {
-        let (_, version) = self.authorized(id, token).await?;
+        let (record, version) = self.authorized(id, token).await?;
         let hash = self.keys.store_key(id);
         let batch = Batch::new().require_version(REQUEST, hash, version).delete(REQUEST, hash);
+        let batch = self.outbox().with_webhook(batch, "request.revoked", id, record.label.as_deref());
+        let batch = self.outbox().without_expiry(batch, id, record.expires_at);
         match self.store.apply(batch, self.now()).await? {
             Outcome::Applied(_) => Ok(()),
             Outcome::Conflict(_) => Err(RequestError::NotFound),
