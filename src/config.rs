@@ -68,6 +68,57 @@ pub struct RawConfig {
     pub log: Log,
     pub http: Http,
     pub client: ClientDefaults,
+    pub team: Team,
+}
+
+/// The team surface (`api/team.md`): GPGAuth login, sessions, resources shared between users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Team {
+    /// false → every team route answers 404.
+    pub enabled: bool,
+    /// The server's OpenPGP key for the login handshake; unset means `<data_dir>/team-server-key.asc`.
+    pub server_key_file: Option<PathBuf>,
+    /// A session ends after this long without use.
+    pub session_idle_seconds: u64,
+    /// A session ends this long after its login, used or not.
+    pub session_max_seconds: u64,
+    /// How long a stage-1 login challenge may be answered.
+    pub login_token_seconds: u64,
+}
+
+impl Default for Team {
+    fn default() -> Team {
+        Team {
+            enabled: true,
+            server_key_file: None,
+            session_idle_seconds: 3600,
+            session_max_seconds: 86_400,
+            login_token_seconds: 300,
+        }
+    }
+}
+
+impl Team {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("team.session_idle_seconds", self.session_idle_seconds),
+            ("team.session_max_seconds", self.session_max_seconds),
+            ("team.login_token_seconds", self.login_token_seconds),
+        ];
+        for (key, value) in positive {
+            if !(1..=31_536_000).contains(&value) {
+                return Err(ConfigError::new(key, "must be between 1 and 31536000 seconds"));
+            }
+        }
+        if self.session_idle_seconds > self.session_max_seconds {
+            return Err(ConfigError::new(
+                "team.session_idle_seconds",
+                "must not exceed team.session_max_seconds",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The command-line client's defaults (`lethe send`, `receive`, `request …`); the server ignores them.
@@ -278,6 +329,7 @@ impl Default for RawConfig {
             log: Log::default(),
             http: Http::default(),
             client: ClientDefaults::default(),
+            team: Team::default(),
         }
     }
 }
@@ -458,6 +510,9 @@ pub struct Settings {
     pub metrics: Metrics,
     pub log: Log,
     pub http: Http,
+    pub team: Team,
+    /// Where the team server key lives (`team.server_key_file`, resolved).
+    pub team_server_key_file: PathBuf,
     /// The raw form, for `lethe config`.
     pub raw: RawConfig,
     /// `LETHE_*` environment variables that name no key: ignored, and named in a warning at start.
@@ -605,7 +660,12 @@ impl RawConfig {
             validate_url(url).map_err(|msg| ConfigError::new("client.url", msg))?;
         }
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
+        self.team.validate()?;
+        let team_server_key_file =
+            self.team.server_key_file.clone().unwrap_or_else(|| data_dir.join("team-server-key.asc"));
         Ok(Settings {
+            team: self.team.clone(),
+            team_server_key_file,
             storage,
             public_url,
             listeners,

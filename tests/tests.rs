@@ -19,6 +19,7 @@ mod limits;
 mod mirror;
 mod requests;
 mod strict_input;
+mod team_cli;
 mod v1;
 mod web;
 mod web_app;

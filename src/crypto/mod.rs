@@ -6,6 +6,7 @@
 
 pub mod openpgp;
 pub mod passphrase;
+pub mod server_key;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -205,6 +206,8 @@ pub enum Purpose {
     ClientSecret,
     /// A secret request's whole record (public key, label, submitted ciphertext), keyed by its id.
     Request,
+    /// A team record (user, session, login token, resource, secret), keyed by its store key.
+    Team,
 }
 
 impl Purpose {
@@ -215,6 +218,7 @@ impl Purpose {
             Purpose::RecentMetadataKey => b"lethe/v1/recent-metadata-key",
             Purpose::ClientSecret => b"lethe/client-secret-record",
             Purpose::Request => b"lethe/request-record",
+            Purpose::Team => b"lethe/team-record",
         }
     }
 }
@@ -223,7 +227,7 @@ impl Purpose {
 /// from it *and* the bearer id of the record.
 pub struct MasterKey {
     /// One HKDF pseudo-random key per [`Purpose`], extracted once so the hot path only expands.
-    prks: [Prk; 5],
+    prks: [Prk; 6],
     log_key: hmac::Key,
     /// Masks the creation sequence inside each bearer id (see [`MasterKey::store_key`]).
     locality_key: hmac::Key,
@@ -253,6 +257,7 @@ impl MasterKey {
             prk(Purpose::RecentMetadataKey),
             prk(Purpose::ClientSecret),
             prk(Purpose::Request),
+            prk(Purpose::Team),
         ];
         // Starting from the clock keeps a restarted server appending after what it wrote before (the
         // sequence wraps every 49 days, which only moves where inserts land).

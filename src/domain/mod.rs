@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod requests;
 pub mod secrets;
+pub mod team;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::crypto::passphrase::Hasher;
+use crate::crypto::server_key::ServerKey;
 use crate::store::{Keyspace, StoreHandle, Timestamp};
 
 /// Everything a lifecycle needs, built once at start-up and shared by the services. Its store is the
@@ -80,6 +82,7 @@ pub struct Domain {
     pub client: ClientSecrets,
     pub requests: Requests,
     pub accounts: Accounts,
+    pub team: team::Team,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<MasterKey>,
@@ -99,6 +102,7 @@ impl Domain {
         store: StoreHandle,
         clock: Arc<dyn Clock>,
         keys: MasterKey,
+        server_key: ServerKey,
     ) -> Domain {
         let hasher = Hasher::new(settings.passphrase.bcrypt_cost);
         let keys = Arc::new(keys);
@@ -113,7 +117,8 @@ impl Domain {
             secrets: Secrets { core: core.clone() },
             client: ClientSecrets { core: core.clone() },
             requests: Requests { core: core.clone() },
-            accounts: Accounts { core },
+            accounts: Accounts { core: core.clone() },
+            team: team::Team::new(core, Arc::new(server_key)),
             settings,
             clock,
             keys,
@@ -142,6 +147,7 @@ pub const KEYSPACES: &[Keyspace] = &[
     accounts::RECENT,
     secrets::ATTEMPTS,
     requests::REQUEST,
+    team::TEAM,
 ];
 
 /// The record kinds `/metrics` counts, by label.
