@@ -107,6 +107,7 @@ pub enum Endpoint {
     Web(Web),
     Ui(Ui),
     Ops(Ops),
+    Team(Team),
     NotFound,
     /// The path exists but not for this method; carries the `Allow` header value.
     MethodNotAllowed(&'static str),
@@ -215,6 +216,29 @@ pub enum Ops {
     Version,
 }
 
+/// The team surface (`api/team.md`): paths ending in `.json`, on full listeners only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Team {
+    /// `GET /auth/verify.json`: the server key for the GPGAuth handshake.
+    ServerKey,
+    /// A `.json` path that is not a team route here (or any team path on a read-only listener):
+    /// 404 in the team's envelope.
+    Unknown,
+}
+
+/// Routes a `.json` path. Routing is by path and method only (`team.md` §1); another method on a
+/// known path is as unknown as an unknown path.
+fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
+    if !full {
+        return Team::Unknown;
+    }
+    let get = method == Method::GET || method == Method::HEAD;
+    match segments {
+        ["auth", "verify.json"] if get => Team::ServerKey,
+        _ => Team::Unknown,
+    }
+}
+
 impl V1 {
     /// The rate-limit class a call of this endpoint counts against, if any.
     pub fn rate_class(&self) -> Option<Class> {
@@ -281,6 +305,7 @@ impl Endpoint {
             | Endpoint::Client(_)
             | Endpoint::Requests(_)
             | Endpoint::Ops(_)
+            | Endpoint::Team(_)
             | Endpoint::NotFound
             | Endpoint::MethodNotAllowed(_) => Kind::Api,
         }
@@ -337,6 +362,10 @@ impl Endpoint {
                 Ops::Ready => "ops.ready",
                 Ops::Version => "ops.version",
             },
+            Endpoint::Team(team) => match team {
+                Team::ServerKey => "team.server_key",
+                Team::Unknown => "team.unknown",
+            },
             Endpoint::NotFound => "not_found",
             Endpoint::MethodNotAllowed(_) => "method_not_allowed",
         }
@@ -378,6 +407,9 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
 
     if let ["api", "v1", rest @ ..] = segments.as_slice() {
         return Endpoint::V1(route_v1(rest, get, post, full));
+    }
+    if path.ends_with(".json") {
+        return Endpoint::Team(route_team(&segments, method, full));
     }
     match segments.as_slice() {
         [""] | ["index.html"] if get => Endpoint::Ui(Ui::Shell),

@@ -20,6 +20,7 @@ mod mirror;
 mod requests;
 mod strict_input;
 mod team_cli;
+mod team_http;
 mod v1;
 mod web;
 mod web_app;
