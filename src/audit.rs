@@ -66,6 +66,9 @@ pub enum EventName {
     AccountAuthenticated,
     /// A summary of rate-limit refusals for one network and class.
     RateLimitRefused,
+    /// A team login (GPGAuth stage 2) succeeded or failed.
+    TeamLogin,
+    TeamLogout,
 }
 
 impl EventName {
@@ -84,6 +87,8 @@ impl EventName {
             EventName::RequestKeyRotated => "request.key_rotated",
             EventName::AccountAuthenticated => "account.authenticated",
             EventName::RateLimitRefused => "rate_limit.refused",
+            EventName::TeamLogin => "team.login",
+            EventName::TeamLogout => "team.logout",
         }
     }
 }

@@ -221,6 +221,12 @@ pub enum Ops {
 pub enum Team {
     /// `GET /auth/verify.json`: the server key for the GPGAuth handshake.
     ServerKey,
+    /// `POST /auth/login.json`, and the same handler at `POST /auth/verify.json`: GPGAuth stages 0–2.
+    Login,
+    /// `GET /auth/is-authenticated.json` and `/auth/checkSession.json`.
+    IsAuthenticated,
+    /// `GET` or `POST /auth/logout.json`.
+    Logout,
     /// A `.json` path that is not a team route here (or any team path on a read-only listener):
     /// 404 in the team's envelope.
     Unknown,
@@ -235,6 +241,9 @@ fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
     let get = method == Method::GET || method == Method::HEAD;
     match segments {
         ["auth", "verify.json"] if get => Team::ServerKey,
+        ["auth", "verify.json" | "login.json"] if method == Method::POST => Team::Login,
+        ["auth", "is-authenticated.json" | "checkSession.json"] if get => Team::IsAuthenticated,
+        ["auth", "logout.json"] if get || method == Method::POST => Team::Logout,
         _ => Team::Unknown,
     }
 }
@@ -364,6 +373,9 @@ impl Endpoint {
             },
             Endpoint::Team(team) => match team {
                 Team::ServerKey => "team.server_key",
+                Team::Login => "team.login",
+                Team::IsAuthenticated => "team.is_authenticated",
+                Team::Logout => "team.logout",
                 Team::Unknown => "team.unknown",
             },
             Endpoint::NotFound => "not_found",

@@ -21,6 +21,7 @@ mod requests;
 mod strict_input;
 mod team_cli;
 mod team_http;
+mod team_login;
 mod v1;
 mod web;
 mod web_app;

@@ -15,11 +15,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pgp::composed::{
-    ArmorOptions, Deserializable, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
-    SignedSecretKey, SubkeyParamsBuilder,
+    ArmorOptions, Deserializable, EncryptionCaps, KeyType, Message, MessageBuilder, SecretKeyParamsBuilder,
+    SignedPublicKey, SignedSecretKey, SubkeyParamsBuilder,
 };
 use pgp::crypto::ecc_curve::ECCCurve;
-use pgp::types::{KeyDetails, KeyVersion};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::crypto::sym::SymmetricKeyAlgorithm;
+use pgp::types::{KeyDetails, KeyVersion, Password};
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
@@ -130,6 +132,49 @@ impl ServerKey {
     /// The secret key, for the handshake.
     pub fn secret(&self) -> &SignedSecretKey {
         &self.secret
+    }
+}
+
+/// Largest verify token (stage 0) read: a nonce encrypted to this key is well under 2 KiB.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+impl ServerKey {
+    /// Decrypts a client's stage-0 verify token with the server key; `None` for anything that is not
+    /// a message to this key. The plaintext is at most `max` bytes.
+    pub fn decrypt(&self, armored: &str, max: usize) -> Option<Zeroizing<Vec<u8>>> {
+        if armored.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let (message, _) = Message::from_armor(std::io::BufReader::new(armored.as_bytes())).ok()?;
+        let mut message = message.decrypt(&Password::empty(), &self.secret).ok()?;
+        for _ in 0..4 {
+            if !message.is_compressed() {
+                break;
+            }
+            message = message.decompress().ok()?;
+        }
+        let mut data = Zeroizing::new(Vec::new());
+        (&mut message).take(max as u64 + 1).read_to_end(&mut data).ok()?;
+        (data.len() <= max).then_some(data)
+    }
+
+    /// The stage-1 challenge (`team.md` §3.5): `nonce` as a binary literal, signed by the server key,
+    /// encrypted to the user's encryption subkey in a SEIPD v1 packet (what GnuPG 2.2 and PGPy read),
+    /// armored with no headers. `None` when the user's key offers no encryption subkey.
+    pub fn challenge(&self, nonce: &str, user_key: &str) -> Option<String> {
+        let (key, _) = SignedPublicKey::from_string(user_key).ok()?;
+        let subkey = key.public_subkeys.iter().find(|sub| {
+            sub.verify_bindings(&key.primary_key).is_ok()
+                && sub.signatures.iter().any(|s| {
+                    let flags = s.key_flags();
+                    flags.encrypt_comms() || flags.encrypt_storage()
+                })
+        })?;
+        let mut builder = MessageBuilder::from_bytes("", nonce.as_bytes().to_vec())
+            .seipd_v1(OsRng, SymmetricKeyAlgorithm::AES256);
+        builder.sign(&self.secret.primary_key, Password::empty(), HashAlgorithm::Sha256);
+        builder.encrypt_to_key(OsRng, subkey).ok()?;
+        builder.to_armored_string(OsRng, ArmorOptions::default()).ok()
     }
 }
 

@@ -11,6 +11,8 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+mod auth;
+
 use super::{Handled, SurfaceError};
 use crate::domain::team::new_uuid;
 use crate::http::{self as h, Body};
@@ -84,7 +86,21 @@ impl Envelope {
     }
 
     fn error(&self, status: StatusCode, message: &'static str) -> ApiError {
-        ApiError { envelope: self.clone(), status, message, body: Value::Null, detail: None }
+        ApiError {
+            envelope: self.clone(),
+            status,
+            message,
+            body: Value::Null,
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn internal(&self, detail: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            detail: Some(detail.to_string()),
+            ..self.error(StatusCode::INTERNAL_SERVER_ERROR, "An internal error occurred.")
+        }
     }
 }
 
@@ -98,6 +114,8 @@ pub struct ApiError {
     body: Value,
     /// For 5xx: what went wrong, logged and never sent.
     detail: Option<String>,
+    /// Extra headers (the GPGAuth failure headers).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl SurfaceError for ApiError {
@@ -110,7 +128,10 @@ impl SurfaceError for ApiError {
     }
 
     fn into_response(self) -> Response<Body> {
-        self.envelope.reply(self.status, "error", self.status.as_u16(), self.message, self.body)
+        let mut resp =
+            self.envelope.reply(self.status, "error", self.status.as_u16(), self.message, self.body);
+        add_headers(&mut resp, &self.headers);
+        resp
     }
 }
 
@@ -118,11 +139,23 @@ impl SurfaceError for ApiError {
 fn action(endpoint: &Team) -> &'static str {
     match endpoint {
         Team::ServerKey => "AuthVerify.get",
+        Team::Login => "AuthLogin.loginPost",
+        Team::IsAuthenticated => "AuthIsAuthenticated.isAuthenticated",
+        Team::Logout => "AuthLogout.logout",
         Team::Unknown => "Error.notFound",
     }
 }
 
-pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Team, req: Request<Incoming>) -> Handled<ApiError> {
+/// Adds headers whose values are ours (never raw client input), skipping any that could not be one.
+fn add_headers(resp: &mut Response<Body>, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            resp.headers_mut().append(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+pub async fn handle(app: &App, ctx: &Ctx, endpoint: Team, req: Request<Incoming>) -> Handled<ApiError> {
     let url =
         req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
     let envelope = Envelope { servertime: app.domain.now(), url, action: action(&endpoint) };
@@ -138,6 +171,13 @@ pub async fn handle(app: &App, _ctx: &Ctx, endpoint: Team, req: Request<Incoming
                 json!({"fingerprint": key.fingerprint(), "keydata": key.public_armored()}),
             ))
         }
+        Team::Login => return auth::login(app, ctx, &envelope, req).await,
+        Team::IsAuthenticated => match auth::session_of(app, &envelope, &req).await {
+            Ok(Some(_)) => Ok(envelope.success("The operation was successful.", Value::Null)),
+            Ok(None) => Err(auth::unauthenticated(&envelope)),
+            Err(err) => Err(err),
+        },
+        Team::Logout => return auth::logout(app, &envelope, &req).await,
         Team::Unknown => Err(envelope.error(StatusCode::NOT_FOUND, "Not Found")),
     };
     Handled::unaudited(result)

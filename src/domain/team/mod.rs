@@ -9,6 +9,7 @@
 //! The server key (the one private OpenPGP key the server holds) is loaded by the composition root
 //! and only lent here, for the GPGAuth handshake.
 
+pub mod sessions;
 pub mod users;
 
 use std::fmt;
@@ -34,6 +35,10 @@ enum Kind {
     Username = b'n',
     /// Fingerprint index: SHA-256 of the upper-case primary fingerprint → user id.
     Fingerprint = b'f',
+    /// A stage-1 login token: SHA-256 of the token → the user it was issued to; expires.
+    LoginToken = b't',
+    /// A session: SHA-256 of the cookie value → user and CSRF token; expires.
+    Session = b's',
 }
 
 fn store_key(kind: Kind, rest: &[u8]) -> Vec<u8> {
