@@ -227,6 +227,16 @@ pub enum Team {
     IsAuthenticated,
     /// `GET` or `POST /auth/logout.json`.
     Logout,
+    /// `GET /users.json`.
+    Users,
+    /// `GET /users/{id}.json` and `/users/me.json`; the id is checked after the session.
+    User { id: String },
+    /// `GET /users/csrf-token.json`.
+    CsrfToken,
+    /// `GET /roles.json`.
+    Roles,
+    /// `GET /groups.json`: always `[]` in this version.
+    Groups,
     /// A `.json` path that is not a team route here (or any team path on a read-only listener):
     /// 404 in the team's envelope.
     Unknown,
@@ -244,6 +254,14 @@ fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
         ["auth", "verify.json" | "login.json"] if method == Method::POST => Team::Login,
         ["auth", "is-authenticated.json" | "checkSession.json"] if get => Team::IsAuthenticated,
         ["auth", "logout.json"] if get || method == Method::POST => Team::Logout,
+        ["users.json"] if get => Team::Users,
+        ["users", "csrf-token.json"] if get => Team::CsrfToken,
+        ["users", file] if get => match file.strip_suffix(".json") {
+            Some(id) if id.len() <= 64 => Team::User { id: id.to_owned() },
+            _ => Team::Unknown,
+        },
+        ["roles.json"] if get => Team::Roles,
+        ["groups.json"] if get => Team::Groups,
         _ => Team::Unknown,
     }
 }
@@ -376,6 +394,11 @@ impl Endpoint {
                 Team::Login => "team.login",
                 Team::IsAuthenticated => "team.is_authenticated",
                 Team::Logout => "team.logout",
+                Team::Users => "team.users",
+                Team::User { .. } => "team.user",
+                Team::CsrfToken => "team.csrf_token",
+                Team::Roles => "team.roles",
+                Team::Groups => "team.groups",
                 Team::Unknown => "team.unknown",
             },
             Endpoint::NotFound => "not_found",

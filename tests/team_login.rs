@@ -65,13 +65,13 @@ fn gpgauth_headers(r: &Resp) -> Vec<String> {
     names
 }
 
-struct Person {
-    gpg: Gpg,
-    fpr: String,
-    id: String,
+pub(crate) struct Person {
+    pub gpg: Gpg,
+    pub fpr: String,
+    pub id: String,
 }
 
-async fn register(s: &TestServer, name: &str) -> Person {
+pub(crate) async fn register(s: &TestServer, name: &str) -> Person {
     let gpg = Gpg::new();
     let fpr = gpg.gen_key(&format!("{name} <{name}@example.com>"), "future-default", "never");
     let armored = gpg.export_public(&fpr);
@@ -88,7 +88,7 @@ async fn register(s: &TestServer, name: &str) -> Person {
 
 /// Stage 1: the challenge, decrypted by the person's gpg (which checks the server's signature, as
 /// clients that imported the server key do); returns the nonce.
-async fn stage1(s: &TestServer, p: &Person) -> String {
+pub(crate) async fn stage1(s: &TestServer, p: &Person) -> String {
     let server = s.get("/auth/verify.json").await.json();
     p.gpg.run(&["--import"], server["body"]["keydata"].as_str().unwrap().as_bytes());
     let r =
@@ -125,7 +125,7 @@ async fn stage1(s: &TestServer, p: &Person) -> String {
     nonce
 }
 
-async fn stage2(s: &TestServer, p: &Person, nonce: &str) -> Resp {
+pub(crate) async fn stage2(s: &TestServer, p: &Person, nonce: &str) -> Resp {
     post(
         s,
         "/auth/login.json",
@@ -135,7 +135,7 @@ async fn stage2(s: &TestServer, p: &Person, nonce: &str) -> Resp {
     .await
 }
 
-fn session_cookie(r: &Resp) -> String {
+pub(crate) fn session_cookie(r: &Resp) -> String {
     let set = r.header("set-cookie").expect("a session cookie");
     assert!(set.ends_with("; Path=/; HttpOnly; SameSite=Lax"), "{set}");
     let value = set.strip_prefix("passbolt_session=").unwrap().split(';').next().unwrap().to_owned();

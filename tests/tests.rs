@@ -22,6 +22,7 @@ mod strict_input;
 mod team_cli;
 mod team_http;
 mod team_login;
+mod team_users;
 mod v1;
 mod web;
 mod web_app;

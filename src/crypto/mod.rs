@@ -4,6 +4,7 @@
 //!
 //! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
 
+pub mod key_facts;
 pub mod openpgp;
 pub mod passphrase;
 pub mod server_key;

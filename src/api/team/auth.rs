@@ -52,7 +52,7 @@ pub fn encode_challenge(armored: &str) -> String {
     out
 }
 
-fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -110,6 +110,10 @@ pub fn user_json(user: &User) -> Value {
             "armored_key": user.armored_key,
             "key_id": key_id,
             "fingerprint": user.fingerprint,
+            "bits": user.key_facts.bits,
+            "type": user.key_facts.kind,
+            "uid": user.key_facts.uid,
+            "key_created": datetime(user.key_facts.created),
             "expires": user.key_expires.map(datetime),
             "deleted": false,
             "created": datetime(user.created),

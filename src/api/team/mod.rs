@@ -12,6 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 mod auth;
+mod users;
 
 use super::{Handled, SurfaceError};
 use crate::domain::team::new_uuid;
@@ -142,8 +143,47 @@ fn action(endpoint: &Team) -> &'static str {
         Team::Login => "AuthLogin.loginPost",
         Team::IsAuthenticated => "AuthIsAuthenticated.isAuthenticated",
         Team::Logout => "AuthLogout.logout",
+        Team::Users => "UsersIndex.index",
+        Team::User { .. } => "UsersView.view",
+        Team::CsrfToken => "UsersCsrfToken.get",
+        Team::Roles => "RolesIndex.index",
+        Team::Groups => "GroupsIndex.index",
         Team::Unknown => "Error.notFound",
     }
+}
+
+/// The query's `(name, value)` pairs, percent-decoded (`filter%5Bsearch%5D` is `filter[search]`).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Adds headers whose values are ours (never raw client input), skipping any that could not be one.
@@ -163,7 +203,16 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Team, req: Request<Incoming>
     if !app.domain.settings.team.enabled {
         return Handled::unaudited(Err(envelope.error(StatusCode::NOT_FOUND, "Not Found")));
     }
+    let query = query_pairs(req.uri().query().unwrap_or_default());
+    if query.iter().any(|(k, v)| k == "api-version" && (v == "v1" || v == "1")) {
+        return Handled::unaudited(Err(
+            envelope.error(StatusCode::BAD_REQUEST, "API v1 support is deprecated in this version.")
+        ));
+    }
     let result = match endpoint {
+        Team::Users | Team::User { .. } | Team::CsrfToken | Team::Roles | Team::Groups => {
+            users::handle(app, &envelope, endpoint, &req, &query).await
+        }
         Team::ServerKey => {
             let key = team.server_key();
             Ok(envelope.success(

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Kind, TEAM, Team, TeamError, hashed_key, new_uuid, store_key};
-use crate::crypto::openpgp::validate_public_key;
+use crate::crypto::key_facts::{KeyFacts, key_facts};
+use crate::crypto::openpgp::{KeyError, validate_public_key};
 use crate::domain::CAS_RETRIES;
 use crate::store::{Batch, Outcome, Timestamp};
 
@@ -27,6 +28,8 @@ pub struct User {
     /// Key ids of the key's valid encryption keys (subkeys or primary): what a secret filed under
     /// this user must be encrypted to.
     pub encryption_key_ids: Vec<[u8; 8]>,
+    /// Algorithm, size, first user id and creation time, as clients show them.
+    pub key_facts: KeyFacts,
     /// When the key (or its last usable encryption key) expires; after that the user cannot log in.
     pub key_expires: Option<Timestamp>,
     pub created: Timestamp,
@@ -78,6 +81,8 @@ impl Team {
             return Err(TeamError::KeyVersion);
         }
         let fingerprint = info.fingerprint.to_ascii_uppercase();
+        let facts = key_facts(new.armored_key)
+            .ok_or_else(|| TeamError::Key(KeyError::Malformed("its algorithm cannot be read".into())))?;
         let user = User {
             id: new_uuid(),
             username: new.username.to_owned(),
@@ -86,6 +91,7 @@ impl Team {
             admin: new.admin,
             armored_key: new.armored_key.to_owned(),
             encryption_key_ids: info.encryption_keys.iter().map(|(id, _)| *id).collect(),
+            key_facts: facts,
             key_expires: info.expires_at,
             fingerprint,
             created: now,
