@@ -69,6 +69,8 @@ pub enum EventName {
     /// A team login (GPGAuth stage 2) succeeded or failed.
     TeamLogin,
     TeamLogout,
+    /// A team admin registered a user over the API.
+    TeamUserCreated,
 }
 
 impl EventName {
@@ -89,6 +91,7 @@ impl EventName {
             EventName::RateLimitRefused => "rate_limit.refused",
             EventName::TeamLogin => "team.login",
             EventName::TeamLogout => "team.logout",
+            EventName::TeamUserCreated => "team.user.created",
         }
     }
 }

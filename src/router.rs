@@ -231,6 +231,8 @@ pub enum Team {
     Users,
     /// `GET /users/{id}.json` and `/users/me.json`; the id is checked after the session.
     User { id: String },
+    /// `POST /users.json`: an admin registers a user with their key.
+    AddUser,
     /// `GET /users/csrf-token.json`.
     CsrfToken,
     /// `GET /roles.json`.
@@ -255,6 +257,7 @@ fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
         ["auth", "is-authenticated.json" | "checkSession.json"] if get => Team::IsAuthenticated,
         ["auth", "logout.json"] if get || method == Method::POST => Team::Logout,
         ["users.json"] if get => Team::Users,
+        ["users.json"] if method == Method::POST => Team::AddUser,
         ["users", "csrf-token.json"] if get => Team::CsrfToken,
         ["users", file] if get => match file.strip_suffix(".json") {
             Some(id) if id.len() <= 64 => Team::User { id: id.to_owned() },
@@ -395,6 +398,7 @@ impl Endpoint {
                 Team::IsAuthenticated => "team.is_authenticated",
                 Team::Logout => "team.logout",
                 Team::Users => "team.users",
+                Team::AddUser => "team.add_user",
                 Team::User { .. } => "team.user",
                 Team::CsrfToken => "team.csrf_token",
                 Team::Roles => "team.roles",

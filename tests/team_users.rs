@@ -144,4 +144,134 @@ crate::per_backend!(
     users_json_lists_filters_and_hides_disabled_users_from_non_admins,
     roles_groups_and_the_api_version_rule,
     user_routes_need_a_session,
+    an_admin_adds_a_user_over_the_api_with_csrf_and_validation,
 );
+
+/// Logs in and fetches the CSRF token as the clients do (`GET /users/me.json`).
+async fn login_with_csrf(s: &TestServer, name: &str, admin: bool) -> (String, String) {
+    let gpg = crate::support::gpg::Gpg::new();
+    let fpr = gpg.gen_key(&format!("{name} <{name}@example.com>"), "future-default", "never");
+    let armored = gpg.export_public(&fpr);
+    let new = lethe::domain::team::users::NewUser {
+        username: name,
+        armored_key: &armored,
+        admin,
+        first_name: None,
+        last_name: None,
+    };
+    let user = s.app.domain.team.add_user(new).await.unwrap();
+    let p = crate::team_login::Person { gpg, fpr, id: user.id };
+    let nonce = stage1(s, &p).await;
+    let jar = format!("passbolt_session={}", session_cookie(&stage2(s, &p, &nonce).await));
+    let me = get(s, "/users/me.json", &jar).await;
+    let token = me
+        .header("set-cookie")
+        .unwrap()
+        .strip_prefix("csrfToken=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (jar, token)
+}
+
+async fn post_json(
+    s: &TestServer,
+    path: &str,
+    jar: &str,
+    csrf: Option<&str>,
+    body: &serde_json::Value,
+) -> Resp {
+    let mut headers = vec![("cookie", jar), ("content-type", "application/json")];
+    if let Some(t) = csrf {
+        headers.push(("x-csrf-token", t));
+    }
+    s.request(Method::POST, path, &headers, Bytes::from(body.to_string())).await
+}
+
+async fn an_admin_adds_a_user_over_the_api_with_csrf_and_validation(s: &TestServer) {
+    let (jar, csrf) = login_with_csrf(s, "root", true).await;
+    let gpg = crate::support::gpg::Gpg::new();
+    let fpr = gpg.gen_key("Carol <carol@example.com>", "rsa3072", "never");
+    let key = gpg.export_public(&fpr);
+    let good = serde_json::json!({"username": "carol", "profile": {"first_name": "Carol", "last_name": "C"}, "gpgkey": {"armored_key": key}});
+
+    let r = post_json(s, "/users.json", &jar, None, &good).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF header");
+    let r = post_json(s, "/users.json", &jar, Some("wrong"), &good).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json()["header"]["message"],
+        "CSRF token from either the request body or request headers did not match or is missing."
+    );
+    assert!(s.app.domain.team.user_by_name("carol").await.unwrap().is_none(), "nothing changed");
+    let r = s.request(Method::POST, "/users.json", &[], Bytes::from(good.to_string())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "401 before CSRF");
+
+    let r = post_json(s, "/users.json", &jar, Some(&csrf), &serde_json::json!({"gpgkey": {}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let v = r.json();
+    assert!(v["body"]["username"]["_required"].is_string(), "{v}");
+    assert!(v["body"]["gpgkey"]["armored_key"]["_required"].is_string(), "{v}");
+    let r = post_json(
+        s,
+        "/users.json",
+        &jar,
+        Some(&csrf),
+        &serde_json::json!({"username": "x", "gpgkey": {"armored_key": gpg.export_secret(&fpr)}}),
+    )
+    .await;
+    assert!(r.json()["body"]["gpgkey"]["armored_key"]["isValidPublicKey"].is_string(), "{}", r.text());
+    assert!(!r.text().contains("PRIVATE KEY BLOCK"));
+    let r = post_json(
+        s,
+        "/users.json",
+        &jar,
+        Some(&csrf),
+        &serde_json::json!({"username": "ROOT", "gpgkey": {"armored_key": key}}),
+    )
+    .await;
+    assert!(r.json()["body"]["username"]["uniqueUsername"].is_string(), "{}", r.text());
+    let r = post_json(
+        s,
+        "/users.json",
+        &jar,
+        Some(&csrf),
+        &serde_json::json!({"username": "c", "role_id": "nope", "gpgkey": {"armored_key": key}}),
+    )
+    .await;
+    assert!(r.json()["body"]["role_id"]["inList"].is_string(), "{}", r.text());
+
+    let r = post_json(s, "/users.json", &jar, Some(&csrf), &good).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["header"]["message"], "The user has been added successfully.");
+    assert_eq!(v["body"]["profile"]["first_name"], "Carol");
+    assert_eq!(
+        (v["body"]["gpgkey"]["type"].as_str(), v["body"]["gpgkey"]["bits"].as_u64()),
+        (Some("RSA"), Some(3072))
+    );
+    let r = post_json(
+        s,
+        "/users.json",
+        &jar,
+        Some(&csrf),
+        &serde_json::json!({"username": "carol2", "gpgkey": {"armored_key": key}}),
+    )
+    .await;
+    assert!(r.json()["body"]["gpgkey"]["armored_key"]["uniqueFingerprint"].is_string(), "{}", r.text());
+    assert!(s.app.domain.team.user_by_name("carol").await.unwrap().is_some());
+
+    let (user_jar, user_csrf) = login_with_csrf(s, "dave", false).await;
+    let r = post_json(
+        s,
+        "/users.json",
+        &user_jar,
+        Some(&user_csrf),
+        &serde_json::json!({"username": "eve", "gpgkey": {"armored_key": key}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["header"]["message"], "You are not authorized to access that location.");
+}

@@ -155,30 +155,31 @@ fn partial(envelope: &Envelope, headers: &[(&'static str, String)]) -> Response<
     resp
 }
 
-pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
+/// A team request body: a JSON object whatever the `Content-Type`, empty meaning `{}`, through the
+/// size limit (`team.md` §1).
+pub async fn read_object(envelope: &Envelope, req: Request<Incoming>) -> Result<Value, ApiError> {
     let bytes = match crate::http::body::read(req.into_body(), MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(crate::http::body::BodyError::TooLarge) => {
-            return Handled::unaudited(Err(
-                envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
-            ));
+            return Err(envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large."));
         }
         Err(crate::http::body::BodyError::Read(_)) => {
-            return Handled::unaudited(Err(
-                envelope.error(StatusCode::BAD_REQUEST, "The request body could not be read.")
-            ));
+            return Err(envelope.error(StatusCode::BAD_REQUEST, "The request body could not be read."));
         }
     };
-    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) if v.is_object() => v,
-            _ => {
-                return Handled::unaudited(Err(envelope
-                    .error(StatusCode::BAD_REQUEST, "The request body should be a valid JSON object.")));
-            }
-        }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(envelope.error(StatusCode::BAD_REQUEST, "The request body should be a valid JSON object.")),
+    }
+}
+
+pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
+    let body = match read_object(envelope, req).await {
+        Ok(body) => body,
+        Err(err) => return Handled::unaudited(Err(err)),
     };
     let auth = body.get("gpg_auth").or_else(|| body.get("data").and_then(|d| d.get("gpg_auth")));
     let field = |name: &str| auth.and_then(|a| a.get(name)).filter(|v| !v.is_null());

@@ -88,7 +88,7 @@ impl Envelope {
 
     fn error(&self, status: StatusCode, message: &'static str) -> ApiError {
         ApiError {
-            envelope: self.clone(),
+            envelope: Box::new(self.clone()),
             status,
             message,
             body: Value::Null,
@@ -108,7 +108,8 @@ impl Envelope {
 /// An error of the team dialect: an envelope with `status: error`, `code` = the HTTP status.
 #[derive(Debug)]
 pub struct ApiError {
-    envelope: Envelope,
+    /// Boxed to keep `Result<_, ApiError>` small.
+    envelope: Box<Envelope>,
     status: StatusCode,
     message: &'static str,
     /// The error tree of a validation error, else null.
@@ -144,6 +145,7 @@ fn action(endpoint: &Team) -> &'static str {
         Team::IsAuthenticated => "AuthIsAuthenticated.isAuthenticated",
         Team::Logout => "AuthLogout.logout",
         Team::Users => "UsersIndex.index",
+        Team::AddUser => "UsersAdd.addPost",
         Team::User { .. } => "UsersView.view",
         Team::CsrfToken => "UsersCsrfToken.get",
         Team::Roles => "RolesIndex.index",
@@ -221,6 +223,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Team, req: Request<Incoming>
             ))
         }
         Team::Login => return auth::login(app, ctx, &envelope, req).await,
+        Team::AddUser => return users::add(app, &envelope, req).await,
         Team::IsAuthenticated => match auth::session_of(app, &envelope, &req).await {
             Ok(Some(_)) => Ok(envelope.success("The operation was successful.", Value::Null)),
             Ok(None) => Err(auth::unauthenticated(&envelope)),

@@ -114,3 +114,119 @@ pub async fn handle(
         _ => Err(envelope.error(StatusCode::NOT_FOUND, "Not Found")),
     }
 }
+
+/// Checks the `X-CSRF-Token` header of a write against the session's token, in constant time.
+pub fn check_csrf(envelope: &Envelope, req: &Request<Incoming>, session: &Session) -> Result<(), ApiError> {
+    let presented = req.headers().get("x-csrf-token").map(|v| v.as_bytes()).unwrap_or_default();
+    let expected = session.csrf_token.as_bytes();
+    if crate::crypto::digests_equal(&crate::crypto::sha256(presented), &crate::crypto::sha256(expected)) {
+        Ok(())
+    } else {
+        Err(envelope.error(
+            StatusCode::FORBIDDEN,
+            "CSRF token from either the request body or request headers did not match or is missing.",
+        ))
+    }
+}
+
+/// A validation error: 400 with the error tree as the body.
+fn invalid(envelope: &Envelope, message: &'static str, tree: Value) -> ApiError {
+    let mut err = envelope.error(StatusCode::BAD_REQUEST, message);
+    err.body = tree;
+    err
+}
+
+/// `POST /users.json`: session → CSRF → admin → body → the registration.
+pub async fn add(app: &App, envelope: &Envelope, req: Request<Incoming>) -> super::Handled<ApiError> {
+    let result = add_user(app, envelope, req).await;
+    let audit = result.as_ref().ok().map(|(_, creator, created)| {
+        let mut facts = crate::api::AuditFacts::new(
+            crate::audit::EventName::TeamUserCreated,
+            crate::audit::Outcome::Success,
+            None,
+            Some(created.clone()),
+        );
+        facts.account = Some(creator.clone());
+        facts
+    });
+    super::Handled { result: result.map(|(resp, _, _)| resp), audit }
+}
+
+async fn add_user(
+    app: &App,
+    envelope: &Envelope,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, String, String), ApiError> {
+    use crate::domain::team::TeamError;
+    use crate::domain::team::users::NewUser;
+
+    let Some(session) = session_of(app, envelope, &req).await? else {
+        return Err(unauthenticated(envelope));
+    };
+    check_csrf(envelope, &req, &session)?;
+    if !session.user.admin {
+        return Err(envelope.error(StatusCode::FORBIDDEN, "You are not authorized to access that location."));
+    }
+    let body = super::auth::read_object(envelope, req).await?;
+    let mut tree = serde_json::Map::new();
+    let username = match body.get("username") {
+        None | Some(Value::Null) => {
+            tree.insert("username".into(), json!({"_required": "A username is required."}));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            tree.insert("username".into(), json!({"type": "The username should be a string."}));
+            None
+        }
+    };
+    let admin = match body.get("role_id") {
+        None | Some(Value::Null) => false,
+        Some(v) if *v == json!(super::action_id("roles.id.admin")) => true,
+        Some(v) if *v == json!(super::action_id("roles.id.user")) => false,
+        Some(_) => {
+            tree.insert("role_id".into(), json!({"inList": "The role does not exist."}));
+            false
+        }
+    };
+    let armored = match body.get("gpgkey").and_then(|g| g.get("armored_key")) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => {
+            tree.insert("gpgkey".into(), json!({"armored_key": {"_required": "A public key is required."}}));
+            None
+        }
+    };
+    let profile = body.get("profile");
+    let name_field = |f: &str| profile.and_then(|p| p.get(f)).and_then(Value::as_str).map(str::to_owned);
+    let (first, last) = (name_field("first_name"), name_field("last_name"));
+    let (Some(username), Some(armored), true) = (username, armored, tree.is_empty()) else {
+        return Err(invalid(envelope, "Could not validate user data.", Value::Object(tree)));
+    };
+    let new = NewUser {
+        username: &username,
+        armored_key: &armored,
+        admin,
+        first_name: first.as_deref(),
+        last_name: last.as_deref(),
+    };
+    let refused = |field: Value| Err(invalid(envelope, "Could not validate user data.", field));
+    match app.domain.team.add_user(new).await {
+        Ok(user) => {
+            let resp = envelope.success("The user has been added successfully.", user_json(&user));
+            Ok((resp, session.user.username.clone(), user.id))
+        }
+        Err(TeamError::InvalidName) => refused(
+            json!({"username": {"isValidUsername": "The username should be 1 to 255 characters without spaces."}}),
+        ),
+        Err(TeamError::NameTaken) => {
+            refused(json!({"username": {"uniqueUsername": "The username is already in use."}}))
+        }
+        Err(TeamError::KeyTaken) => {
+            refused(json!({"gpgkey": {"armored_key": {"uniqueFingerprint": "The key is already in use."}}}))
+        }
+        Err(err @ (TeamError::Key(_) | TeamError::KeyVersion)) => refused(
+            json!({"gpgkey": {"armored_key": {"isValidPublicKey": format!("A valid public key is required: {err}")}}}),
+        ),
+        Err(err) => Err(envelope.internal(err)),
+    }
+}
