@@ -20,6 +20,7 @@ mod mirror;
 mod requests;
 mod strict_input;
 mod team_cli;
+mod team_clients;
 mod team_http;
 mod team_login;
 mod team_users;

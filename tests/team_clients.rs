@@ -1,0 +1,102 @@
+//! The PyPI team clients, unmodified, against the real server (`team.md` §12): installed pinned from
+//! PyPI into a venv under the target directory, made on first use and reused after.
+//!
+//! `requests-gpgauthlib` 0.1.2 checks the server key, runs stages 0–2 with its strict header checks,
+//! then reads `/users/me.json` on the session and reuses that session through `checkSession`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::TestServer;
+use crate::support::gpg::Gpg;
+
+const CLIENTS: &[&str] = &["requests-gpgauthlib==0.1.2"];
+
+/// The venv with the pinned clients; made once (under a lock, tests run in parallel).
+fn venv() -> PathBuf {
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("team-clients-venv");
+    let python = dir.join("bin/python");
+    let stamp = dir.join(format!("installed-{}", CLIENTS.join("-")));
+    if stamp.exists() {
+        return python;
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .output()
+        .expect("run python3 (Debian: python3)");
+    assert!(
+        made.status.success(),
+        "python3 -m venv failed (Debian package python3-venv): {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pip = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(CLIENTS)
+        .output()
+        .expect("run pip");
+    assert!(pip.status.success(), "pip install {CLIENTS:?} failed: {}", String::from_utf8_lossy(&pip.stderr));
+    std::fs::write(&stamp, b"").unwrap();
+    python
+}
+
+const GPGAUTHLIB: &str = r#"
+import sys, gnupg
+from requests_gpgauthlib import GPGAuthSession
+base, home, fpr = sys.argv[1:4]
+gpg = gnupg.GPG(gnupghome=home)
+session = GPGAuthSession(gpg=gpg, server_url=base, user_fingerprint=fpr)
+assert session.gpgauth_version_is_supported
+assert session.server_fingerprint
+assert session.authenticate() is True
+me = session.get(base + '/users/me.json')
+assert me.status_code == 200, me.text
+body = me.json()['body']
+assert body['gpgkey']['fingerprint'] == fpr, body
+# A second session object loads the saved cookies and finds the session still valid.
+again = GPGAuthSession(gpg=gpg, server_url=base, user_fingerprint=fpr)
+from requests_gpgauthlib.gpgauth_api import check_session_is_valid
+assert check_session_is_valid(again)
+print(body['id'])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_gpgauthlib_logs_in_and_reads_users_me() {
+    let s = TestServer::start(lethe::store::Engine::Redb).await;
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key("alice <alice@example.com>", "future-default", "never");
+    let armored = gpg.export_public(&fpr);
+    let new = lethe::domain::team::users::NewUser {
+        username: "alice",
+        armored_key: &armored,
+        admin: false,
+        first_name: None,
+        last_name: None,
+    };
+    let user = s.app.domain.team.add_user(new).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let python = venv();
+        Command::new(python)
+            .args(["-c", GPGAUTHLIB, &base])
+            .arg(&gnupghome)
+            .arg(&fpr2)
+            // The client keeps its cookie jar under $HOME/.config; keep it in the test's own directory.
+            .env("HOME", home.path())
+            .output()
+            .expect("run python")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "requests-gpgauthlib failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user.id);
+    s.stop().await;
+}
