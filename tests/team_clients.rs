@@ -3,6 +3,8 @@
 //!
 //! `requests-gpgauthlib` 0.1.2 checks the server key, runs stages 0–2 with its strict header checks,
 //! then reads `/users/me.json` on the session and reuses that session through `checkSession`.
+//! `passbolt-python-api` 0.3.9 logs in (undoing the challenge's quotemeta encoding), fetches its CSRF
+//! cookie from `/users/me.json` and builds its user tuples from `/users.json`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,7 +12,7 @@ use std::process::Command;
 use crate::support::TestServer;
 use crate::support::gpg::Gpg;
 
-const CLIENTS: &[&str] = &["requests-gpgauthlib==0.1.2"];
+const CLIENTS: &[&str] = &["requests-gpgauthlib==0.1.2", "passbolt-python-api==0.3.9"];
 
 /// The venv with the pinned clients; made once (under a lock, tests run in parallel).
 fn venv() -> PathBuf {
@@ -98,5 +100,52 @@ async fn requests_gpgauthlib_logs_in_and_reads_users_me() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user.id);
+    s.stop().await;
+}
+
+const PASSBOLT_PYTHON_API: &str = r#"
+import sys, passboltapi
+base, fpr = sys.argv[1:3]
+api = passboltapi.PassboltAPI(config={"PASSBOLT": {"SERVER": base, "USER_FINGERPRINT": fpr}})
+users = api.list_users()
+print(",".join(sorted(u.username + ":" + u.gpgkey.fingerprint for u in users)))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passbolt_python_api_logs_in_and_lists_users() {
+    let s = TestServer::start(lethe::store::Engine::Memory).await;
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key("alice <alice@example.com>", "future-default", "never");
+    let bob_gpg = Gpg::new();
+    let bob = bob_gpg.gen_key("bob <bob@example.com>", "rsa3072", "never");
+    for (name, key) in [("alice", gpg.export_public(&fpr)), ("bob", bob_gpg.export_public(&bob))] {
+        let new = lethe::domain::team::users::NewUser {
+            username: name,
+            armored_key: &key,
+            admin: false,
+            first_name: None,
+            last_name: None,
+        };
+        s.app.domain.team.add_user(new).await.unwrap();
+    }
+    let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let python = venv();
+        Command::new(python)
+            .args(["-c", PASSBOLT_PYTHON_API, &base, &fpr2])
+            // The client uses gpg's default home.
+            .env("GNUPGHOME", &gnupghome)
+            .output()
+            .expect("run python")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "passbolt-python-api failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("alice:{fpr},bob:{bob}"));
     s.stop().await;
 }
