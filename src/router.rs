@@ -239,6 +239,10 @@ pub enum Team {
     Roles,
     /// `GET /groups.json`: always `[]` in this version.
     Groups,
+    /// `GET /resource-types.json`.
+    ResourceTypes,
+    /// `GET /resource-types/{id}.json`; the id is checked after the session.
+    ResourceType { id: String },
     /// A `.json` path that is not a team route here (or any team path on a read-only listener):
     /// 404 in the team's envelope.
     Unknown,
@@ -265,6 +269,11 @@ fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
         },
         ["roles.json"] if get => Team::Roles,
         ["groups.json"] if get => Team::Groups,
+        ["resource-types.json"] if get => Team::ResourceTypes,
+        ["resource-types", file] if get => match file.strip_suffix(".json") {
+            Some(id) if id.len() <= 64 => Team::ResourceType { id: id.to_owned() },
+            _ => Team::Unknown,
+        },
         _ => Team::Unknown,
     }
 }
@@ -403,6 +412,8 @@ impl Endpoint {
                 Team::CsrfToken => "team.csrf_token",
                 Team::Roles => "team.roles",
                 Team::Groups => "team.groups",
+                Team::ResourceTypes => "team.resource_types",
+                Team::ResourceType { .. } => "team.resource_type",
                 Team::Unknown => "team.unknown",
             },
             Endpoint::NotFound => "not_found",

@@ -145,6 +145,7 @@ crate::per_backend!(
     roles_groups_and_the_api_version_rule,
     user_routes_need_a_session,
     an_admin_adds_a_user_over_the_api_with_csrf_and_validation,
+    resource_types_have_passbolts_ids_and_definitions,
 );
 
 /// Logs in and fetches the CSRF token as the clients do (`GET /users/me.json`).
@@ -274,4 +275,32 @@ async fn an_admin_adds_a_user_over_the_api_with_csrf_and_validation(s: &TestServ
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.json()["header"]["message"], "You are not authorized to access that location.");
+}
+
+async fn resource_types_have_passbolts_ids_and_definitions(s: &TestServer) {
+    let (_alice, jar) = login(s, "alice").await;
+    assert_eq!(s.get("/resource-types.json").await.status, StatusCode::UNAUTHORIZED);
+    let r = get(s, "/resource-types.json", &jar).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let list = r.json()["body"].as_array().unwrap().clone();
+    let ids: Vec<(&str, &str)> =
+        list.iter().map(|t| (t["id"].as_str().unwrap(), t["slug"].as_str().unwrap())).collect();
+    assert_eq!(
+        ids,
+        [
+            ("669f8c64-242a-59fb-92fc-81f660975fd3", "password-string"),
+            ("a28a04cd-6f53-518a-967c-9963bf9cec51", "password-and-description"),
+        ]
+    );
+    assert!(list[0]["definition"].is_object(), "an object in the list");
+    let r = get(s, "/resource-types/A28A04CD-6F53-518A-967C-9963BF9CEC51.json", &jar).await;
+    let one = r.json()["body"].clone();
+    let definition: serde_json::Value =
+        serde_json::from_str(one["definition"].as_str().expect("a string in the single view")).unwrap();
+    let keys: Vec<&String> = definition["secret"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["description", "password"]);
+    assert_eq!(get(s, "/resource-types/nope.json", &jar).await.status, StatusCode::BAD_REQUEST);
+    let r = get(s, "/resource-types/00000000-0000-4000-8000-000000000000.json", &jar).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["header"]["message"], "The resource type does not exist.");
 }

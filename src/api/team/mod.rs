@@ -150,6 +150,8 @@ fn action(endpoint: &Team) -> &'static str {
         Team::CsrfToken => "UsersCsrfToken.get",
         Team::Roles => "RolesIndex.index",
         Team::Groups => "GroupsIndex.index",
+        Team::ResourceTypes => "ResourceTypesIndex.index",
+        Team::ResourceType { .. } => "ResourceTypesView.view",
         Team::Unknown => "Error.notFound",
     }
 }
@@ -212,9 +214,13 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Team, req: Request<Incoming>
         ));
     }
     let result = match endpoint {
-        Team::Users | Team::User { .. } | Team::CsrfToken | Team::Roles | Team::Groups => {
-            users::handle(app, &envelope, endpoint, &req, &query).await
-        }
+        Team::Users
+        | Team::User { .. }
+        | Team::CsrfToken
+        | Team::Roles
+        | Team::Groups
+        | Team::ResourceTypes
+        | Team::ResourceType { .. } => users::handle(app, &envelope, endpoint, &req, &query).await,
         Team::ServerKey => {
             let key = team.server_key();
             Ok(envelope.success(

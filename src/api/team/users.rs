@@ -41,6 +41,49 @@ fn role_json(admin: bool) -> Value {
     })
 }
 
+/// The two resource types (`team.md` §5), with Passbolt's well-known ids: (id, slug, name).
+const RESOURCE_TYPES: [(&str, &str, &str); 2] = [
+    ("669f8c64-242a-59fb-92fc-81f660975fd3", "password-string", "Simple password"),
+    ("a28a04cd-6f53-518a-967c-9963bf9cec51", "password-and-description", "Password with description"),
+];
+
+/// A resource type; the single view carries `definition` as a JSON string, which passbolt-python-api
+/// `json.loads` (Passbolt's inconsistency, kept).
+fn resource_type_json(t: &(&str, &str, &str), definition_as_string: bool) -> Value {
+    let (id, slug, name) = *t;
+    let string = |max: u32| json!({"type": "string", "maxLength": max});
+    let nullable = |max: u32| json!({"anyOf": [{"type": "string", "maxLength": max}, {"type": "null"}]});
+    let mut resource = json!({
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": string(255), "username": nullable(255), "uri": nullable(1024)},
+    });
+    let secret = if slug == "password-string" {
+        resource["properties"]["description"] = nullable(10000);
+        json!({"type": "string", "maxLength": 4096})
+    } else {
+        json!({
+            "type": "object",
+            "required": ["password"],
+            "properties": {"password": string(4096), "description": nullable(10000)},
+        })
+    };
+    let definition = json!({"resource": resource, "secret": secret});
+    json!({
+        "id": id,
+        "slug": slug,
+        "name": name,
+        "description": if slug == "password-string" {
+            "The original passbolt resource type, where the secret is a non empty string."
+        } else {
+            "A resource with the password and the description encrypted."
+        },
+        "definition": if definition_as_string { Value::String(definition.to_string()) } else { definition },
+        "created": datetime(0),
+        "modified": datetime(0),
+    })
+}
+
 pub async fn handle(
     app: &App,
     envelope: &Envelope,
@@ -57,6 +100,20 @@ pub async fn handle(
         Team::CsrfToken => Ok(reply(envelope, req, &session, json!(session.csrf_token))),
         Team::Roles => Ok(reply(envelope, req, &session, json!([role_json(true), role_json(false)]))),
         Team::Groups => Ok(reply(envelope, req, &session, json!([]))),
+        Team::ResourceTypes => {
+            let list: Vec<Value> = RESOURCE_TYPES.iter().map(|t| resource_type_json(t, false)).collect();
+            Ok(reply(envelope, req, &session, Value::Array(list)))
+        }
+        Team::ResourceType { id } => {
+            if !is_uuid(&id) {
+                return Err(envelope
+                    .error(StatusCode::BAD_REQUEST, "The resource type identifier should be a valid UUID."));
+            }
+            match RESOURCE_TYPES.iter().find(|t| t.0.eq_ignore_ascii_case(&id)) {
+                Some(t) => Ok(reply(envelope, req, &session, resource_type_json(t, true))),
+                None => Err(envelope.error(StatusCode::NOT_FOUND, "The resource type does not exist.")),
+            }
+        }
         Team::User { id } => {
             if id == "me" {
                 return Ok(reply(envelope, req, &session, user_json(caller)));
