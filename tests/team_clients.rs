@@ -4,7 +4,9 @@
 //! `requests-gpgauthlib` 0.1.2 checks the server key, runs stages 0–2 with its strict header checks,
 //! then reads `/users/me.json` on the session and reuses that session through `checkSession`.
 //! `passbolt-python-api` 0.3.9 logs in (undoing the challenge's quotemeta encoding), fetches its CSRF
-//! cookie from `/users/me.json` and builds its user tuples from `/users.json`.
+//! cookie from `/users/me.json` and builds its user tuples from `/users.json`. `py-passbolt` 0.0.19
+//! (PGPy) logs in through the `data` wrapper, regex-reads the CSRF cookie from `/users/me.json`'s own
+//! reply, loads the resource types, and finds no groups.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,7 +14,7 @@ use std::process::Command;
 use crate::support::TestServer;
 use crate::support::gpg::Gpg;
 
-const CLIENTS: &[&str] = &["requests-gpgauthlib==0.1.2", "passbolt-python-api==0.3.9"];
+const CLIENTS: &[&str] = &["requests-gpgauthlib==0.1.2", "passbolt-python-api==0.3.9", "py-passbolt==0.0.19"];
 
 /// The venv with the pinned clients; made once (under a lock, tests run in parallel).
 fn venv() -> PathBuf {
@@ -147,5 +149,52 @@ async fn passbolt_python_api_logs_in_and_lists_users() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("alice:{fpr},bob:{bob}"));
+    s.stop().await;
+}
+
+const PY_PASSBOLT: &str = r#"
+import sys, warnings, passbolt
+warnings.simplefilter("ignore")
+base, keyfile = sys.argv[1:3]
+api = passbolt.PassboltAPI(dict_config={"base_url": base, "private_key": open(keyfile).read(), "passphrase": ""})
+assert api.authenticated
+assert api.token, "the csrfToken cookie came with /users/me.json"
+assert api.resource_types == {"password-string": "669f8c64-242a-59fb-92fc-81f660975fd3", "password-and-description": "a28a04cd-6f53-518a-967c-9963bf9cec51"}, api.resource_types
+assert api.get_groups() == []
+assert [u["username"] for u in api.get_users()] == ["carol"]
+print(api.user_id)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn py_passbolt_logs_in_with_pgpy_and_reads_types_users_and_groups() {
+    let s = TestServer::start(lethe::store::Engine::Memory).await;
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key("carol <carol@example.com>", "rsa3072", "never");
+    let armored = gpg.export_public(&fpr);
+    let new = lethe::domain::team::users::NewUser {
+        username: "carol",
+        armored_key: &armored,
+        admin: false,
+        first_name: None,
+        last_name: None,
+    };
+    let user = s.app.domain.team.add_user(new).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("carol.key");
+    std::fs::write(&keyfile, gpg.export_secret(&fpr)).unwrap();
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let python = venv();
+        Command::new(python).args(["-c", PY_PASSBOLT, &base]).arg(&keyfile).output().expect("run python")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "py-passbolt failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user.id);
     s.stop().await;
 }
