@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use crate::App;
 use crate::domain::Domain;
 use crate::domain::accounts::AccountError;
+use crate::domain::team::TeamError;
+use crate::domain::team::users::NewUser;
 use crate::store;
 
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -53,6 +55,33 @@ pub enum Command {
     Backup {
         out: PathBuf,
     },
+    /// Register a team user with their armored public key.
+    TeamUserAdd {
+        name: String,
+        key: String,
+        admin: bool,
+        first_name: Option<String>,
+        last_name: Option<String>,
+    },
+    TeamUserList,
+    TeamUserDisable {
+        name: String,
+    },
+    TeamUserEnable {
+        name: String,
+    },
+    /// The team server key's fingerprint.
+    TeamServerKey,
+}
+
+/// One team user as `lethe team user list` shows it: never key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamUserRow {
+    pub id: String,
+    pub name: String,
+    pub admin: bool,
+    pub fingerprint: String,
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,11 +96,28 @@ pub enum Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
-    Token { token: String },
-    Accounts { accounts: Vec<(String, u64)> },
+    Token {
+        token: String,
+    },
+    Accounts {
+        accounts: Vec<(String, u64)>,
+    },
     Done,
-    BackedUp { path: PathBuf, bytes: u64 },
-    Error { failure: Failure, message: String },
+    BackedUp {
+        path: PathBuf,
+        bytes: u64,
+    },
+    /// One value printed alone on a line: a new team user's id, the server key's fingerprint.
+    Line {
+        line: String,
+    },
+    TeamUsers {
+        users: Vec<TeamUserRow>,
+    },
+    Error {
+        failure: Failure,
+        message: String,
+    },
 }
 
 impl From<AccountError> for Reply {
@@ -88,9 +134,59 @@ impl From<AccountError> for Reply {
     }
 }
 
+impl From<TeamError> for Reply {
+    fn from(err: TeamError) -> Reply {
+        let failure = match &err {
+            TeamError::NameTaken | TeamError::KeyTaken => Failure::Exists,
+            TeamError::UnknownUser => Failure::Unknown,
+            TeamError::InvalidName | TeamError::Key(_) | TeamError::KeyVersion => Failure::Invalid,
+            TeamError::Contention | TeamError::Store(_) => Failure::Internal,
+        };
+        Reply::Error { failure, message: err.to_string() }
+    }
+}
+
+async fn execute_team(domain: &Domain, command: Command) -> Result<Reply, TeamError> {
+    let team = &domain.team;
+    match command {
+        Command::TeamUserAdd { name, key, admin, first_name, last_name } => {
+            let new = NewUser {
+                username: &name,
+                armored_key: &key,
+                admin,
+                first_name: first_name.as_deref(),
+                last_name: last_name.as_deref(),
+            };
+            team.add_user(new).await.map(|user| Reply::Line { line: user.id })
+        }
+        Command::TeamUserList => team.list_users().await.map(|users| Reply::TeamUsers {
+            users: users
+                .into_iter()
+                .map(|u| TeamUserRow {
+                    id: u.id,
+                    name: u.username,
+                    admin: u.admin,
+                    fingerprint: u.fingerprint,
+                    disabled: u.disabled.is_some(),
+                })
+                .collect(),
+        }),
+        Command::TeamUserDisable { name } => team.set_disabled(&name, true).await.map(|_| Reply::Done),
+        Command::TeamUserEnable { name } => team.set_disabled(&name, false).await.map(|_| Reply::Done),
+        Command::TeamServerKey => Ok(Reply::Line { line: team.server_key().fingerprint().to_owned() }),
+        // `execute` hands only the team commands here.
+        _ => Ok(Reply::Error { failure: Failure::Internal, message: "not a team command".into() }),
+    }
+}
+
 /// Runs one command against the domain; used by the socket and by the CLI when no daemon runs.
 pub async fn execute(domain: &Domain, command: Command) -> Reply {
     let result = match command {
+        team @ (Command::TeamUserAdd { .. }
+        | Command::TeamUserList
+        | Command::TeamUserDisable { .. }
+        | Command::TeamUserEnable { .. }
+        | Command::TeamServerKey) => return execute_team(domain, team).await.unwrap_or_else(Reply::from),
         Command::AccountAdd { name } => domain.accounts.add(&name).await.map(|token| Reply::Token { token }),
         Command::AccountList => domain.accounts.list().await.map(|accounts| Reply::Accounts {
             accounts: accounts.into_iter().map(|a| (a.name, a.created)).collect(),
@@ -182,6 +278,11 @@ async fn serve_one(app: &App, stream: tokio::net::UnixStream) -> io::Result<()> 
                 Command::AccountRotateToken { .. } => "account-rotate-token",
                 Command::AccountRemove { .. } => "account-remove",
                 Command::Backup { .. } => "backup",
+                Command::TeamUserAdd { .. } => "team-user-add",
+                Command::TeamUserList => "team-user-list",
+                Command::TeamUserDisable { .. } => "team-user-disable",
+                Command::TeamUserEnable { .. } => "team-user-enable",
+                Command::TeamServerKey => "team-server-key",
             };
             tracing::info!(op, "admin command");
             execute(&app.domain, command).await

@@ -70,6 +70,11 @@ pub enum EventName {
     WebhookSent,
     /// A request event was given up after `webhooks.give_up_seconds` of failed attempts.
     WebhookFailed,
+    /// A team login (GPGAuth stage 2) succeeded or failed.
+    TeamLogin,
+    TeamLogout,
+    /// A team admin registered a user over the API.
+    TeamUserCreated,
 }
 
 impl EventName {
@@ -90,6 +95,9 @@ impl EventName {
             EventName::RateLimitRefused => "rate_limit.refused",
             EventName::WebhookSent => "webhook.sent",
             EventName::WebhookFailed => "webhook.failed",
+            EventName::TeamLogin => "team.login",
+            EventName::TeamLogout => "team.logout",
+            EventName::TeamUserCreated => "team.user.created",
         }
     }
 }

@@ -54,6 +54,52 @@ pub enum Cmd {
     Receive(crate::client::ReceiveArgs),
     /// Request a secret end-to-end encrypted to a key made here, answer a request, manage requests.
     Request(crate::client::RequestArgs),
+    /// Manage team users and show the team server key (works whether or not the daemon is running).
+    #[command(subcommand)]
+    Team(TeamCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCmd {
+    /// Manage team users: people who log in with their OpenPGP key.
+    #[command(subcommand)]
+    User(TeamUserCmd),
+    /// Print the team server key's fingerprint, alone on one line (creating the key if absent).
+    ServerKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamUserCmd {
+    /// Register a user with their armored public key; prints the new user's id, alone on one line.
+    /// Compare the key's fingerprint with its owner out of band first.
+    Add {
+        /// Username: 1 to 255 characters, no whitespace; unique regardless of case.
+        name: String,
+        /// File holding the user's armored OpenPGP public key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Make the user a team admin (may add users over the API).
+        #[arg(long)]
+        admin: bool,
+        /// First name shown by clients. Default: the username.
+        #[arg(long, value_name = "F")]
+        first_name: Option<String>,
+        /// Last name shown by clients. Default: empty.
+        #[arg(long, value_name = "L")]
+        last_name: Option<String>,
+    },
+    /// List users: id, name, role, fingerprint, active or disabled; never key material.
+    List,
+    /// Disable a user: they cannot log in and their sessions end at once; nothing else is lost.
+    Disable {
+        /// Username.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// Username.
+        name: String,
+    },
 }
 
 #[derive(Debug, Default, Args)]
@@ -119,7 +165,7 @@ fn load(cli: &Cli, args: &ServeArgs) -> Result<Settings, ExitCode> {
 pub fn run(cli: Cli) -> ExitCode {
     let settings = match &cli.command {
         Cmd::Serve(args) | Cmd::Config(args) => load(&cli, args),
-        Cmd::Account(_) | Cmd::Backup { .. } => load(&cli, &ServeArgs::default()),
+        Cmd::Account(_) | Cmd::Backup { .. } | Cmd::Team(_) => load(&cli, &ServeArgs::default()),
         // The load generator reads no configuration: it starts its own server or targets --url.
         Cmd::Bench(args) => return crate::bench::main(args),
         Cmd::Send(_) | Cmd::Receive(_) | Cmd::Request(_) => {
@@ -178,6 +224,22 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Cmd::Bench(args) => crate::bench::main(args),
         Cmd::Send(_) | Cmd::Receive(_) | Cmd::Request(_) => crate::client::run(&cli.command, &settings),
+        Cmd::Team(cmd) => {
+            let command = match team_command(cmd) {
+                Ok(command) => command,
+                Err(message) => {
+                    eprintln!("lethe: {message}");
+                    return ExitCode::from(1);
+                }
+            };
+            match admin_command(&settings, command) {
+                Ok(reply) => print_reply(reply),
+                Err(message) => {
+                    eprintln!("lethe: {message}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Cmd::Account(cmd) => {
             let command = match cmd {
                 AccountCmd::Add { name } => Command::AccountAdd { name: name.clone() },
@@ -194,6 +256,33 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// The admin command for a `lethe team …` command line; reads the key file here, so the daemon never
+/// opens a path the caller named.
+fn team_command(cmd: &TeamCmd) -> Result<Command, String> {
+    Ok(match cmd {
+        TeamCmd::ServerKey => Command::TeamServerKey,
+        TeamCmd::User(TeamUserCmd::List) => Command::TeamUserList,
+        TeamCmd::User(TeamUserCmd::Disable { name }) => Command::TeamUserDisable { name: name.clone() },
+        TeamCmd::User(TeamUserCmd::Enable { name }) => Command::TeamUserEnable { name: name.clone() },
+        TeamCmd::User(TeamUserCmd::Add { name, key, admin, first_name, last_name }) => {
+            use std::io::Read;
+            // One byte over the key limit is enough for the domain to say "too large".
+            let cap = crate::crypto::openpgp::MAX_PUBLIC_KEY_BYTES as u64 + 1;
+            let mut text = String::new();
+            std::fs::File::open(key)
+                .and_then(|f| f.take(cap).read_to_string(&mut text))
+                .map_err(|err| format!("{}: {err}", key.display()))?;
+            Command::TeamUserAdd {
+                name: name.clone(),
+                key: text,
+                admin: *admin,
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+            }
+        }
+    })
 }
 
 /// Through the running daemon's admin socket, or on the store directly when none runs.
@@ -229,6 +318,12 @@ fn print_reply(reply: Reply) -> ExitCode {
         }
         Reply::Done => Ok(()),
         Reply::BackedUp { path, bytes } => writeln!(out, "{}\t{bytes} bytes", path.display()),
+        Reply::Line { line } => writeln!(out, "{line}"),
+        Reply::TeamUsers { users } => users.iter().try_for_each(|u| {
+            let role = if u.admin { "admin" } else { "user" };
+            let state = if u.disabled { "disabled" } else { "active" };
+            writeln!(out, "{}\t{}\t{role}\t{}\t{state}", u.id, u.name, u.fingerprint)
+        }),
         Reply::Error { failure, message } => {
             eprintln!("lethe: {message}");
             return match failure {

@@ -69,6 +69,7 @@ pub struct RawConfig {
     pub http: Http,
     pub client: ClientDefaults,
     pub webhooks: Webhooks,
+    pub team: Team,
 }
 
 /// Signed webhooks for secret-request events, sent from the outbox; off without `url`.
@@ -87,6 +88,56 @@ pub struct Webhooks {
 impl Default for Webhooks {
     fn default() -> Webhooks {
         Webhooks { url: None, secret_file: None, give_up_seconds: 86_400 }
+    }
+}
+
+/// The team surface (`api/team.md`): GPGAuth login, sessions, resources shared between users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Team {
+    /// false → every team route answers 404.
+    pub enabled: bool,
+    /// The server's OpenPGP key for the login handshake; unset means `<data_dir>/team-server-key.asc`.
+    pub server_key_file: Option<PathBuf>,
+    /// A session ends after this long without use.
+    pub session_idle_seconds: u64,
+    /// A session ends this long after its login, used or not.
+    pub session_max_seconds: u64,
+    /// How long a stage-1 login challenge may be answered.
+    pub login_token_seconds: u64,
+}
+
+impl Default for Team {
+    fn default() -> Team {
+        Team {
+            enabled: true,
+            server_key_file: None,
+            session_idle_seconds: 3600,
+            session_max_seconds: 86_400,
+            login_token_seconds: 300,
+        }
+    }
+}
+
+impl Team {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("team.session_idle_seconds", self.session_idle_seconds),
+            ("team.session_max_seconds", self.session_max_seconds),
+            ("team.login_token_seconds", self.login_token_seconds),
+        ];
+        for (key, value) in positive {
+            if !(1..=31_536_000).contains(&value) {
+                return Err(ConfigError::new(key, "must be between 1 and 31536000 seconds"));
+            }
+        }
+        if self.session_idle_seconds > self.session_max_seconds {
+            return Err(ConfigError::new(
+                "team.session_idle_seconds",
+                "must not exceed team.session_max_seconds",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -299,6 +350,7 @@ impl Default for RawConfig {
             http: Http::default(),
             client: ClientDefaults::default(),
             webhooks: Webhooks::default(),
+            team: Team::default(),
         }
     }
 }
@@ -480,6 +532,9 @@ pub struct Settings {
     pub log: Log,
     pub http: Http,
     pub webhooks: Webhooks,
+    pub team: Team,
+    /// Where the team server key lives (`team.server_key_file`, resolved).
+    pub team_server_key_file: PathBuf,
     /// The raw form, for `lethe config`.
     pub raw: RawConfig,
     /// `LETHE_*` environment variables that name no key: ignored, and named in a warning at start.
@@ -642,8 +697,13 @@ impl RawConfig {
             return Err(ConfigError::new("webhooks.give_up_seconds", "must be between 60 and 2592000"));
         }
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
+        self.team.validate()?;
+        let team_server_key_file =
+            self.team.server_key_file.clone().unwrap_or_else(|| data_dir.join("team-server-key.asc"));
         Ok(Settings {
             webhooks,
+            team: self.team.clone(),
+            team_server_key_file,
             storage,
             public_url,
             listeners,

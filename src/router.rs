@@ -107,6 +107,7 @@ pub enum Endpoint {
     Web(Web),
     Ui(Ui),
     Ops(Ops),
+    Team(Team),
     NotFound,
     /// The path exists but not for this method; carries the `Allow` header value.
     MethodNotAllowed(&'static str),
@@ -215,6 +216,68 @@ pub enum Ops {
     Version,
 }
 
+/// The team surface (`api/team.md`): paths ending in `.json`, on full listeners only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Team {
+    /// `GET /auth/verify.json`: the server key for the GPGAuth handshake.
+    ServerKey,
+    /// `POST /auth/login.json`, and the same handler at `POST /auth/verify.json`: GPGAuth stages 0–2.
+    Login,
+    /// `GET /auth/is-authenticated.json` and `/auth/checkSession.json`.
+    IsAuthenticated,
+    /// `GET` or `POST /auth/logout.json`.
+    Logout,
+    /// `GET /users.json`.
+    Users,
+    /// `GET /users/{id}.json` and `/users/me.json`; the id is checked after the session.
+    User { id: String },
+    /// `POST /users.json`: an admin registers a user with their key.
+    AddUser,
+    /// `GET /users/csrf-token.json`.
+    CsrfToken,
+    /// `GET /roles.json`.
+    Roles,
+    /// `GET /groups.json`: always `[]` in this version.
+    Groups,
+    /// `GET /resource-types.json`.
+    ResourceTypes,
+    /// `GET /resource-types/{id}.json`; the id is checked after the session.
+    ResourceType { id: String },
+    /// A `.json` path that is not a team route here (or any team path on a read-only listener):
+    /// 404 in the team's envelope.
+    Unknown,
+}
+
+/// Routes a `.json` path. Routing is by path and method only (`team.md` §1); another method on a
+/// known path is as unknown as an unknown path.
+fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
+    if !full {
+        return Team::Unknown;
+    }
+    let get = method == Method::GET || method == Method::HEAD;
+    match segments {
+        ["auth", "verify.json"] if get => Team::ServerKey,
+        ["auth", "verify.json" | "login.json"] if method == Method::POST => Team::Login,
+        ["auth", "is-authenticated.json" | "checkSession.json"] if get => Team::IsAuthenticated,
+        ["auth", "logout.json"] if get || method == Method::POST => Team::Logout,
+        ["users.json"] if get => Team::Users,
+        ["users.json"] if method == Method::POST => Team::AddUser,
+        ["users", "csrf-token.json"] if get => Team::CsrfToken,
+        ["users", file] if get => match file.strip_suffix(".json") {
+            Some(id) if id.len() <= 64 => Team::User { id: id.to_owned() },
+            _ => Team::Unknown,
+        },
+        ["roles.json"] if get => Team::Roles,
+        ["groups.json"] if get => Team::Groups,
+        ["resource-types.json"] if get => Team::ResourceTypes,
+        ["resource-types", file] if get => match file.strip_suffix(".json") {
+            Some(id) if id.len() <= 64 => Team::ResourceType { id: id.to_owned() },
+            _ => Team::Unknown,
+        },
+        _ => Team::Unknown,
+    }
+}
+
 impl V1 {
     /// The rate-limit class a call of this endpoint counts against, if any.
     pub fn rate_class(&self) -> Option<Class> {
@@ -281,6 +344,7 @@ impl Endpoint {
             | Endpoint::Client(_)
             | Endpoint::Requests(_)
             | Endpoint::Ops(_)
+            | Endpoint::Team(_)
             | Endpoint::NotFound
             | Endpoint::MethodNotAllowed(_) => Kind::Api,
         }
@@ -337,6 +401,21 @@ impl Endpoint {
                 Ops::Ready => "ops.ready",
                 Ops::Version => "ops.version",
             },
+            Endpoint::Team(team) => match team {
+                Team::ServerKey => "team.server_key",
+                Team::Login => "team.login",
+                Team::IsAuthenticated => "team.is_authenticated",
+                Team::Logout => "team.logout",
+                Team::Users => "team.users",
+                Team::AddUser => "team.add_user",
+                Team::User { .. } => "team.user",
+                Team::CsrfToken => "team.csrf_token",
+                Team::Roles => "team.roles",
+                Team::Groups => "team.groups",
+                Team::ResourceTypes => "team.resource_types",
+                Team::ResourceType { .. } => "team.resource_type",
+                Team::Unknown => "team.unknown",
+            },
             Endpoint::NotFound => "not_found",
             Endpoint::MethodNotAllowed(_) => "method_not_allowed",
         }
@@ -378,6 +457,9 @@ pub fn route(method: &Method, path: &str, mode: Mode) -> Endpoint {
 
     if let ["api", "v1", rest @ ..] = segments.as_slice() {
         return Endpoint::V1(route_v1(rest, get, post, full));
+    }
+    if path.ends_with(".json") {
+        return Endpoint::Team(route_team(&segments, method, full));
     }
     match segments.as_slice() {
         [""] | ["index.html"] if get => Endpoint::Ui(Ui::Shell),

@@ -69,6 +69,7 @@ pub enum StartError {
     DataDir(io::Error),
     Store(StoreError),
     Key(crate::crypto::CryptoError),
+    TeamKey(crate::crypto::server_key::ServerKeyError),
     Bind { addr: std::net::SocketAddr, source: io::Error },
     Admin(io::Error),
     Audit(io::Error),
@@ -84,6 +85,7 @@ impl std::fmt::Display for StartError {
             ),
             StartError::Store(err) => write!(f, "store: {err}"),
             StartError::Key(err) => err.fmt(f),
+            StartError::TeamKey(err) => err.fmt(f),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Admin(err) => write!(f, "admin socket: {err}"),
             StartError::Audit(err) => write!(f, "audit.file: {err}"),
@@ -135,6 +137,8 @@ pub struct Parts {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub keys: MasterKey,
+    /// The team surface's GPGAuth key, beside the master key.
+    pub team_key: crate::crypto::server_key::ServerKey,
     pub store: StoreHandle,
     /// The redb backend itself when that is the engine, for its writer's figures.
     pub redb: Option<Arc<store::RedbStore>>,
@@ -150,10 +154,12 @@ impl Parts {
     pub fn open(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Parts, StartError> {
         ensure_data_dir(&settings).map_err(StartError::DataDir)?;
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
+        let team_key = crate::crypto::server_key::ServerKey::load_or_create(&settings.team_server_key_file)
+            .map_err(StartError::TeamKey)?;
         let (store, redb) =
             store::open_engine(settings.storage, &settings.data_dir, crate::domain::KEYSPACES)
                 .map_err(StartError::Store)?;
-        Ok(Parts { settings, clock, keys, store, redb })
+        Ok(Parts { settings, clock, keys, team_key, store, redb })
     }
 
     /// The same parts with the store wrapped (the tests' fault injection).
@@ -162,7 +168,7 @@ impl Parts {
     }
 
     pub fn domain(self) -> Domain {
-        Domain::new(self.settings, self.store, self.clock, self.keys)
+        Domain::new(self.settings, self.store, self.clock, self.keys, self.team_key)
     }
 
     /// The server's shared state, auditing to `audit`.

@@ -61,6 +61,7 @@ impl http::Handler for Service {
                 Endpoint::Web(ep) => finish(app, &ctx, name, api::web::handle(app, &ctx, ep, req).await),
                 Endpoint::Ui(ep) => finish(app, &ctx, name, api::app::handle(ep)),
                 Endpoint::Ops(ep) => finish(app, &ctx, name, api::ops::handle(app, &ctx, ep).await),
+                Endpoint::Team(ep) => finish(app, &ctx, name, api::team::handle(app, &ctx, ep, req).await),
                 Endpoint::NotFound => {
                     finish(app, &ctx, name, Handled::unaudited(Err(api::JsonError::not_found())))
                 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod ops;
 pub mod ots_v1;
 pub mod requests;
+pub mod team;
 pub mod web;
 
 use hyper::body::Incoming;

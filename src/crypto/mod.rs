@@ -4,8 +4,10 @@
 //!
 //! Nothing here knows about HTTP or the store; the domain layer decides what gets hashed or sealed.
 
+pub mod key_facts;
 pub mod openpgp;
 pub mod passphrase;
+pub mod server_key;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -207,6 +209,8 @@ pub enum Purpose {
     Request,
     /// An outbox entry (addresses, links, labels), keyed by its store key.
     Outbox,
+    /// A team record (user, session, login token, resource, secret), keyed by its store key.
+    Team,
 }
 
 impl Purpose {
@@ -218,6 +222,7 @@ impl Purpose {
             Purpose::ClientSecret => b"lethe/client-secret-record",
             Purpose::Request => b"lethe/request-record",
             Purpose::Outbox => b"lethe/outbox-entry",
+            Purpose::Team => b"lethe/team-record",
         }
     }
 }
@@ -257,6 +262,7 @@ impl MasterKey {
             prk(Purpose::ClientSecret),
             prk(Purpose::Request),
             prk(Purpose::Outbox),
+            prk(Purpose::Team),
         ];
         // Starting from the clock keeps a restarted server appending after what it wrote before (the
         // sequence wraps every 49 days, which only moves where inserts land).

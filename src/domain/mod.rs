@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod outbox;
 pub mod requests;
 pub mod secrets;
+pub mod team;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::MasterKey;
 use crate::crypto::passphrase::Hasher;
+use crate::crypto::server_key::ServerKey;
 use crate::store::{Keyspace, StoreHandle, Timestamp};
 
 /// Everything a lifecycle needs, built once at start-up and shared by the services. Its store is the
@@ -86,6 +88,7 @@ pub struct Domain {
     pub requests: Requests,
     pub accounts: Accounts,
     pub outbox: Outbox,
+    pub team: team::Team,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<MasterKey>,
@@ -105,6 +108,7 @@ impl Domain {
         store: StoreHandle,
         clock: Arc<dyn Clock>,
         keys: MasterKey,
+        server_key: ServerKey,
     ) -> Domain {
         let hasher = Hasher::new(settings.passphrase.bcrypt_cost);
         let keys = Arc::new(keys);
@@ -121,6 +125,8 @@ impl Domain {
             requests: Requests { core: core.clone() },
             outbox: Outbox { core: core.clone() },
             accounts: Accounts { core },
+            accounts: Accounts { core: core.clone() },
+            team: team::Team::new(core, Arc::new(server_key)),
             settings,
             clock,
             keys,
@@ -150,6 +156,7 @@ pub const KEYSPACES: &[Keyspace] = &[
     secrets::ATTEMPTS,
     requests::REQUEST,
     outbox::OUTBOX,
+    team::TEAM,
 ];
 
 /// The record kinds `/metrics` counts, by label.
