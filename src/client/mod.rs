@@ -155,14 +155,24 @@ pub enum RequestCmd {
     /// Fetch and decrypt the secret provided for a request; prints it to stdout. The server deletes it.
     Collect {
         /// The request's id (from `lethe request list`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Withdraw a request; a secret already provided is deleted too.
-    Revoke { id: String },
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Delete a collected, revoked or expired request (its private key and token) from this machine.
-    Remove { id: String },
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Replace a pending request's key pair; prints the new link (the old one stops verifying).
-    Rotate { id: String },
+    Rotate {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Add a request exported from the web UI (or another machine).
     Import {
         /// A `lethe-request-<id>.json` export file.
@@ -171,6 +181,8 @@ pub enum RequestCmd {
     /// Print a request in the web UI's export format (it holds the private key and token: treat it as
     /// a secret).
     Export {
+        // Request ids are base64url: one in 64 starts with `-`, which must still read as the id.
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Write it to this new file (mode 0600) instead of stdout.
         #[arg(long, value_name = "PATH")]
@@ -1007,6 +1019,19 @@ async fn request_respond(flag: &UrlArg, link: &str) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: request ids are base64url, so one in 64 starts with `-`, and clap read such an id
+    /// as an unknown flag (a flaky `client_cli` test found it).
+    #[test]
+    fn a_request_id_that_starts_with_a_hyphen_is_an_id() {
+        use clap::Parser;
+        let id = "-6Qx2bKp0aZ4yWc8dTf1uG";
+        for op in ["collect", "revoke", "remove", "rotate", "export"] {
+            let parsed = crate::cli::Cli::try_parse_from(["lethe", "request", op, id]);
+            assert!(parsed.is_ok(), "{op}: {:?}", parsed.err().map(|e| e.to_string()));
+            assert!(format!("{parsed:?}").contains(id), "{op}");
+        }
+    }
 
     #[test]
     fn durations_are_the_web_uis_or_seconds() {

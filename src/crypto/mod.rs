@@ -231,7 +231,7 @@ impl Purpose {
 /// from it *and* the bearer id of the record.
 pub struct MasterKey {
     /// One HKDF pseudo-random key per [`Purpose`], extracted once so the hot path only expands.
-    prks: [Prk; 6],
+    prks: [Prk; 7],
     log_key: hmac::Key,
     /// Masks the creation sequence inside each bearer id (see [`MasterKey::store_key`]).
     locality_key: hmac::Key,

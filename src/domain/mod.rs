@@ -124,7 +124,6 @@ impl Domain {
             client: ClientSecrets { core: core.clone() },
             requests: Requests { core: core.clone() },
             outbox: Outbox { core: core.clone() },
-            accounts: Accounts { core },
             accounts: Accounts { core: core.clone() },
             team: team::Team::new(core, Arc::new(server_key)),
             settings,
