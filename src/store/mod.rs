@@ -21,6 +21,7 @@ pub mod codec;
 mod conformance;
 mod memory;
 mod redb;
+mod redis;
 
 use std::any::Any;
 use std::fmt;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
 pub use memory::MemoryStore;
+pub use self::redis::{RedisOptions, RedisStore};
 
 pub use crate::clock::Timestamp;
 use crate::histogram::Histogram;
