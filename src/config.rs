@@ -68,6 +68,89 @@ pub struct RawConfig {
     pub log: Log,
     pub http: Http,
     pub client: ClientDefaults,
+    pub redis: RedisConfig,
+}
+
+/// The `[redis]` section: where the Redis store lives when `storage = "redis"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// One URL for a single server (`rediss://` for TLS); several for cluster seeds. The environment
+    /// may give one URL as a plain string.
+    #[serde(deserialize_with = "one_or_many")]
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    /// Prefix of every key lethe writes, so one Redis can hold other data too.
+    pub key_prefix: String,
+    /// A file holding Redis's password, so it stays out of URLs and the config file.
+    pub password_file: Option<PathBuf>,
+    /// Start even when Redis does not fsync every write; the guarantee becomes Redis's.
+    pub accept_weaker_durability: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            urls: vec!["redis://127.0.0.1:6379/0".into()],
+            cluster: false,
+            key_prefix: "lethe:".into(),
+            password_file: None,
+            accept_weaker_durability: false,
+        }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    })
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.urls.is_empty() {
+            return Err(ConfigError::new("redis.urls", "must name at least one Redis server"));
+        }
+        for url in &self.urls {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                // Not the URL itself: it may carry a password.
+                return Err(ConfigError::new("redis.urls", "each URL must start with redis:// or rediss://"));
+            }
+        }
+        if self.cluster {
+            return Err(ConfigError::new("redis.cluster", "cluster mode is not supported yet"));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
+            return Err(ConfigError::new("redis.key_prefix", "must be 1 to 64 characters"));
+        }
+        Ok(())
+    }
+
+    /// What the Redis backend needs, with the password read from `password_file`.
+    pub fn options(&self) -> Result<crate::store::RedisOptions, ConfigError> {
+        let password = match &self.password_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    ConfigError::new("redis.password_file", format!("{}: {err}", path.display()))
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+        };
+        Ok(crate::store::RedisOptions {
+            urls: self.urls.clone(),
+            key_prefix: self.key_prefix.clone(),
+            password,
+            accept_weaker_durability: self.accept_weaker_durability,
+        })
+    }
 }
 
 /// The command-line client's defaults (`lethe send`, `receive`, `request …`); the server ignores them.
@@ -278,6 +361,7 @@ impl Default for RawConfig {
             log: Log::default(),
             http: Http::default(),
             client: ClientDefaults::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -291,6 +375,10 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub read_only: bool,
     pub disable_secret_requests: bool,
+    /// `--redis-url`, repeatable.
+    pub redis_urls: Vec<String>,
+    /// `--redis-cluster`.
+    pub redis_cluster: bool,
 }
 
 /// Where the layers come from; tests pass their own environment.
@@ -352,6 +440,12 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
     }
     if o.disable_secret_requests {
         figment = figment.merge(("disable_secret_requests", true));
+    }
+    if !o.redis_urls.is_empty() {
+        figment = figment.merge(("redis.urls", &o.redis_urls));
+    }
+    if o.redis_cluster {
+        figment = figment.merge(("redis.cluster", true));
     }
     let raw: RawConfig = figment.extract().map_err(figment_error)?;
     let mut settings = raw.validate(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))?;
@@ -604,6 +698,7 @@ impl RawConfig {
         if let Some(url) = &self.client.url {
             validate_url(url).map_err(|msg| ConfigError::new("client.url", msg))?;
         }
+        self.redis.validate()?;
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
         Ok(Settings {
             storage,
@@ -744,7 +839,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("LETHE_STORAGE", "foo");
             let err = load_in_jail(Sources::default()).unwrap_err();
-            assert_eq!(err.to_string(), "storage: unknown engine \"foo\"; expected redb or memory");
+            assert_eq!(err.to_string(), "storage: unknown engine \"foo\"; expected redb, memory or redis");
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -40,7 +40,10 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     }
     let d = &app.domain;
     let stats = Arc::clone(&app.metrics.reaper);
-    tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+    // Redis expires entries itself: nothing to sweep there.
+    if d.settings.storage != crate::store::Engine::Redis {
+        tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+    }
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
             && err.is_panic()
@@ -134,9 +137,19 @@ impl Parts {
     pub fn open(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Parts, StartError> {
         ensure_data_dir(&settings).map_err(StartError::DataDir)?;
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
-        let (store, redb) =
-            store::open_engine(settings.storage, &settings.data_dir, crate::domain::KEYSPACES)
-                .map_err(StartError::Store)?;
+        let redis = match settings.storage {
+            store::Engine::Redis => Some(
+                settings.raw.redis.options().map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?,
+            ),
+            _ => None,
+        };
+        let (store, redb) = store::open_engine(
+            settings.storage,
+            &settings.data_dir,
+            redis.as_ref(),
+            crate::domain::KEYSPACES,
+        )
+        .map_err(StartError::Store)?;
         Ok(Parts { settings, clock, keys, store, redb })
     }
 
