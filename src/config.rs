@@ -952,4 +952,29 @@ mod tests {
         assert_eq!(again.storage, "redb");
         assert_eq!(again.public_url.as_deref(), Some("http://127.0.0.1:8080"));
     }
+
+    #[test]
+    fn redis_keys_come_from_file_environment_and_flags_and_bad_ones_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("lethe.toml", "storage = \"redis\"\n[redis]\nkey_prefix = \"a:\"\n")?;
+            jail.set_env("LETHE_REDIS__URLS", "redis://10.0.0.1:6379/0");
+            let s =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap();
+            assert_eq!(s.storage, Engine::Redis);
+            assert_eq!(s.raw.redis.urls, ["redis://10.0.0.1:6379/0"]);
+            assert_eq!(s.raw.redis.key_prefix, "a:");
+            assert!(!s.raw.redis.accept_weaker_durability);
+            let overrides =
+                Overrides { redis_urls: vec!["rediss://r.example:6380/0".into()], ..Overrides::default() };
+            let s = load_in_jail(Sources { file: Some("lethe.toml".into()), overrides }).unwrap();
+            assert_eq!(s.raw.redis.urls, ["rediss://r.example:6380/0"]);
+            jail.set_env("LETHE_REDIS__URLS", "http://user:hunter2@10.0.0.1/");
+            let err =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap_err();
+            assert_eq!(err.to_string(), "redis.urls: each URL must start with redis:// or rediss://");
+            Ok(())
+        });
+    }
 }

@@ -42,7 +42,13 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     let stats = Arc::clone(&app.metrics.reaper);
     // Redis expires entries itself: nothing to sweep there.
     if d.settings.storage != crate::store::Engine::Redis {
-        tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+        tasks.spawn(reaper::run(
+            d.store().clone(),
+            Arc::clone(&d.clock),
+            REAPER_BATCH,
+            stats,
+            shutdown.clone(),
+        ));
     }
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
@@ -139,7 +145,11 @@ impl Parts {
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
         let redis = match settings.storage {
             store::Engine::Redis => Some(
-                settings.raw.redis.options().map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?,
+                settings
+                    .raw
+                    .redis
+                    .options()
+                    .map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?,
             ),
             _ => None,
         };

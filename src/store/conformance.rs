@@ -988,7 +988,14 @@ fn redis_loss_is_an_error_and_the_store_reconnects() {
     result.expect("the store reconnected");
 }
 
-fn put_at(store: &Arc<dyn Store>, ks: Keyspace, key: &[u8], value: &[u8], at: Option<Timestamp>, now: Timestamp) {
+fn put_at(
+    store: &Arc<dyn Store>,
+    ks: Keyspace,
+    key: &[u8],
+    value: &[u8],
+    at: Option<Timestamp>,
+    now: Timestamp,
+) {
     let outcome = store.apply(Batch::new().put(ks, key, value.to_vec(), at), now).expect("apply");
     assert_eq!(outcome, Outcome::Applied(vec![None]));
 }

@@ -29,8 +29,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
-pub use memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
+pub use memory::MemoryStore;
 
 pub use crate::clock::Timestamp;
 use crate::histogram::Histogram;
@@ -585,7 +585,8 @@ pub fn open_engine(
 ) -> Result<(StoreHandle, Option<Arc<RedbStore>>), StoreError> {
     match engine {
         Engine::Redis => {
-            let options = redis.ok_or_else(|| StoreError::Io("the redis engine needs its [redis] settings".into()))?;
+            let options =
+                redis.ok_or_else(|| StoreError::Io("the redis engine needs its [redis] settings".into()))?;
             Ok((StoreHandle::new(Arc::new(RedisStore::open(options, keyspaces)?)), None))
         }
         Engine::Memory => Ok((StoreHandle::new(Arc::new(MemoryStore::new())), None)),

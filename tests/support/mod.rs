@@ -99,7 +99,8 @@ impl TestServer {
 
     /// A server on an existing data directory (a restored backup, say), which the caller keeps.
     pub async fn start_on(engine: Engine, data_dir: &Path) -> TestServer {
-        TestServer::launch(engine, None, data_dir.to_owned(), ManualClock::new(T0), false, None, &|_| {}).await
+        TestServer::launch(engine, None, data_dir.to_owned(), ManualClock::new(T0), false, None, &|_| {})
+            .await
     }
 
     /// One server, two listeners: full at `base`, read-only at `mirror`, links pointing at the mirror.
@@ -152,7 +153,21 @@ impl TestServer {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, mirror, faults, audit, clock, app, engine, dir, data_dir, redis, stop, task, client }
+        TestServer {
+            base,
+            mirror,
+            faults,
+            audit,
+            clock,
+            app,
+            engine,
+            dir,
+            data_dir,
+            redis,
+            stop,
+            task,
+            client,
+        }
     }
 
     /// Stops the server gracefully and waits until the store is closed.

@@ -165,10 +165,8 @@ impl RedisStore {
     /// Connects, checks Redis's persistence, and returns the store. Blocks while it connects.
     pub fn open(options: &RedisOptions, keyspaces: &'static [Keyspace]) -> Result<RedisStore, StoreError> {
         Keyspace::check_all(keyspaces)?;
-        let url = options
-            .urls
-            .first()
-            .ok_or_else(|| StoreError::Io("redis.urls names no Redis server".into()))?;
+        let url =
+            options.urls.first().ok_or_else(|| StoreError::Io("redis.urls names no Redis server".into()))?;
         let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
             .map_err(|err| StoreError::Io(format!("redis.urls: not a Redis URL ({:?})", err.kind())))?;
         if let Some(password) = &options.password {
@@ -181,7 +179,12 @@ impl RedisStore {
             .enable_all()
             .build()
             .map_err(|err| StoreError::Io(format!("cannot start the Redis runtime: {err}")))?;
+        // The crate's default backoff multiplies a one-second delay by 100 per attempt, so a request
+        // that arrives while Redis is down would wait minutes; fail within seconds and let the next
+        // request try again instead.
         let config = ::redis::aio::ConnectionManagerConfig::new()
+            .set_factor(2)
+            .set_max_delay(1000)
             .set_number_of_retries(2)
             .set_connection_timeout(RESPONSE_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
@@ -498,7 +501,8 @@ impl Store for RedisStore {
                 for full in found {
                     let mut cmd = ::redis::cmd("HMGET");
                     cmd.arg(full.as_slice()).arg("n").arg("e").arg("v");
-                    let fields: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+                    let fields: Vec<Option<Vec<u8>>> =
+                        cmd.query_async(&mut conn).await.map_err(unavailable)?;
                     if let [Some(n), Some(e), Some(v)] = fields.as_slice()
                         && let Some(entry) = live_entry(n, e, v.clone(), now)?
                     {
@@ -564,7 +568,8 @@ impl Store for RedisStore {
             loop {
                 let mut cmd = ::redis::cmd("SCAN");
                 cmd.arg(cursor).arg("MATCH").arg(pattern.as_slice()).arg("COUNT").arg(SCAN_COUNT);
-                let (next, keys): (u64, Vec<Vec<u8>>) = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+                let (next, keys): (u64, Vec<Vec<u8>>) =
+                    cmd.query_async(&mut conn).await.map_err(unavailable)?;
                 count += keys.len() as u64;
                 if next == 0 {
                     return Ok(count);
@@ -589,4 +594,3 @@ impl Store for RedisStore {
         ))
     }
 }
-
