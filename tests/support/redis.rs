@@ -88,6 +88,22 @@ impl RedisServer {
         false
     }
 
+    /// Starts the server again on the same port and directory, after [`RedisServer::kill`]: it reloads
+    /// its append-only file, as a restarted Redis does.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--dir", self._dir.path().to_str().expect("utf-8 temporary path")])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server restarts");
+        assert!(self.wait_ready(), "redis-server did not come back on its port");
+    }
+
     /// Stops the server at once, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
