@@ -149,6 +149,7 @@ impl RedisConfig {
             key_prefix: self.key_prefix.clone(),
             password,
             accept_weaker_durability: self.accept_weaker_durability,
+            key_check: None,
         })
     }
 }

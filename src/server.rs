@@ -144,13 +144,15 @@ impl Parts {
         ensure_data_dir(&settings).map_err(StartError::DataDir)?;
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
         let redis = match settings.storage {
-            store::Engine::Redis => Some(
-                settings
+            store::Engine::Redis => {
+                let mut options = settings
                     .raw
                     .redis
                     .options()
-                    .map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?,
-            ),
+                    .map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?;
+                options.key_check = Some(keys.id_hash("lethe/master-key-check"));
+                Some(options)
+            }
             _ => None,
         };
         let (store, redb) = store::open_engine(

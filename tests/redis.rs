@@ -77,3 +77,23 @@ async fn with_redis_down_a_reveal_fails_and_after_its_restart_the_acknowledged_s
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_master_key_differs_from_the_first_nodes_is_refused() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let tweak = move |raw: &mut lethe::config::RawConfig| raw.redis.urls = vec![url.clone()];
+    let a = TestServer::start_with(Engine::Redis, &tweak).await;
+    let other = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(other.path().to_owned()),
+        storage: "redis".into(),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![redis.url()];
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    let err = lethe::server::Parts::open(settings, clock).expect_err("a second master key is refused");
+    assert!(err.to_string().contains("master key is not the one"), "{err}");
+    a.stop().await;
+}

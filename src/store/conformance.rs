@@ -44,6 +44,7 @@ fn redis() -> Fixture {
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
+        key_check: None,
     };
     let store = RedisStore::open(&options, test_keyspaces::ALL).expect("open redis");
     Fixture { store: Arc::new(store), _dir: None, _redis: Some(server) }
@@ -949,6 +950,7 @@ fn redis_with_weaker_persistence_is_refused_unless_accepted() {
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
+        key_check: None,
     };
     let err = RedisStore::open(&options, test_keyspaces::ALL).expect_err("refused");
     assert!(err.to_string().contains("appendfsync everysec"), "{err}");

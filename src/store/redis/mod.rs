@@ -46,6 +46,10 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// Start even when Redis does not fsync every write (`appendonly yes`, `appendfsync always`).
     pub accept_weaker_durability: bool,
+    /// A check value of this node's master key (a keyed hash, never the key): the first node records
+    /// it in Redis, and a node whose value differs is refused, since it could open nothing the others
+    /// made.
+    pub key_check: Option<String>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -204,6 +208,9 @@ impl RedisStore {
             scan: Arc::new(::redis::Script::new(SCAN_SCRIPT)),
         };
         store.check_durability(options.accept_weaker_durability)?;
+        if let Some(check) = &options.key_check {
+            store.claim_key_check(check)?;
+        }
         Ok(store)
     }
 
@@ -248,6 +255,30 @@ impl RedisStore {
             full.extend_from_slice(format!("i{}", ks.tag()).as_bytes());
             full
         })
+    }
+
+    /// Records `check` if no node has yet, else refuses a value other than the one recorded.
+    fn claim_key_check(&self, check: &str) -> Result<(), StoreError> {
+        let mut full = self.prefix.clone();
+        full.extend_from_slice(b"master-key-check");
+        let mut conn = self.conn.clone();
+        let check_owned = check.to_owned();
+        let recorded: String = self.wait(async move {
+            let mut set = ::redis::cmd("SET");
+            set.arg(full.as_slice()).arg(check_owned).arg("NX");
+            let _: Option<String> = set.query_async(&mut conn).await.map_err(unavailable)?;
+            let mut get = ::redis::cmd("GET");
+            get.arg(full.as_slice());
+            get.query_async(&mut conn).await.map_err(unavailable)
+        })?;
+        if recorded == check {
+            return Ok(());
+        }
+        Err(StoreError::Io(
+            "this node's master key is not the one the other nodes on this Redis use (the check value \
+             recorded in Redis differs); copy master_key_file from a node already running here"
+                .into(),
+        ))
     }
 
     /// Refuses a Redis that may lose an acknowledged write, unless the operator accepted that.
