@@ -108,7 +108,8 @@ pub struct ServeArgs {
     /// configured listeners.
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
-    /// Storage engine: redb (durable file in the data directory) or memory (lost on restart).
+    /// Storage engine: redb (durable file in the data directory), memory (lost on restart) or redis
+    /// (a Redis or Valkey server that several nodes share; see --redis-url).
     #[arg(long, value_name = "ENGINE")]
     pub storage: Option<String>,
     /// Base URL of every link handed out, e.g. https://secrets.example.com.
@@ -120,6 +121,12 @@ pub struct ServeArgs {
     /// Turn secret requests off.
     #[arg(long)]
     pub disable_secret_requests: bool,
+    /// Redis server for --storage redis, e.g. redis://127.0.0.1:6379/0; repeat for cluster seeds.
+    #[arg(long = "redis-url", value_name = "URL")]
+    pub redis_urls: Vec<String>,
+    /// Redis Cluster mode.
+    #[arg(long)]
+    pub redis_cluster: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +160,8 @@ fn load(cli: &Cli, args: &ServeArgs) -> Result<Settings, ExitCode> {
             listen: args.listen.clone(),
             read_only: args.read_only,
             disable_secret_requests: args.disable_secret_requests,
+            redis_urls: args.redis_urls.clone(),
+            redis_cluster: args.redis_cluster,
         },
     };
     config::load(&sources).map_err(|err| {

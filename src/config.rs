@@ -70,6 +70,90 @@ pub struct RawConfig {
     pub client: ClientDefaults,
     pub webhooks: Webhooks,
     pub team: Team,
+    pub redis: RedisConfig,
+}
+
+/// The `[redis]` section: where the Redis store lives when `storage = "redis"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// One URL for a single server (`rediss://` for TLS); several for cluster seeds. The environment
+    /// may give one URL as a plain string.
+    #[serde(deserialize_with = "one_or_many")]
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    /// Prefix of every key lethe writes, so one Redis can hold other data too.
+    pub key_prefix: String,
+    /// A file holding Redis's password, so it stays out of URLs and the config file.
+    pub password_file: Option<PathBuf>,
+    /// Start even when Redis does not fsync every write; the guarantee becomes Redis's.
+    pub accept_weaker_durability: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            urls: vec!["redis://127.0.0.1:6379/0".into()],
+            cluster: false,
+            key_prefix: "lethe:".into(),
+            password_file: None,
+            accept_weaker_durability: false,
+        }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    })
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.urls.is_empty() {
+            return Err(ConfigError::new("redis.urls", "must name at least one Redis server"));
+        }
+        for url in &self.urls {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                // Not the URL itself: it may carry a password.
+                return Err(ConfigError::new("redis.urls", "each URL must start with redis:// or rediss://"));
+            }
+        }
+        if self.cluster {
+            return Err(ConfigError::new("redis.cluster", "cluster mode is not supported yet"));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
+            return Err(ConfigError::new("redis.key_prefix", "must be 1 to 64 characters"));
+        }
+        Ok(())
+    }
+
+    /// What the Redis backend needs, with the password read from `password_file`.
+    pub fn options(&self) -> Result<crate::store::RedisOptions, ConfigError> {
+        let password = match &self.password_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    ConfigError::new("redis.password_file", format!("{}: {err}", path.display()))
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+        };
+        Ok(crate::store::RedisOptions {
+            urls: self.urls.clone(),
+            key_prefix: self.key_prefix.clone(),
+            password,
+            accept_weaker_durability: self.accept_weaker_durability,
+            key_check: None,
+        })
+    }
 }
 
 /// Signed webhooks for secret-request events, sent from the outbox; off without `url`.
@@ -351,6 +435,7 @@ impl Default for RawConfig {
             client: ClientDefaults::default(),
             webhooks: Webhooks::default(),
             team: Team::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -364,6 +449,10 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub read_only: bool,
     pub disable_secret_requests: bool,
+    /// `--redis-url`, repeatable.
+    pub redis_urls: Vec<String>,
+    /// `--redis-cluster`.
+    pub redis_cluster: bool,
 }
 
 /// Where the layers come from; tests pass their own environment.
@@ -425,6 +514,12 @@ pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
     }
     if o.disable_secret_requests {
         figment = figment.merge(("disable_secret_requests", true));
+    }
+    if !o.redis_urls.is_empty() {
+        figment = figment.merge(("redis.urls", &o.redis_urls));
+    }
+    if o.redis_cluster {
+        figment = figment.merge(("redis.cluster", true));
     }
     let raw: RawConfig = figment.extract().map_err(figment_error)?;
     let mut settings = raw.validate(std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))?;
@@ -696,6 +791,7 @@ impl RawConfig {
         if !(60..=30 * 86_400).contains(&webhooks.give_up_seconds) {
             return Err(ConfigError::new("webhooks.give_up_seconds", "must be between 60 and 2592000"));
         }
+        self.redis.validate()?;
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
         self.team.validate()?;
         let team_server_key_file =
@@ -842,7 +938,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("LETHE_STORAGE", "foo");
             let err = load_in_jail(Sources::default()).unwrap_err();
-            assert_eq!(err.to_string(), "storage: unknown engine \"foo\"; expected redb or memory");
+            assert_eq!(err.to_string(), "storage: unknown engine \"foo\"; expected redb, memory or redis");
             Ok(())
         });
         Jail::expect_with(|jail| {
@@ -954,5 +1050,30 @@ mod tests {
         let again: RawConfig = Figment::from(Toml::string(&s.to_toml())).extract().unwrap();
         assert_eq!(again.storage, "redb");
         assert_eq!(again.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn redis_keys_come_from_file_environment_and_flags_and_bad_ones_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("lethe.toml", "storage = \"redis\"\n[redis]\nkey_prefix = \"a:\"\n")?;
+            jail.set_env("LETHE_REDIS__URLS", "redis://10.0.0.1:6379/0");
+            let s =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap();
+            assert_eq!(s.storage, Engine::Redis);
+            assert_eq!(s.raw.redis.urls, ["redis://10.0.0.1:6379/0"]);
+            assert_eq!(s.raw.redis.key_prefix, "a:");
+            assert!(!s.raw.redis.accept_weaker_durability);
+            let overrides =
+                Overrides { redis_urls: vec!["rediss://r.example:6380/0".into()], ..Overrides::default() };
+            let s = load_in_jail(Sources { file: Some("lethe.toml".into()), overrides }).unwrap();
+            assert_eq!(s.raw.redis.urls, ["rediss://r.example:6380/0"]);
+            jail.set_env("LETHE_REDIS__URLS", "http://user:hunter2@10.0.0.1/");
+            let err =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap_err();
+            assert_eq!(err.to_string(), "redis.urls: each URL must start with redis:// or rediss://");
+            Ok(())
+        });
     }
 }

@@ -40,7 +40,16 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
     }
     let d = &app.domain;
     let stats = Arc::clone(&app.metrics.reaper);
-    tasks.spawn(reaper::run(d.store().clone(), Arc::clone(&d.clock), REAPER_BATCH, stats, shutdown.clone()));
+    // Redis expires entries itself: nothing to sweep there.
+    if d.settings.storage != crate::store::Engine::Redis {
+        tasks.spawn(reaper::run(
+            d.store().clone(),
+            Arc::clone(&d.clock),
+            REAPER_BATCH,
+            stats,
+            shutdown.clone(),
+        ));
+    }
     if let Some(hook) = webhook(&d.settings) {
         match hook {
             Ok(hook) => drop(tasks.spawn(crate::delivery::run(Arc::clone(&app), hook, shutdown.clone()))),
@@ -156,9 +165,25 @@ impl Parts {
         let keys = MasterKey::load_or_create(&settings.master_key_file).map_err(StartError::Key)?;
         let team_key = crate::crypto::server_key::ServerKey::load_or_create(&settings.team_server_key_file)
             .map_err(StartError::TeamKey)?;
-        let (store, redb) =
-            store::open_engine(settings.storage, &settings.data_dir, crate::domain::KEYSPACES)
-                .map_err(StartError::Store)?;
+        let redis = match settings.storage {
+            store::Engine::Redis => {
+                let mut options = settings
+                    .raw
+                    .redis
+                    .options()
+                    .map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?;
+                options.key_check = Some(keys.id_hash("lethe/master-key-check"));
+                Some(options)
+            }
+            _ => None,
+        };
+        let (store, redb) = store::open_engine(
+            settings.storage,
+            &settings.data_dir,
+            redis.as_ref(),
+            crate::domain::KEYSPACES,
+        )
+        .map_err(StartError::Store)?;
         Ok(Parts { settings, clock, keys, team_key, store, redb })
     }
 

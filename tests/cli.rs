@@ -137,7 +137,7 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
     let o = lethe(&["serve", "--data-dir", d], &[("LETHE_STORAGE", "foo")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("storage: unknown engine \"foo\"; expected redb or memory"),
+        stderr(&o).contains("storage: unknown engine \"foo\"; expected redb, memory or redis"),
         "{}",
         stderr(&o)
     );

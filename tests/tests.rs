@@ -18,6 +18,7 @@ mod hostile_http;
 mod http;
 mod limits;
 mod mirror;
+mod redis;
 mod requests;
 mod strict_input;
 mod team_cli;

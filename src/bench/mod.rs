@@ -131,7 +131,8 @@ pub struct BenchArgs {
     /// a phase.
     #[arg(long, value_name = "N")]
     pub requests: Option<u64>,
-    /// Storage engine of the in-process server: redb or memory [default: redb].
+    /// Storage engine of the in-process server: redb, memory or redis (a Redis at
+    /// redis://127.0.0.1:6379/0 with appendfsync always) [default: redb].
     #[arg(long, value_name = "ENGINE")]
     pub storage: Option<String>,
     /// bcrypt cost of the in-process server [default: 4, cheap, so that passphrase runs measure the

@@ -151,7 +151,7 @@ fn bad_flags_are_refused_with_a_message() {
     assert!(a.plan().is_err());
     let mut a = args(Mix::V1);
     a.storage = Some("floppy".into());
-    assert!(a.plan().unwrap_err().contains("redb or memory"));
+    assert!(a.plan().unwrap_err().contains("redb, memory or redis"));
     let mut a = args(Mix::V1);
     a.duration = Some(f64::NAN);
     assert!(a.plan().is_err());

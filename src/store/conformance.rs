@@ -20,16 +20,34 @@ struct Fixture {
     // Declared first so it is dropped (and the redb writer joined) before the directory goes.
     store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
+    /// The `redis-server` of a Redis fixture, killed when the fixture goes.
+    _redis: Option<redis_server::RedisServer>,
 }
 
+#[path = "../../tests/support/redis.rs"]
+mod redis_server;
+
 fn memory() -> Fixture {
-    Fixture { store: Arc::new(MemoryStore::new()), _dir: None }
+    Fixture { store: Arc::new(MemoryStore::new()), _dir: None, _redis: None }
 }
 
 fn redb() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open redb");
-    Fixture { store: Arc::new(store), _dir: Some(dir) }
+    Fixture { store: Arc::new(store), _dir: Some(dir), _redis: None }
+}
+
+fn redis() -> Fixture {
+    let server = redis_server::RedisServer::start();
+    let options = RedisOptions {
+        urls: vec![server.url()],
+        key_prefix: "lethe-test:".into(),
+        password: None,
+        accept_weaker_durability: false,
+        key_check: None,
+    };
+    let store = RedisStore::open(&options, test_keyspaces::ALL).expect("open redis");
+    Fixture { store: Arc::new(store), _dir: None, _redis: Some(server) }
 }
 
 /// A module of tests, each a suite function run on a fresh store from `$fixture`.
@@ -45,6 +63,7 @@ macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         suite!(memory_backend = memory; $($name),*);
         suite!(redb_backend = redb; $($name),*);
+        suite!(redis_backend = redis; $($name),*);
     };
 }
 
@@ -71,15 +90,28 @@ conformance!(
     prefix_scan_sees_only_its_own_keyspace,
     concurrent_version_conditioned_takes_of_one_key_have_exactly_one_winner,
     concurrent_creates_of_one_key_have_exactly_one_winner,
+    check_succeeds_on_an_open_store,
+    many_concurrent_batches_from_several_threads_are_all_applied,
+    concurrent_conflicting_batches_do_not_affect_their_neighbours,
+);
+
+/// What only backends that keep their own expiry index and can copy themselves consistently do: purge
+/// in bounded passes and take a snapshot. Redis expires entries itself and is backed up by its own
+/// persistence; `redis_has_nothing_to_purge_and_refuses_a_snapshot` pins what it does instead.
+macro_rules! embedded {
+    ($($name:ident),* $(,)?) => {
+        suite!(memory_embedded = memory; $($name),*);
+        suite!(redb_embedded = redb; $($name),*);
+    };
+}
+
+embedded!(
+    count_counts_unpurged_entries_per_keyspace,
     purge_removes_exactly_the_expired_entries_after_overwrites_deletes_and_takes,
     next_expiry_is_never_late_and_exact_after_a_purge,
     a_key_re_put_with_a_later_expiry_is_not_purged_at_its_old_expiry,
     purge_removes_at_most_limit_entries_and_repeated_passes_remove_all,
     removed_entries_do_not_use_up_a_purge_pass,
-    count_counts_unpurged_entries_per_keyspace,
-    check_succeeds_on_an_open_store,
-    many_concurrent_batches_from_several_threads_are_all_applied,
-    concurrent_conflicting_batches_do_not_affect_their_neighbours,
     visit_all_sees_every_live_entry_of_every_keyspace_once,
 );
 
@@ -88,6 +120,7 @@ macro_rules! plans {
     ($($name:ident),* $(,)?) => {
         suite!(memory_plans = memory; $($name),*);
         suite!(redb_plans = redb; $($name),*);
+        suite!(redis_plans = redis; $($name),*);
         suite!(two_step_plans = two_step; $($name),*);
     };
 }
@@ -205,7 +238,7 @@ fn a_keyspace_list_with_a_shared_tag_or_name_is_refused() {
 
 /// The memory backend behind [`TwoStep`].
 fn two_step() -> Fixture {
-    Fixture { store: Arc::new(TwoStep(memory().store)), _dir: None }
+    Fixture { store: Arc::new(TwoStep(memory().store)), _dir: None, _redis: None }
 }
 
 /// Runs `plan` through [`Store::apply_planned`] and waits for its answer; the report is what the plan
@@ -877,4 +910,94 @@ fn the_memory_store_debug_output_shows_no_keys_or_values() {
     memory.apply(Batch::new().put(S, b"key-material", b"plaintext".to_vec(), None), NOW).expect("apply");
     let shown = format!("{memory:?}");
     assert!(!shown.contains("key-material") && !shown.contains("plaintext"), "{shown}");
+}
+
+/// Redis reclaims expired entries itself, so the reaper's calls find nothing to do, and lethe refuses
+/// a snapshot it could not make consistent, pointing at Redis's own persistence.
+#[test]
+fn redis_has_nothing_to_purge_and_refuses_a_snapshot() {
+    let fixture = redis();
+    let store = &fixture.store;
+    put(store, S, b"old", b"v", Some(NOW + 1));
+    assert_eq!(store.purge_expired(NOW + 10, 100).expect("purge"), 0);
+    assert_eq!(store.next_expiry().expect("next expiry"), None);
+    assert_eq!(get(store, S, b"old", NOW + 10), None, "expired by the passed-in clock");
+    let err = store.visit_all(NOW, &mut |_, _, _| Ok(())).expect_err("no snapshot of Redis");
+    assert!(err.to_string().contains("back up Redis itself"), "{err}");
+}
+
+/// Each entry carries Redis's own expiry, so Redis removes it at its time with no sweep by lethe.
+#[test]
+fn redis_removes_an_expired_entry_by_itself() {
+    let fixture = redis();
+    let server = fixture._redis.as_ref().expect("redis fixture");
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    put_at(&fixture.store, S, b"soon", b"v", Some(now + 1), now);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.cli(&["DBSIZE"]) != "0" {
+        assert!(std::time::Instant::now() < deadline, "Redis never expired the entry");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Without `appendfsync always` lethe refuses to open a Redis, naming what it found, unless the
+/// operator accepts the weaker guarantee.
+#[test]
+fn redis_with_weaker_persistence_is_refused_unless_accepted() {
+    let server = redis_server::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let mut options = RedisOptions {
+        urls: vec![server.url()],
+        key_prefix: "lethe-test:".into(),
+        password: None,
+        accept_weaker_durability: false,
+        key_check: None,
+    };
+    let err = RedisStore::open(&options, test_keyspaces::ALL).expect_err("refused");
+    assert!(err.to_string().contains("appendfsync everysec"), "{err}");
+    assert!(err.to_string().contains("redis.accept_weaker_durability"), "{err}");
+    options.accept_weaker_durability = true;
+    assert!(RedisStore::open(&options, test_keyspaces::ALL).is_ok());
+}
+
+/// With Redis gone the store reports itself unavailable instead of hanging or panicking, and once
+/// Redis is back the same store works again without being reopened.
+#[test]
+fn redis_loss_is_an_error_and_the_store_reconnects() {
+    let mut fixture = redis();
+    put(&fixture.store, S, b"k", b"v", None);
+    let port = fixture._redis.as_ref().expect("redis fixture").port;
+    let mut server = fixture._redis.take().expect("redis fixture");
+    server.kill();
+    assert!(fixture.store.get(S, b"k", NOW).is_err());
+    assert!(fixture.store.apply(Batch::new().take(S, b"k"), NOW).is_err());
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let again = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--dir", dir.path().to_str().expect("utf-8"), "--appendonly", "yes"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let mut again = again.expect("redis-server restarts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let result = loop {
+        match fixture.store.check() {
+            Ok(()) => break Ok(()),
+            Err(err) if std::time::Instant::now() > deadline => break Err(err),
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let _ = again.kill();
+    let _ = again.wait();
+    result.expect("the store reconnected");
+}
+
+fn put_at(
+    store: &Arc<dyn Store>,
+    ks: Keyspace,
+    key: &[u8],
+    value: &[u8],
+    at: Option<Timestamp>,
+    now: Timestamp,
+) {
+    let outcome = store.apply(Batch::new().put(ks, key, value.to_vec(), at), now).expect("apply");
+    assert_eq!(outcome, Outcome::Applied(vec![None]));
 }

@@ -21,6 +21,7 @@ pub mod codec;
 mod conformance;
 mod memory;
 mod redb;
+mod redis;
 
 use std::any::Any;
 use std::fmt;
@@ -28,6 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, WRITER_THREAD, WriterStats};
+pub use self::redis::{RedisOptions, RedisStore};
 pub use memory::MemoryStore;
 
 pub use crate::clock::Timestamp;
@@ -530,10 +532,11 @@ fn create_partial(
 pub enum Engine {
     Redb,
     Memory,
+    Redis,
 }
 
 impl Engine {
-    pub const NAMES: &'static str = "redb or memory";
+    pub const NAMES: &'static str = "redb, memory or redis";
 }
 
 impl std::str::FromStr for Engine {
@@ -543,6 +546,7 @@ impl std::str::FromStr for Engine {
         match s {
             "redb" => Ok(Engine::Redb),
             "memory" => Ok(Engine::Memory),
+            "redis" => Ok(Engine::Redis),
             other => Err(format!("unknown engine {other:?}; expected {}", Engine::NAMES)),
         }
     }
@@ -553,6 +557,7 @@ impl fmt::Display for Engine {
         f.write_str(match self {
             Engine::Redb => "redb",
             Engine::Memory => "memory",
+            Engine::Redis => "redis",
         })
     }
 }
@@ -560,13 +565,14 @@ impl fmt::Display for Engine {
 /// File name of the redb database inside the data directory.
 pub const REDB_FILE: &str = "lethe.redb";
 
-/// Opens the chosen backend for `keyspaces`; `redb` keeps its file in `data_dir`.
+/// Opens the chosen backend for `keyspaces`; `redb` keeps its file in `data_dir`. `redis` needs its
+/// options: open it with [`open_engine`].
 pub fn open(
     engine: Engine,
     data_dir: &Path,
     keyspaces: &'static [Keyspace],
 ) -> Result<StoreHandle, StoreError> {
-    open_engine(engine, data_dir, keyspaces).map(|(handle, _)| handle)
+    open_engine(engine, data_dir, None, keyspaces).map(|(handle, _)| handle)
 }
 
 /// [`open`], also handing back the redb backend itself when that is the engine, for what reads its
@@ -574,9 +580,15 @@ pub fn open(
 pub fn open_engine(
     engine: Engine,
     data_dir: &Path,
+    redis: Option<&RedisOptions>,
     keyspaces: &'static [Keyspace],
 ) -> Result<(StoreHandle, Option<Arc<RedbStore>>), StoreError> {
     match engine {
+        Engine::Redis => {
+            let options =
+                redis.ok_or_else(|| StoreError::Io("the redis engine needs its [redis] settings".into()))?;
+            Ok((StoreHandle::new(Arc::new(RedisStore::open(options, keyspaces)?)), None))
+        }
         Engine::Memory => Ok((StoreHandle::new(Arc::new(MemoryStore::new())), None)),
         Engine::Redb => {
             let redb = Arc::new(RedbStore::open(&data_dir.join(REDB_FILE), keyspaces)?);

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod faults;
 pub mod gpg;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct TestServer {
     audit: AuditBuffer,
     dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
+    /// The `redis-server` of a Redis-backed server; kept across a restart, killed with the last owner.
+    pub redis: Option<Arc<redis::RedisServer>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -91,19 +94,20 @@ impl TestServer {
     pub async fn start_with(engine: Engine, tweak: &dyn Fn(&mut RawConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_owned();
-        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), false, tweak).await
+        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), false, None, tweak).await
     }
 
     /// A server on an existing data directory (a restored backup, say), which the caller keeps.
     pub async fn start_on(engine: Engine, data_dir: &Path) -> TestServer {
-        TestServer::launch(engine, None, data_dir.to_owned(), ManualClock::new(T0), false, &|_| {}).await
+        TestServer::launch(engine, None, data_dir.to_owned(), ManualClock::new(T0), false, None, &|_| {})
+            .await
     }
 
     /// One server, two listeners: full at `base`, read-only at `mirror`, links pointing at the mirror.
     pub async fn start_with_mirror(engine: Engine, tweak: &dyn Fn(&mut RawConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_owned();
-        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), true, tweak).await
+        TestServer::launch(engine, Some(dir), data_dir, ManualClock::new(T0), true, None, tweak).await
     }
 
     async fn launch(
@@ -112,8 +116,14 @@ impl TestServer {
         data_dir: PathBuf,
         clock: ManualClock,
         with_mirror: bool,
+        redis: Option<Arc<redis::RedisServer>>,
         tweak: &dyn Fn(&mut RawConfig),
     ) -> TestServer {
+        let redis = match engine {
+            Engine::Redis => Some(redis.unwrap_or_else(|| Arc::new(redis::RedisServer::start()))),
+            _ => None,
+        };
+        let redis_url = redis.as_ref().map(|server| server.url());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let base = format!("http://{addr}");
@@ -127,6 +137,9 @@ impl TestServer {
         let public = mirror.clone().unwrap_or_else(|| base.clone());
         let settings = settings(engine, &data_dir, &|raw| {
             raw.public_url = Some(public.clone());
+            if let Some(url) = &redis_url {
+                raw.redis.urls = vec![url.clone()];
+            }
             tweak(raw)
         });
         let parts =
@@ -140,7 +153,21 @@ impl TestServer {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(lethe::server::run(Arc::clone(&app), listeners, stop_rx));
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestServer { base, mirror, faults, audit, clock, app, engine, dir, data_dir, stop, task, client }
+        TestServer {
+            base,
+            mirror,
+            faults,
+            audit,
+            clock,
+            app,
+            engine,
+            dir,
+            data_dir,
+            redis,
+            stop,
+            task,
+            client,
+        }
     }
 
     /// Stops the server gracefully and waits until the store is closed.
@@ -168,8 +195,9 @@ impl TestServer {
     /// Stops and starts again on the same data directory and clock.
     pub async fn restart(self) -> TestServer {
         let (engine, clock, data_dir) = (self.engine, self.clock.clone(), self.data_dir.clone());
+        let redis = self.redis.clone();
         let dir = self.stop().await;
-        TestServer::launch(engine, dir, data_dir, clock, false, &|_| {}).await
+        TestServer::launch(engine, dir, data_dir, clock, false, redis, &|_| {}).await
     }
 
     pub async fn request(
@@ -326,6 +354,16 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let server = $crate::support::TestServer::start(lethe::store::Engine::Redb).await;
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::support::TestServer::start(lethe::store::Engine::Redis).await;
                     super::$name(&server).await;
                     server.stop().await;
                 }

@@ -1,0 +1,99 @@
+//! Several lethe nodes on one Redis: what one node makes, another reveals, exactly once; and a Redis
+//! that goes away makes the store unavailable without consuming anything.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use lethe::store::Engine;
+
+use crate::support::redis::RedisServer;
+use crate::support::{TestServer, key};
+
+/// Two nodes on the same Redis and the same master key file, as a deployment runs them.
+async fn two_nodes(url: &str, master_key: &std::path::Path) -> (TestServer, TestServer) {
+    let url = url.to_owned();
+    let key_file = master_key.to_owned();
+    let tweak = move |raw: &mut lethe::config::RawConfig| {
+        raw.redis.urls = vec![url.clone()];
+        raw.master_key_file = Some(key_file.clone());
+    };
+    let a = TestServer::start_with(Engine::Redis, &tweak).await;
+    let b = TestServer::start_with(Engine::Redis, &tweak).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_made_on_one_node_is_revealed_once_across_fifty_concurrent_reveals_on_two() {
+    let redis = Arc::new(RedisServer::start());
+    let keys = tempfile::tempdir().expect("temporary directory");
+    let (a, b) = two_nodes(&redis.url(), &keys.path().join("master.key")).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+
+    let m = a.share("secret=one+node+to+another&ttl=3600").await;
+    let path = format!("/api/v1/secret/{}", key(&m, "secret_key"));
+    let mut reveals = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let node = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        let path = path.clone();
+        reveals.spawn(async move { node.post_form(&path, "").await });
+    }
+    let mut values = Vec::new();
+    while let Some(answer) = reveals.join_next().await {
+        let r = answer.expect("a reveal");
+        if r.status == StatusCode::OK && r.json().get("value").is_some() {
+            values.push(r.json()["value"].as_str().expect("a string value").to_owned());
+        }
+    }
+    assert_eq!(values, ["one node to another"], "exactly one reveal, of the value made on the other node");
+
+    for node in [a, b] {
+        Arc::into_inner(node).expect("no reveal holds the node").stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_reveal_fails_and_after_its_restart_the_acknowledged_secret_is_revealed() {
+    let mut redis = RedisServer::start();
+    let keys = tempfile::tempdir().expect("temporary directory");
+    let (a, b) = two_nodes(&redis.url(), &keys.path().join("master.key")).await;
+    let m = a.share("secret=kept&ttl=3600").await;
+    let path = format!("/api/v1/secret/{}", key(&m, "secret_key"));
+    redis.kill();
+    let r = b.post_form(&path, "").await;
+    assert_ne!(r.status, StatusCode::OK, "nothing is revealed while Redis is down");
+    assert!(!r.text().contains("kept"));
+    // A crash of Redis with appendfsync always keeps what was acknowledged.
+    redis.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let r = loop {
+        let r = a.post_form(&path, "").await;
+        if r.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["value"], "kept", "the secret survived Redis's restart and was not consumed");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_master_key_differs_from_the_first_nodes_is_refused() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let tweak = move |raw: &mut lethe::config::RawConfig| raw.redis.urls = vec![url.clone()];
+    let a = TestServer::start_with(Engine::Redis, &tweak).await;
+    let other = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(other.path().to_owned()),
+        storage: "redis".into(),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![redis.url()];
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    let err = lethe::server::Parts::open(settings, clock).expect_err("a second master key is refused");
+    assert!(err.to_string().contains("master key is not the one"), "{err}");
+    a.stop().await;
+}

@@ -1,0 +1,126 @@
+//! A real `redis-server` for one test: started on a free loopback port in its own temporary directory,
+//! with the persistence lethe requires (`appendonly yes`, `appendfsync always`), and killed on drop.
+//!
+//! Shared by the integration tests and the store's own unit tests (which include this file by path),
+//! so both run against the same server setup.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started server may take to answer its first PING.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with lethe's required persistence.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Starts a server with these extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        // A port picked from the kernel can be taken again before redis binds it; try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--dir", dir.path().to_str().expect("utf-8 temporary path")])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| {
+                    panic!("cannot run redis-server ({err}); install the Debian package redis-server")
+                });
+            let mut server = RedisServer { child, port, _dir: dir };
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on a free loopback port in five attempts");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Runs `redis-cli` against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian package redis-tools) runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Whether the server answers PING.
+    pub fn answers(&self) -> bool {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "PING"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
+            .unwrap_or(false)
+    }
+
+    /// Polls until the server answers, or it exits, or the deadline passes.
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + READY_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.answers() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Starts the server again on the same port and directory, after [`RedisServer::kill`]: it reloads
+    /// its append-only file, as a restarted Redis does.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--dir", self._dir.path().to_str().expect("utf-8 temporary path")])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server restarts");
+        assert!(self.wait_ready(), "redis-server did not come back on its port");
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
