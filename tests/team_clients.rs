@@ -66,20 +66,24 @@ assert check_session_is_valid(again)
 print(body['id'])
 "#;
 
+/// Registers a user (not an admin) with its armored public key, as `lethe team user add` does.
+async fn register(s: &TestServer, username: &str, armored_key: &str) -> lethe::domain::team::users::User {
+    let new = lethe::domain::team::users::NewUser {
+        username,
+        armored_key,
+        admin: false,
+        first_name: None,
+        last_name: None,
+    };
+    s.app.domain.team.add_user(new).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_gpgauthlib_logs_in_and_reads_users_me() {
     let s = TestServer::start(lethe::store::Engine::Redb).await;
     let gpg = Gpg::new();
     let fpr = gpg.gen_key("alice <alice@example.com>", "future-default", "never");
-    let armored = gpg.export_public(&fpr);
-    let new = lethe::domain::team::users::NewUser {
-        username: "alice",
-        armored_key: &armored,
-        admin: false,
-        first_name: None,
-        last_name: None,
-    };
-    let user = s.app.domain.team.add_user(new).await.unwrap();
+    let user = register(&s, "alice", &gpg.export_public(&fpr)).await;
     let home = tempfile::tempdir().unwrap();
     let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
     let out = tokio::task::spawn_blocking(move || {
@@ -121,14 +125,7 @@ async fn passbolt_python_api_logs_in_and_lists_users() {
     let bob_gpg = Gpg::new();
     let bob = bob_gpg.gen_key("bob <bob@example.com>", "rsa3072", "never");
     for (name, key) in [("alice", gpg.export_public(&fpr)), ("bob", bob_gpg.export_public(&bob))] {
-        let new = lethe::domain::team::users::NewUser {
-            username: name,
-            armored_key: &key,
-            admin: false,
-            first_name: None,
-            last_name: None,
-        };
-        s.app.domain.team.add_user(new).await.unwrap();
+        register(&s, name, &key).await;
     }
     let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
     let out = tokio::task::spawn_blocking(move || {
@@ -170,15 +167,7 @@ async fn py_passbolt_logs_in_with_pgpy_and_reads_types_users_and_groups() {
     let s = TestServer::start(lethe::store::Engine::Memory).await;
     let gpg = Gpg::new();
     let fpr = gpg.gen_key("carol <carol@example.com>", "rsa3072", "never");
-    let armored = gpg.export_public(&fpr);
-    let new = lethe::domain::team::users::NewUser {
-        username: "carol",
-        armored_key: &armored,
-        admin: false,
-        first_name: None,
-        last_name: None,
-    };
-    let user = s.app.domain.team.add_user(new).await.unwrap();
+    let user = register(&s, "carol", &gpg.export_public(&fpr)).await;
     let dir = tempfile::tempdir().unwrap();
     let keyfile = dir.path().join("carol.key");
     std::fs::write(&keyfile, gpg.export_secret(&fpr)).unwrap();
