@@ -630,6 +630,19 @@ fn token_header(entry: &Entry) -> [(&str, &str); 1] {
     [("x-lethe-request-token", entry.token.as_str())]
 }
 
+/// A token route's 401 or 404: a token the server does not take is a usage failure; a request the
+/// server no longer has is gone, and this machine's copy is marked revoked so `list` says so.
+fn token_refusal(dir: &RequestDir, entry: &mut Entry, status: u16, gone: &str) -> Failure {
+    if status == 401 {
+        return Failure::new(Exit::Usage, "This client's token is not valid for this request.");
+    }
+    entry.state = "revoked".into();
+    match save_entry(dir, entry) {
+        Ok(()) => Failure::new(Exit::Gone, gone),
+        Err(failure) => failure,
+    }
+}
+
 fn load_entry(dir: &RequestDir, id: &str) -> Result<Entry, Failure> {
     match dir.load(id) {
         Ok(Some(entry)) => Ok(entry),
@@ -811,14 +824,9 @@ async fn request_collect(flag: &UrlArg, settings: &Settings, id: &str) -> Result
     let resp = server.get(&format!("/request/{}/secret", entry.id), &token_header(&entry)).await?;
     match resp.status {
         200 => {}
-        401 => return Err(Failure::new(Exit::Usage, "This client's token is not valid for this request.")),
-        404 => {
-            entry.state = "revoked".into();
-            save_entry(&dir, &entry)?;
-            return Err(Failure::new(
-                Exit::Gone,
-                "Request not available: it may have been revoked, collected elsewhere, or it expired.",
-            ));
+        401 | 404 => {
+            let gone = "Request not available: it may have been revoked, collected elsewhere, or it expired.";
+            return Err(token_refusal(&dir, &mut entry, resp.status, gone));
         }
         409 => return Err(Failure::new(Exit::NotYet, "No secret has been provided yet.")),
         _ => return Err(refused(&resp)),
@@ -884,14 +892,9 @@ async fn request_rotate(flag: &UrlArg, settings: &Settings, id: &str) -> Result<
     let resp = server.call(Method::PUT, &format!("/request/{}/key", entry.id), &headers, body).await?;
     match resp.status {
         200 => {}
-        401 => return Err(Failure::new(Exit::Usage, "This client's token is not valid for this request.")),
-        404 => {
-            entry.state = "revoked".into();
-            save_entry(&dir, &entry)?;
-            return Err(Failure::new(
-                Exit::Gone,
-                "Request not available: it may have been revoked or it expired.",
-            ));
+        401 | 404 => {
+            let gone = "Request not available: it may have been revoked or it expired.";
+            return Err(token_refusal(&dir, &mut entry, resp.status, gone));
         }
         409 => {
             return Err(Failure::new(
