@@ -66,6 +66,21 @@ assert check_session_is_valid(again)
 print(body['id'])
 "#;
 
+/// Runs a client script with the venv's python (set up by `args`) off the runtime, requires it to
+/// succeed, and returns what it printed, trimmed.
+async fn run_client(client: &'static str, args: impl FnOnce(&mut Command) + Send + 'static) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut python = Command::new(venv());
+        args(&mut python);
+        python.output().expect("run python")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{client} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout.trim().to_owned()
+}
+
 /// Registers a user (not an admin) with its armored public key, as `lethe team user add` does.
 async fn register(s: &TestServer, username: &str, armored_key: &str) -> lethe::domain::team::users::User {
     let new = lethe::domain::team::users::NewUser {
@@ -86,26 +101,16 @@ async fn requests_gpgauthlib_logs_in_and_reads_users_me() {
     let user = register(&s, "alice", &gpg.export_public(&fpr)).await;
     let home = tempfile::tempdir().unwrap();
     let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        let python = venv();
-        Command::new(python)
+    let out = run_client("requests-gpgauthlib", move |python| {
+        python
             .args(["-c", GPGAUTHLIB, &base])
             .arg(&gnupghome)
             .arg(&fpr2)
             // The client keeps its cookie jar under $HOME/.config; keep it in the test's own directory.
-            .env("HOME", home.path())
-            .output()
-            .expect("run python")
+            .env("HOME", home.path());
     })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "requests-gpgauthlib failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user.id);
+    .await;
+    assert_eq!(out, user.id);
     s.stop().await;
 }
 
@@ -128,24 +133,12 @@ async fn passbolt_python_api_logs_in_and_lists_users() {
         register(&s, name, &key).await;
     }
     let (base, gnupghome, fpr2) = (s.base.clone(), gpg.home().to_owned(), fpr.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        let python = venv();
-        Command::new(python)
-            .args(["-c", PASSBOLT_PYTHON_API, &base, &fpr2])
-            // The client uses gpg's default home.
-            .env("GNUPGHOME", &gnupghome)
-            .output()
-            .expect("run python")
+    let out = run_client("passbolt-python-api", move |python| {
+        // The client uses gpg's default home.
+        python.args(["-c", PASSBOLT_PYTHON_API, &base, &fpr2]).env("GNUPGHOME", &gnupghome);
     })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "passbolt-python-api failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("alice:{fpr},bob:{bob}"));
+    .await;
+    assert_eq!(out, format!("alice:{fpr},bob:{bob}"));
     s.stop().await;
 }
 
@@ -172,18 +165,10 @@ async fn py_passbolt_logs_in_with_pgpy_and_reads_types_users_and_groups() {
     let keyfile = dir.path().join("carol.key");
     std::fs::write(&keyfile, gpg.export_secret(&fpr)).unwrap();
     let base = s.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let python = venv();
-        Command::new(python).args(["-c", PY_PASSBOLT, &base]).arg(&keyfile).output().expect("run python")
+    let out = run_client("py-passbolt", move |python| {
+        python.args(["-c", PY_PASSBOLT, &base]).arg(&keyfile);
     })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "py-passbolt failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user.id);
+    .await;
+    assert_eq!(out, user.id);
     s.stop().await;
 }
