@@ -4,6 +4,7 @@
 //! Shared by the integration tests and the store's own unit tests (which include this file by path),
 //! so both run against the same server setup.
 
+// Each of the two crates that include this file uses only part of it.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
