@@ -233,6 +233,8 @@ pub struct ClientDefaults {
     pub url: Option<String>,
     /// Where `lethe request` keeps its requests; unset means `$XDG_DATA_HOME/lethe/requests`.
     pub requests_dir: Option<PathBuf>,
+    /// Extra CA certificates (PEM) an `https://` server's certificate may chain to.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,16 +17,22 @@ use crate::support::{TestServer, noise};
 struct Client {
     url: Option<String>,
     home: tempfile::TempDir,
+    /// More `LETHE_*` settings for every run.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Client {
     fn new(s: &TestServer) -> Client {
-        Client { url: Some(s.base.clone()), home: tempfile::tempdir().expect("temp dir") }
+        Client::at(Some(s.base.clone()))
     }
 
     /// A client with no configured server: links carry their own.
     fn without_url() -> Client {
-        Client { url: None, home: tempfile::tempdir().expect("temp dir") }
+        Client::at(None)
+    }
+
+    fn at(url: Option<String>) -> Client {
+        Client { url, home: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
     }
 
     fn requests(&self) -> PathBuf {
@@ -52,6 +58,7 @@ impl Client {
         if let Some(url) = &self.url {
             cmd.env("LETHE_CLIENT__URL", url);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let stdin = stdin.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut child = cmd
@@ -537,9 +544,9 @@ async fn the_server_comes_from_url_or_client_url_and_secrets_never_from_argv() {
     let got = nowhere.run(&["send", "--url", &s.base], b"by flag").await;
     assert_exit(&got, 0);
     parse_link(&out(&got), &s.base, "s");
-    let got = nowhere.run(&["send", "--url", "https://secrets.example"], b"x").await;
+    let got = nowhere.run(&["send", "--url", "ftp://secrets.example"], b"x").await;
     assert_exit(&got, 2);
-    assert!(err(&got).contains("http://"), "{}", err(&got));
+    assert!(err(&got).contains("http:// or https://"), "{}", err(&got));
     // There is no way to put the secret on the command line.
     let got = nowhere.run(&["send", "--url", &s.base, "hunter2"], b"").await;
     assert_exit(&got, 2);
@@ -556,7 +563,7 @@ async fn the_server_comes_from_url_or_client_url_and_secrets_never_from_argv() {
     assert_exit(&got, 1);
     assert!(err(&got).contains("not available on this server"), "{}", err(&got));
     // Made on the full listener, links point at the mirror (PUBLIC_URL), which opens and answers them.
-    let full = Client { url: Some(m.base.clone()), home: tempfile::tempdir().unwrap() };
+    let full = Client::at(Some(m.base.clone()));
     let sent = full.run(&["send"], b"via the mirror").await;
     assert_exit(&sent, 0);
     parse_link(&out(&sent), &mirror, "s");
@@ -711,5 +718,146 @@ async fn requests_live_in_the_xdg_data_directory_unless_configured_and_a_bad_cli
     let bad = lethe_env(&["send"], &[("HOME", h), ("LETHE_CLIENT__URL", "ftp://x.example")]).await;
     assert_exit(&bad, 2);
     assert!(err(&bad).contains("client.url"), "{}", err(&bad));
+    s.stop().await;
+}
+
+/// A test CA and a certificate it issued for 127.0.0.1 (not for `localhost`), made with the `openssl` CLI:
+/// `(ca.pem, cert.pem, key.pem)` in `dir`.
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (Debian package: openssl)");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    openssl(&[&["genpkey"][..], &ec, &["-out", "ca.key"]].concat());
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lethe test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[&["genpkey"][..], &ec, &["-out", "key.pem"]].concat());
+    openssl(&["req", "-new", "-key", "key.pem", "-subj", "/CN=localhost", "-out", "cert.csr"]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// A TLS terminator, as an operator's proxy would be: its `https://` base, and where to set the plain
+/// `http://` server it forwards to (known only once that has started with the base as PUBLIC_URL).
+async fn tls_proxy(cert: &Path, key: &Path) -> (String, std::sync::Arc<std::sync::OnceLock<String>>) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let upstream = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let target = upstream.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, target) = (acceptor.clone(), target.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to forward.
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let upstream = target.get().and_then(|base| base.strip_prefix("http://")).expect("upstream");
+                if let Ok(mut inner) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut inner).await;
+                }
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{port}"), upstream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_servers_are_verified_against_the_built_in_roots_or_client_ca_file() {
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(pki.path());
+    let (https, upstream) = tls_proxy(&cert, &key).await;
+    let public = https.clone();
+    let s =
+        TestServer::start_with(lethe::store::Engine::Memory, &|raw| raw.public_url = Some(public.clone()))
+            .await;
+    upstream.set(s.base.clone()).unwrap();
+
+    // Trusting the test CA: the whole round trip runs over TLS and the link carries the https base.
+    let mut c = Client::at(Some(https.clone()));
+    c.env.push(("LETHE_CLIENT__CA_FILE", ca.display().to_string()));
+    let sent = c.run(&["send"], b"over tls").await;
+    assert_exit(&sent, 0);
+    let (id, _) = parse_link(&out(&sent), &https, "s");
+
+    // Without it, the certificate is refused before anything is asked: the secret is still there.
+    let stranger = Client::without_url().run(&["receive", out(&sent).trim_end()], b"").await;
+    assert_exit(&stranger, 1);
+    assert!(err(&stranger).contains("TLS") && err(&stranger).contains("certificate"), "{}", err(&stranger));
+    assert_eq!(s.get(&format!("/secret/{id}/status")).await.status, 200);
+
+    let mut r = Client::without_url();
+    r.env.push(("LETHE_CLIENT__CA_FILE", ca.display().to_string()));
+    let got = r.run(&["receive", out(&sent).trim_end()], b"").await;
+    assert_exit(&got, 0);
+    assert_eq!(out(&got), "over tls");
+
+    // A certificate for another name is refused too, trusted CA or not.
+    let mut wrong = Client::at(Some(https.replace("127.0.0.1", "localhost")));
+    wrong.env.push(("LETHE_CLIENT__CA_FILE", ca.display().to_string()));
+    let o = wrong.run(&["request", "new"], b"").await;
+    assert_exit(&o, 1);
+    assert!(err(&o).contains("certificate"), "{}", err(&o));
+
+    // A CA file that holds no certificate is a usage error naming the setting.
+    let mut bad = Client::at(Some(https.clone()));
+    bad.env.push(("LETHE_CLIENT__CA_FILE", key.display().to_string()));
+    let o = bad.run(&["send"], b"x").await;
+    assert_exit(&o, 2);
+    assert!(err(&o).contains("client.ca_file"), "{}", err(&o));
     s.stop().await;
 }

@@ -1,18 +1,24 @@
-//! The client's HTTP: one plain `http://` HTTP/1.1 connection per call through hyper's low-level
-//! client, a deadline on the whole exchange and a cap on every response body. It knows the server's
-//! paths only as strings handed in; what they mean is the commands' business.
+//! The client's HTTP: one HTTP/1.1 connection per call (`http://`, or `https://` over rustls) through
+//! hyper's low-level client, a deadline on the whole exchange and a cap on every response body. It
+//! knows the server's paths only as strings handed in; what they mean is the commands' business.
 //!
-//! `https://` is not spoken here (it would need a TLS stack, a notable dependency): the message that
-//! refuses it says how to reach a TLS server anyway (`--url` with a plain address behind the proxy).
+//! An `https://` server's certificate must chain to Mozilla's roots (compiled in, so the client acts
+//! the same on every machine) or to a CA from `client.ca_file`, for servers on a private CA.
 
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::{Exit, Failure};
 
@@ -22,10 +28,51 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// The largest response body read: above any server's file limit that a client could be handed.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
+/// What an `https://` server must prove: the roots its certificate chains to.
+#[derive(Clone)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Mozilla's roots, plus every certificate in `ca_file` (PEM) when given.
+    pub fn new(ca_file: Option<&Path>) -> Result<Tls, Failure> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        if let Some(path) = ca_file {
+            let bad = |what: &str| {
+                Failure::new(Exit::Usage, format!("client.ca_file ({}): {what}", path.display()))
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|_| bad("cannot read it"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| bad("not PEM certificates"))?;
+            if certs.is_empty() {
+                return Err(bad("holds no certificate"));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|_| bad("holds a certificate that is not a usable CA"))?;
+            }
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|_| Failure::new(Exit::Failed, "cannot set up TLS"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Ok(Tls { config: Arc::new(config) })
+    }
+}
+
 /// A server's base URL, split for the connection.
 #[derive(Debug, Clone)]
 pub struct Server {
-    /// `http://host[:port][/prefix]` without a trailing slash: the base of links.
+    /// `http(s)://host[:port][/prefix]` without a trailing slash: the base of links.
     pub base: String,
     /// `host:port` to connect to.
     connect: String,
@@ -33,6 +80,8 @@ pub struct Server {
     authority: String,
     /// The path prefix, `""` or `/prefix`.
     prefix: String,
+    /// For `https://`: the roots and the name the certificate must carry.
+    tls: Option<(Tls, ServerName<'static>)>,
 }
 
 /// A response: its status and its body.
@@ -61,18 +110,15 @@ impl Response {
 }
 
 impl Server {
-    /// Accepts `http://host[:port][/prefix]`.
-    pub fn parse(url: &str) -> Result<Server, Failure> {
+    /// Accepts `http(s)://host[:port][/prefix]`; `tls` is what an `https://` server must prove.
+    pub fn parse(url: &str, tls: &Tls) -> Result<Server, Failure> {
         let url = url.trim().trim_end_matches('/');
-        if url.starts_with("https://") {
-            return Err(Failure::new(
-                Exit::Usage,
-                "this client speaks plain http:// only; give --url the server's http:// address (for \
-                 example the one behind its TLS proxy)",
-            ));
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(Failure::new(Exit::Usage, "the server URL must start with http://"));
+        let (rest, secure) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (rest, true),
+            (None, Some(rest)) => (rest, false),
+            (None, None) => {
+                return Err(Failure::new(Exit::Usage, "the server URL must start with http:// or https://"));
+            }
         };
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -85,17 +131,28 @@ impl Server {
         if !valid {
             return Err(Failure::new(Exit::Usage, "the server URL has no valid host"));
         }
-        // A bare host (or an IPv6 literal without a port) gets http's port.
-        let has_port = match authority.rfind(':') {
-            Some(i) => !authority[i..].contains(']'),
-            None => false,
+        // A bare host (or an IPv6 literal without a port) gets the scheme's port.
+        let port_at = authority.rfind(':').filter(|&i| !authority[i..].contains(']'));
+        let connect = match port_at {
+            Some(_) => authority.to_owned(),
+            None if secure => format!("{authority}:443"),
+            None => format!("{authority}:80"),
         };
-        let connect = if has_port { authority.to_owned() } else { format!("{authority}:80") };
+        let tls = if secure {
+            let host = port_at.map_or(authority, |i| &authority[..i]);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|_| Failure::new(Exit::Usage, "the server URL's host is not a valid TLS name"))?;
+            Some((tls.clone(), name))
+        } else {
+            None
+        };
         Ok(Server {
             base: url.to_owned(),
             connect,
             authority: authority.to_owned(),
             prefix: prefix.to_owned(),
+            tls,
         })
     }
 
@@ -134,10 +191,6 @@ impl Server {
         let uri: Uri = format!("{}{path}", self.prefix)
             .parse()
             .map_err(|_| Failure::new(Exit::Usage, "the server URL's path is not valid"))?;
-        let stream = TcpStream::connect(&self.connect).await.map_err(|_| unreachable())?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| unreachable())?;
-        let driver = tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -149,20 +202,43 @@ impl Server {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| Failure::new(Exit::Failed, "cannot build the request"))?;
-        let result = async {
-            let response = sender.send_request(request).await.map_err(|_| unreachable())?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|_| Failure::new(Exit::Failed, "the server's answer broke off or is too large"))?
-                .to_bytes();
-            Ok(Response { status, body })
+        let stream = TcpStream::connect(&self.connect).await.map_err(|_| unreachable())?;
+        match &self.tls {
+            None => send(TokioIo::new(stream), request).await,
+            Some((tls, name)) => {
+                // rustls's reason (an unknown issuer, a name mismatch) is what the user must fix.
+                let stream = TlsConnector::from(tls.config.clone())
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| Failure::new(Exit::Failed, format!("TLS with the server failed: {e}")))?;
+                send(TokioIo::new(stream), request).await
+            }
         }
-        .await;
-        driver.abort();
-        result
     }
+}
+
+/// Sends `request` over a fresh connection and reads the whole answer.
+async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Response, Failure>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let unreachable = || Failure::new(Exit::Failed, "cannot reach the server");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|_| unreachable())?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let response = sender.send_request(request).await.map_err(|_| unreachable())?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| Failure::new(Exit::Failed, "the server's answer broke off or is too large"))?
+            .to_bytes();
+        Ok(Response { status, body })
+    }
+    .await;
+    driver.abort();
+    result
 }
 
 #[cfg(test)]
@@ -171,22 +247,46 @@ mod tests {
 
     #[test]
     fn base_urls_split_into_connection_host_and_prefix() {
-        let s = Server::parse("http://127.0.0.1:8080/").unwrap();
+        let tls = Tls::new(None).unwrap();
+        let s = Server::parse("http://127.0.0.1:8080/", &tls).unwrap();
         assert_eq!(
             (s.base.as_str(), s.connect.as_str(), s.prefix.as_str()),
             ("http://127.0.0.1:8080", "127.0.0.1:8080", "")
         );
-        let s = Server::parse("http://secrets.example/lethe").unwrap();
+        let s = Server::parse("http://secrets.example/lethe", &tls).unwrap();
         assert_eq!(
             (s.connect.as_str(), s.authority.as_str(), s.prefix.as_str()),
             ("secrets.example:80", "secrets.example", "/lethe")
         );
-        let s = Server::parse("http://[::1]").unwrap();
+        let s = Server::parse("http://[::1]", &tls).unwrap();
         assert_eq!(s.connect, "[::1]:80");
-        for bad in ["https://x.example", "ftp://x", "http://", "http://a@b", "secrets.example", "http://x/?a"]
-        {
-            let err = Server::parse(bad).unwrap_err();
+        assert!(s.tls.is_none());
+        let s = Server::parse("https://secrets.example/lethe/", &tls).unwrap();
+        assert_eq!(
+            (s.base.as_str(), s.connect.as_str()),
+            ("https://secrets.example/lethe", "secrets.example:443")
+        );
+        assert_eq!(
+            s.tls.as_ref().map(|(_, name)| name.to_str().into_owned()).as_deref(),
+            Some("secrets.example")
+        );
+        let s = Server::parse("https://[::1]:8443", &tls).unwrap();
+        assert_eq!(s.connect, "[::1]:8443");
+        assert_eq!(s.tls.as_ref().map(|(_, name)| name.to_str().into_owned()).as_deref(), Some("::1"));
+        for bad in ["ftp://x", "http://", "https://", "http://a@b", "secrets.example", "http://x/?a"] {
+            let err = Server::parse(bad, &tls).unwrap_err();
             assert_eq!(err.exit, Exit::Usage, "{bad}");
         }
     }
+}
+
+#[test]
+fn a_ca_file_must_hold_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.pem");
+    assert_eq!(Tls::new(Some(&missing)).unwrap_err().exit, Exit::Usage);
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let err = Tls::new(Some(&empty)).unwrap_err();
+    assert!(err.message.contains("client.ca_file"), "{}", err.message);
 }

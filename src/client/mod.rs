@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use self::crypto::{Ciphertext, CryptoError};
-use self::http::{MAX_RESPONSE_BYTES, Server};
+use self::http::{MAX_RESPONSE_BYTES, Server, Tls};
 use self::links::Link;
 use self::store::{Entry, RequestDir};
 use crate::cli::Cmd;
@@ -87,8 +87,8 @@ impl From<CryptoError> for Failure {
 /// `--url`: the server, when the configuration's `client.url` is not the one.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UrlArg {
-    /// Server base URL, plain http:// (default: client.url, env LETHE_CLIENT__URL; for `receive` and
-    /// `respond`, the link's own address).
+    /// Server base URL, http:// or https:// (default: client.url, env LETHE_CLIENT__URL; for `receive`
+    /// and `respond`, the link's own address).
     #[arg(long, value_name = "URL", global = true)]
     pub url: Option<String>,
 }
@@ -219,7 +219,7 @@ pub fn run(command: &Cmd, settings: &Settings) -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Cmd::Send(args) => send(args, settings).await,
-            Cmd::Receive(args) => receive(args).await,
+            Cmd::Receive(args) => receive(args, settings).await,
             Cmd::Request(args) => request(args, settings).await,
             _ => Err(Failure::new(Exit::Usage, "not a client command")),
         }
@@ -233,9 +233,14 @@ pub fn run(command: &Cmd, settings: &Settings) -> ExitCode {
     }
 }
 
+/// The server at `url`; an `https://` one must prove itself against the roots and `client.ca_file`.
+fn server_at(url: &str, settings: &Settings) -> Result<Server, Failure> {
+    Server::parse(url, &Tls::new(settings.raw.client.ca_file.as_deref())?)
+}
+
 fn configured_server(flag: &UrlArg, settings: &Settings) -> Result<Server, Failure> {
     match flag.url.as_deref().or(settings.raw.client.url.as_deref()) {
-        Some(url) => Server::parse(url),
+        Some(url) => server_at(url, settings),
         None => Err(Failure::new(Exit::Usage, "no server: give --url or set client.url (LETHE_CLIENT__URL)")),
     }
 }
@@ -495,7 +500,7 @@ fn save_as_own_name(name: &str, data: &[u8]) -> Result<PathBuf, Failure> {
     Err(Failure::new(Exit::Failed, "cannot save the file: too many files of that name"))
 }
 
-async fn receive(args: &ReceiveArgs) -> Result<(), Failure> {
+async fn receive(args: &ReceiveArgs, settings: &Settings) -> Result<(), Failure> {
     let text = match args.link.as_deref() {
         Some(link) if link != "-" => Zeroizing::new(link.to_owned()),
         _ => read_line("Link")?,
@@ -517,7 +522,7 @@ async fn receive(args: &ReceiveArgs) -> Result<(), Failure> {
             format!("{} exists; add --force to replace it", out.display()),
         ));
     }
-    let server = Server::parse(args.server.url.as_deref().unwrap_or(&base))?;
+    let server = server_at(args.server.url.as_deref().unwrap_or(&base), settings)?;
     let mut key = match key {
         Some(key) => key,
         None => read_line("Decryption key")?,
@@ -621,7 +626,7 @@ fn now() -> i64 {
 /// The server of a stored request: `--url`, else the one it was made on, else `client.url`.
 fn entry_server(flag: &UrlArg, entry: &Entry, settings: &Settings) -> Result<Server, Failure> {
     match (&flag.url, entry.server()) {
-        (None, Some(url)) => Server::parse(url),
+        (None, Some(url)) => server_at(url, settings),
         _ => configured_server(flag, settings),
     }
 }
@@ -675,7 +680,7 @@ async fn request(args: &RequestArgs, settings: &Settings) -> Result<(), Failure>
         RequestCmd::Rotate { id } => request_rotate(&args.server, settings, id).await,
         RequestCmd::Import { file } => request_import(settings, file),
         RequestCmd::Export { id, out } => request_export(settings, id, out.as_deref()),
-        RequestCmd::Respond { link } => request_respond(&args.server, link).await,
+        RequestCmd::Respond { link } => request_respond(&args.server, settings, link).await,
     }
 }
 
@@ -967,7 +972,7 @@ fn request_export(settings: &Settings, id: &str, out: Option<&Path>) -> Result<(
     Ok(())
 }
 
-async fn request_respond(flag: &UrlArg, link: &str) -> Result<(), Failure> {
+async fn request_respond(flag: &UrlArg, settings: &Settings, link: &str) -> Result<(), Failure> {
     let (base, id, fp16) = match links::parse(link) {
         Ok(Link::Request { base, id, fp16 }) => (base, id, fp16),
         // The web UI's rule: a link without a usable fingerprint fails verification at once.
@@ -977,7 +982,7 @@ async fn request_respond(flag: &UrlArg, link: &str) -> Result<(), Failure> {
             return Err(Failure::new(Exit::Usage, "this is a secret link: open it with `lethe receive`"));
         }
     };
-    let server = Server::parse(flag.url.as_deref().unwrap_or(&base))?;
+    let server = server_at(flag.url.as_deref().unwrap_or(&base), settings)?;
     let resp = server.get(&format!("/request/{id}"), &[]).await?;
     let not_available = || {
         Failure::new(Exit::Gone, "Request not available: it may have been revoked, collected, or it expired.")
