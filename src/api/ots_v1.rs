@@ -443,8 +443,9 @@ async fn dispatch(
             let created = match d.secrets.share(input, account.as_ref()).await {
                 Ok(created) => created,
                 Err(err) => {
+                    // Its own reason: unlike the per-client limits, no window summary reports it later.
                     if let SecretError::MailLimited = err {
-                        audited.reason = Some("rate_limited");
+                        audited.reason = Some("mail_limited");
                     }
                     return Err(V1Error::from_secret(err, ""));
                 }
