@@ -1,8 +1,8 @@
 //! What lethe leaves on disk. The database file holds none of the bytes a client chose
 //! (client-encrypted messages and files, request keys, labels and submitted ciphertexts, a mail's
-//! recipient and link), not even as
-//! the ciphertext they are, and records written in clear by older builds are still served. Every file
-//! is its owner's alone, and a data directory others can reach is refused at start.
+//! recipient and link), not even as the ciphertext they are, and records written in clear by older
+//! builds are still served. Every file is its owner's alone, and a data directory others can reach is
+//! refused at start.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
