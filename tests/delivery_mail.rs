@@ -32,8 +32,9 @@ struct SmtpSink {
 }
 
 impl SmtpSink {
-    /// `tls` is `none`, `starttls` or `implicit` (the last two with `certs`).
-    fn start(tls: &str, certs: Option<&Certs>) -> SmtpSink {
+    /// `tls` is `none`, `starttls` or `implicit` (the last two with `certs`); `auth` is a required
+    /// `user:password` login.
+    fn start(tls: &str, certs: Option<&Certs>, auth: Option<&str>) -> SmtpSink {
         let check = Command::new(PYTHON).args(["-c", "import aiosmtpd"]).output();
         assert!(
             check.is_ok_and(|o| o.status.success()),
@@ -46,10 +47,14 @@ impl SmtpSink {
         if let Some(certs) = certs {
             command.arg("--cert").arg(&certs.cert).arg("--key").arg(&certs.key);
         }
+        if let Some(auth) = auth {
+            command.args(["--auth", auth]);
+        }
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its tracebacks (a refused TLS handshake is one) stay out of the test output.
+            .stderr(std::fs::File::create(dir.path().join("sink.log")).expect("the sink's log"))
             .spawn()
             .expect("start the SMTP sink");
         let mut line = String::new();
@@ -59,7 +64,7 @@ impl SmtpSink {
     }
 
     fn plain() -> SmtpSink {
-        SmtpSink::start("none", None)
+        SmtpSink::start("none", None, None)
     }
 
     /// How RCPT is answered from now on: `accept`, `defer` (451) or `reject` (554).
@@ -93,9 +98,9 @@ impl Drop for SmtpSink {
     }
 }
 
-/// A test CA and a certificate for `localhost` and 127.0.0.1 that it signed.
+/// A test CA and a certificate for `localhost` and 127.0.0.1 that it signed, in `dir`.
 struct Certs {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -129,7 +134,7 @@ impl Certs {
             "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
              -extfile ext.cnf",
         ));
-        Certs { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key"), _dir: dir }
+        Certs { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key"), dir }
     }
 }
 
@@ -436,18 +441,28 @@ async fn the_per_account_mail_allowance_refuses_the_share_past_it_and_stores_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starttls_and_implicit_tls_deliver_with_a_test_ca_and_a_certificate_of_an_unknown_ca_is_refused() {
+async fn starttls_and_implicit_tls_deliver_with_a_test_ca_and_a_login_and_a_certificate_of_an_unknown_ca_is_refused()
+ {
     let certs = Certs::make();
     let ca = certs.ca.clone();
+    let password = certs.dir.path().join("smtp.password");
+    std::fs::write(&password, "s3cret-SMTP\n").expect("write the password");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     for (tls, scheme) in [("starttls", "smtp"), ("implicit", "smtps")] {
-        let sink = SmtpSink::start(tls, Some(&certs));
+        let sink = SmtpSink::start(tls, Some(&certs), Some("lethe:s3cret-SMTP"));
         let url = format!("{scheme}://localhost:{}", sink.port);
-        let s = server_with(Engine::Memory, &url, &|raw| raw.mail.ca_file = Some(ca.clone())).await;
+        let s = server_with(Engine::Memory, &url, &|raw| {
+            raw.mail.ca_file = Some(ca.clone());
+            raw.mail.username = Some("lethe".into());
+            raw.mail.password_file = Some(password.clone());
+        })
+        .await;
         let token = s.account(SENDER).await;
         let r = s.post_form_as("/api/v1/share", &recipient_form(), SENDER, &token).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         until("the mail over TLS", async || sink.messages().len() == 1).await;
-        assert_eq!(sink.messages()[0]["tls"], true, "{tls}");
+        let mail = &sink.messages()[0];
+        assert_eq!((&mail["tls"], &mail["login"]), (&Value::Bool(true), &Value::from("lethe")), "{tls}");
         s.stop().await;
 
         // The same server without the test CA: the certificate is not trusted, nothing is sent.

@@ -7,7 +7,8 @@ read them while it runs. The reply to RCPT follows DIR/mode, read on every comma
 default), "defer" (451) or "reject" (554); the test switches it by writing the file.
 
 --tls none | starttls (STARTTLS offered and required before MAIL) | implicit (TLS from the first
-byte), with --cert and --key for the last two. The server exits when its stdin closes, so it never
+byte), with --cert and --key for the last two. --auth USER:PASSWORD requires that login (PLAIN or
+LOGIN, over TLS) before MAIL; the recorded message then names the login it came under. The server exits when its stdin closes, so it never
 outlives the test that started it.
 """
 
@@ -20,7 +21,7 @@ import ssl
 import sys
 import threading
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Recorder:
@@ -52,6 +53,7 @@ class Recorder:
             # STARTTLS sets session.ssl; implicit TLS shows only on the transport.
             "tls": session.ssl is not None
             or server.transport.get_extra_info("ssl_object") is not None,
+            "login": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
             "data": envelope.content.decode("utf-8", "replace"),
         }
         path = os.path.join(self.directory, f"{n}.json")
@@ -67,7 +69,13 @@ def main():
     parser.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--auth")
     args = parser.parse_args()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        expected = args.auth.encode().split(b":", 1)
+        ok = isinstance(auth_data, LoginPassword) and [auth_data.login, auth_data.password] == expected
+        return AuthResult(success=ok, auth_data=auth_data)
 
     context = None
     if args.tls != "none":
@@ -84,6 +92,10 @@ def main():
             hostname="localhost",
             tls_context=starttls,
             require_starttls=starttls is not None,
+            authenticator=authenticator if args.auth else None,
+            auth_required=bool(args.auth),
+            # aiosmtpd sees STARTTLS but not a TLS transport it did not start: there, it is TLS anyway.
+            auth_require_tls=args.tls == "starttls",
             loop=loop,
         )
 
