@@ -441,8 +441,7 @@ async fn the_per_account_mail_allowance_refuses_the_share_past_it_and_stores_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starttls_and_implicit_tls_deliver_with_a_test_ca_and_a_login_and_a_certificate_of_an_unknown_ca_is_refused()
- {
+async fn starttls_and_implicit_tls_deliver_with_a_test_ca_and_a_login_and_refuse_an_unknown_ca() {
     let certs = Certs::make();
     let ca = certs.ca.clone();
     let password = certs.dir.path().join("smtp.password");

@@ -124,22 +124,19 @@ async fn deliver(app: &App, transports: &Transports, entry: Queued) {
             (attempt, request_id.as_str())
         }
         Delivery::Mail(mail) => {
-            let attempt = match &transports.mail {
-                // Checked before every attempt, so a secret opened meanwhile is never mailed about.
-                Some(mailer) => match d.secrets.peek(&mail.secret_key).await {
-                    Ok(None) => Attempt::Dropped,
-                    Ok(Some(_)) => match mailer.send(mail, now).await {
-                        Ok(()) => Attempt::Sent,
-                        Err(err) => {
-                            Attempt::Failed { permanent: err.permanent, description: err.description }
-                        }
-                    },
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not check a mail's secret; will retry");
-                        return;
-                    }
+            // Checked before every attempt: a secret revealed, burned or expired by then is not mailed
+            // about (one revealed during the attempt itself may still be; its link then finds nothing).
+            let attempt = match (d.secrets.peek(&mail.secret_key).await, &transports.mail) {
+                (Ok(None), _) => Attempt::Dropped,
+                (Ok(Some(_)), Some(mailer)) => match mailer.send(mail, now).await {
+                    Ok(()) => Attempt::Sent,
+                    Err(err) => Attempt::Failed { permanent: err.permanent, description: err.description },
                 },
-                None => not_configured("mail.url"),
+                (Ok(Some(_)), None) => not_configured("mail.url"),
+                (Err(err), _) => {
+                    tracing::warn!(error = %err, "could not check a mail's secret; will retry");
+                    return;
+                }
             };
             (attempt, mail.secret_key.as_str())
         }
@@ -169,9 +166,10 @@ async fn deliver(app: &App, transports: &Transports, entry: Queued) {
             (Outcome::Success, None)
         }
         Attempt::Failed { permanent, description } if permanent || now >= give_up_at(app, &entry) => {
-            tracing::warn!(error = %description, attempts = entry.attempts + 1, kind = what, "delivery given up");
+            let attempts = entry.attempts + 1;
+            tracing::warn!(error = %description, attempts, kind = what, "delivery given up");
             if let Err(err) = d.outbox.finish(&entry).await {
-                tracing::warn!(error = %err, kind = what, "a given-up delivery could not be removed from the outbox");
+                tracing::warn!(error = %err, kind = what, "a given-up delivery could not be removed");
                 return;
             }
             failed.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +177,9 @@ async fn deliver(app: &App, transports: &Transports, entry: Queued) {
         }
         Attempt::Failed { description, .. } => {
             let wait = backoff(entry.attempts);
-            tracing::info!(error = %description, attempts = entry.attempts + 1, retry_in = wait, kind = what, "delivery failed; will retry");
+            let attempts = entry.attempts + 1;
+            let retry_in = wait;
+            tracing::info!(error = %description, attempts, retry_in, kind = what, "delivery failed");
             retried.fetch_add(1, Ordering::Relaxed);
             if let Err(err) = d.outbox.retry_at(&entry, now.saturating_add(wait)).await {
                 tracing::warn!(error = %err, kind = what, "a delivery retry could not be recorded");

@@ -1,6 +1,6 @@
-//! The outbox: deliveries to the outside world (webhooks, mails to v1 recipients) that a change causes, written in the same
-//! conditional batch as the change, so a crash after the acknowledgement never loses one and a
-//! change that did not commit never sends one.
+//! The outbox: deliveries to the outside world (webhooks, mails to v1 recipients) that a change
+//! causes, written in the same conditional batch as the change, so a crash after the acknowledgement
+//! never loses one and a change that did not commit never sends one.
 //!
 //! This module owns the [`OUTBOX`] records and their lifecycle: queued → sent (deleted), retried
 //! with backoff, or given up (deleted). The sender side task (`delivery`) drives it. Each entry is
