@@ -286,3 +286,21 @@ impl Outbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mail_allowance_counts_per_account_gives_back_and_starts_over_each_hour() {
+        let quota = MailQuota::default();
+        assert!(quota.reserve("alice", 2, 100));
+        assert!(quota.reserve("alice", 2, 100));
+        assert!(!quota.reserve("alice", 2, 101), "the third in the hour");
+        assert!(quota.reserve("bob", 2, 101), "another account has its own");
+        quota.release("alice");
+        assert!(quota.reserve("alice", 2, 102), "a share that stored nothing gave its mail back");
+        assert!(!quota.reserve("alice", 2, 100 + MAIL_WINDOW_SECONDS - 1));
+        assert!(quota.reserve("alice", 2, 100 + MAIL_WINDOW_SECONDS), "a new hour");
+    }
+}
