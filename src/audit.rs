@@ -70,6 +70,10 @@ pub enum EventName {
     WebhookSent,
     /// A request event was given up after `webhooks.give_up_seconds` of failed attempts.
     WebhookFailed,
+    /// A v1 recipient's mail was accepted by the SMTP server.
+    MailSent,
+    /// A v1 recipient's mail was refused for good (5xx) or given up after `mail.give_up_seconds`.
+    MailFailed,
     /// A team login (GPGAuth stage 2) succeeded or failed.
     TeamLogin,
     TeamLogout,
@@ -95,6 +99,8 @@ impl EventName {
             EventName::RateLimitRefused => "rate_limit.refused",
             EventName::WebhookSent => "webhook.sent",
             EventName::WebhookFailed => "webhook.failed",
+            EventName::MailSent => "mail.sent",
+            EventName::MailFailed => "mail.failed",
             EventName::TeamLogin => "team.login",
             EventName::TeamLogout => "team.logout",
             EventName::TeamUserCreated => "team.user.created",

@@ -69,6 +69,7 @@ pub struct RawConfig {
     pub http: Http,
     pub client: ClientDefaults,
     pub webhooks: Webhooks,
+    pub mail: Mail,
     pub team: Team,
     pub redis: RedisConfig,
 }
@@ -172,6 +173,133 @@ pub struct Webhooks {
 impl Default for Webhooks {
     fn default() -> Webhooks {
         Webhooks { url: None, secret_file: None, give_up_seconds: 86_400 }
+    }
+}
+
+/// Mail to v1 recipients, sent from the outbox; off without `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// `smtp://host[:port]` (STARTTLS required; `?tls=none` allowed on a loopback host only) or
+    /// `smtps://host[:port]` (implicit TLS).
+    pub url: Option<String>,
+    /// The sender address; required with `url`.
+    pub from: Option<String>,
+    /// SMTP login; needs `password_file`.
+    pub username: Option<String>,
+    /// The SMTP password, read from this file at start (never from the configuration itself).
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for the SMTP server besides the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Mails one account may cause per hour; a share past it is refused, so the server is no spam relay.
+    pub per_account_per_hour: u32,
+    /// How long a mail is retried (with exponential backoff) before it is given up.
+    pub give_up_seconds: u64,
+}
+
+impl Default for Mail {
+    fn default() -> Mail {
+        Mail {
+            url: None,
+            from: None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            per_account_per_hour: 20,
+            give_up_seconds: 86_400,
+        }
+    }
+}
+
+/// Whether a mail server is reached in clear, with STARTTLS, or over implicit TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTls {
+    None,
+    StartTls,
+    Implicit,
+}
+
+/// A parsed `mail.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+}
+
+/// Parses `mail.url`; the message says what is wrong without naming the key.
+pub fn parse_mail_url(url: &str) -> Result<MailUrl, String> {
+    let url = url.trim();
+    let (implicit, rest) = match (url.strip_prefix("smtp://"), url.strip_prefix("smtps://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err("must start with smtp:// or smtps://".into()),
+    };
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    if authority.is_empty() || authority.contains(['/', '@', '#', ' ']) {
+        // Credentials go in mail.username and mail.password_file, never in the URL.
+        return Err(
+            "must be scheme://host[:port] (credentials go in mail.username and mail.password_file)".into()
+        );
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or("has an unclosed [")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or("has an invalid port")?,
+        None if implicit => 465,
+        None => 587,
+    };
+    let host = host.to_ascii_lowercase();
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let tls = match (implicit, query) {
+        (true, "") => MailTls::Implicit,
+        (false, "") => MailTls::StartTls,
+        (false, "tls=none") => {
+            // In clear only where nothing crosses a network: links are bearer secrets.
+            let loopback =
+                host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err("may use ?tls=none on a loopback host only".into());
+            }
+            MailTls::None
+        }
+        _ => return Err("takes no query but ?tls=none (smtp:// on a loopback host)".into()),
+    };
+    Ok(MailUrl { host, port, tls })
+}
+
+impl Mail {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.per_account_per_hour) {
+            return Err(ConfigError::new("mail.per_account_per_hour", "must be between 1 and 10000"));
+        }
+        if !(60..=30 * 86_400).contains(&self.give_up_seconds) {
+            return Err(ConfigError::new("mail.give_up_seconds", "must be between 60 and 2592000"));
+        }
+        if self.username.is_some() != self.password_file.is_some() {
+            return Err(ConfigError::new("mail.password_file", "goes with mail.username, both or neither"));
+        }
+        let Some(url) = &self.url else { return Ok(()) };
+        parse_mail_url(url).map_err(|msg| ConfigError::new("mail.url", msg))?;
+        let from = self.from.as_deref().map(str::trim).unwrap_or_default();
+        if from.is_empty() {
+            return Err(ConfigError::new("mail.from", "is required with mail.url"));
+        }
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::new("mail.from", "is not a mail address"));
+        }
+        Ok(())
     }
 }
 
@@ -436,6 +564,7 @@ impl Default for RawConfig {
             http: Http::default(),
             client: ClientDefaults::default(),
             webhooks: Webhooks::default(),
+            mail: Mail::default(),
             team: Team::default(),
             redis: RedisConfig::default(),
         }
@@ -629,6 +758,7 @@ pub struct Settings {
     pub log: Log,
     pub http: Http,
     pub webhooks: Webhooks,
+    pub mail: Mail,
     pub team: Team,
     /// Where the team server key lives (`team.server_key_file`, resolved).
     pub team_server_key_file: PathBuf,
@@ -793,6 +923,7 @@ impl RawConfig {
         if !(60..=30 * 86_400).contains(&webhooks.give_up_seconds) {
             return Err(ConfigError::new("webhooks.give_up_seconds", "must be between 60 and 2592000"));
         }
+        self.mail.validate()?;
         self.redis.validate()?;
         let master_key_file = self.master_key_file.clone().unwrap_or_else(|| data_dir.join("master.key"));
         self.team.validate()?;
@@ -800,6 +931,7 @@ impl RawConfig {
             self.team.server_key_file.clone().unwrap_or_else(|| data_dir.join("team-server-key.asc"));
         Ok(Settings {
             webhooks,
+            mail: self.mail.clone(),
             team: self.team.clone(),
             team_server_key_file,
             storage,
@@ -1077,5 +1209,61 @@ mod tests {
             assert_eq!(err.to_string(), "redis.urls: each URL must start with redis:// or rediss://");
             Ok(())
         });
+    }
+
+    #[test]
+    fn mail_urls_need_tls_except_on_loopback_and_mail_keys_are_checked() {
+        let url = |u: &str| parse_mail_url(u);
+        assert_eq!(
+            url("smtp://mail.example.com"),
+            Ok(MailUrl { host: "mail.example.com".into(), port: 587, tls: MailTls::StartTls })
+        );
+        assert_eq!(
+            url("smtps://Mail.example.com:2465").map(|u| (u.host, u.port, u.tls)),
+            Ok(("mail.example.com".into(), 2465, MailTls::Implicit))
+        );
+        assert_eq!(url("smtp://127.0.0.1:2525?tls=none").map(|u| u.tls), Ok(MailTls::None));
+        assert_eq!(
+            url("smtp://[::1]:25?tls=none").map(|u| (u.host, u.tls)),
+            Ok(("::1".into(), MailTls::None))
+        );
+        assert!(url("smtp://mail.example.com?tls=none").unwrap_err().contains("loopback"));
+        assert!(url("smtps://127.0.0.1?tls=none").is_err());
+        assert!(url("http://mail.example.com").is_err());
+        assert!(url("smtp://user:pw@mail.example.com").is_err());
+        assert!(url("smtp://mail.example.com:0").is_err());
+        assert!(url("smtp://mail.example.com:99999").is_err());
+
+        let check = |m: Mail| {
+            RawConfig { mail: m, ..RawConfig::default() }
+                .validate(None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let on = Mail { url: Some("smtp://127.0.0.1:25?tls=none".into()), ..Mail::default() };
+        assert!(check(on.clone()).unwrap_err().starts_with("mail.from"));
+        assert!(
+            check(Mail { from: Some("not a mailbox".into()), ..on.clone() })
+                .unwrap_err()
+                .starts_with("mail.from")
+        );
+        assert_eq!(check(Mail { from: Some("lethe <lethe@example.com>".into()), ..on.clone() }), Ok(()));
+        let good = Mail { from: Some("lethe@example.com".into()), ..on };
+        assert!(
+            check(Mail { url: Some("smtp://mail.example.com?tls=none".into()), ..good.clone() })
+                .unwrap_err()
+                .starts_with("mail.url")
+        );
+        assert!(
+            check(Mail { username: Some("u".into()), ..good.clone() })
+                .unwrap_err()
+                .starts_with("mail.password_file")
+        );
+        assert!(
+            check(Mail { per_account_per_hour: 0, ..good.clone() })
+                .unwrap_err()
+                .starts_with("mail.per_account_per_hour")
+        );
+        assert!(check(Mail { give_up_seconds: 1, ..good }).unwrap_err().starts_with("mail.give_up_seconds"));
     }
 }

@@ -133,6 +133,19 @@ impl Metrics {
                 writeln!(out, "lethe_webhooks_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
         }
         out.push_str(
+            "# HELP lethe_mails_total Mail attempts by outcome (sent, retried, failed = refused or given up, \
+             dropped = the secret was gone before the mail left).\n",
+        );
+        out.push_str("# TYPE lethe_mails_total counter\n");
+        for (outcome, n) in [
+            ("sent", &d.mails_sent),
+            ("retried", &d.mails_retried),
+            ("failed", &d.mails_failed),
+            ("dropped", &d.mails_dropped),
+        ] {
+            let _ = writeln!(out, "lethe_mails_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+        }
+        out.push_str(
             "# HELP lethe_audit_dropped_total Audit lines dropped because the output fell behind.\n",
         );
         out.push_str("# TYPE lethe_audit_dropped_total counter\n");

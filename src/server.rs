@@ -50,12 +50,20 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
             shutdown.clone(),
         ));
     }
-    if let Some(hook) = webhook(&d.settings) {
-        match hook {
-            Ok(hook) => drop(tasks.spawn(crate::delivery::run(Arc::clone(&app), hook, shutdown.clone()))),
-            // `daemon` refuses to start on this; embedders keep serving with webhooks queued.
-            Err(err) => tracing::error!("{err}; webhooks stay queued"),
-        }
+    let mut transports = crate::delivery::Transports::default();
+    match webhook(&d.settings) {
+        Some(Ok(hook)) => transports.webhook = Some(hook),
+        // `daemon` refuses to start on this; embedders keep serving with webhooks queued.
+        Some(Err(err)) => tracing::error!("{err}; webhooks stay queued"),
+        None => {}
+    }
+    match mailer(&d.settings) {
+        Some(Ok(mailer)) => transports.mail = Some(mailer),
+        Some(Err(err)) => tracing::error!("{err}; mails stay queued"),
+        None => {}
+    }
+    if transports.webhook.is_some() || transports.mail.is_some() {
+        tasks.spawn(crate::delivery::run(Arc::clone(&app), transports, shutdown.clone()));
     }
     while let Some(result) = tasks.join_next().await {
         if let Err(err) = result
@@ -73,16 +81,27 @@ fn webhook(settings: &Settings) -> Option<Result<crate::delivery::webhook::Webho
     Some(crate::delivery::webhook::Webhook::open(url, secret_file))
 }
 
+/// The mail transport when `mail.url` is set.
+fn mailer(settings: &Settings) -> Option<Result<crate::delivery::mail::Mailer, String>> {
+    settings.mail.url.as_ref()?;
+    Some(crate::delivery::mail::Mailer::open(&settings.mail))
+}
+
 #[derive(Debug)]
 pub enum StartError {
     DataDir(io::Error),
     Store(StoreError),
     Key(crate::crypto::CryptoError),
     TeamKey(crate::crypto::server_key::ServerKeyError),
-    Bind { addr: std::net::SocketAddr, source: io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
     Admin(io::Error),
     Audit(io::Error),
     Webhooks(String),
+    /// `mail.*` could not be set up (a password or CA file); the message names the key.
+    Mail(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -99,6 +118,7 @@ impl std::fmt::Display for StartError {
             StartError::Admin(err) => write!(f, "admin socket: {err}"),
             StartError::Audit(err) => write!(f, "audit.file: {err}"),
             StartError::Webhooks(err) => f.write_str(err),
+            StartError::Mail(err) => f.write_str(err),
         }
     }
 }
@@ -212,6 +232,9 @@ pub async fn daemon(settings: Arc<Settings>) -> Result<(), StartError> {
     let parts = Parts::open(Arc::clone(&settings), Arc::new(SystemClock))?;
     if let Some(Err(err)) = webhook(&settings) {
         return Err(StartError::Webhooks(err));
+    }
+    if let Some(Err(err)) = mailer(&settings) {
+        return Err(StartError::Mail(err));
     }
     let mut listeners = Vec::with_capacity(settings.listeners.len());
     for l in &settings.listeners {

@@ -1,7 +1,8 @@
 //! What lethe leaves on disk. The database file holds none of the bytes a client chose
-//! (client-encrypted messages and files, request keys, labels and submitted ciphertexts), not even as
-//! the ciphertext they are, and records written in clear by older builds are still served. Every file
-//! is its owner's alone, and a data directory others can reach is refused at start.
+//! (client-encrypted messages and files, request keys, labels and submitted ciphertexts, a mail's
+//! recipient and link), not even as the ciphertext they are, and records written in clear by older
+//! builds are still served. Every file is its owner's alone, and a data directory others can reach is
+//! refused at start.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -71,10 +72,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_file_holds_no_byte_a_client_chose() {
-    let s = TestServer::start(Engine::Redb).await;
+    // Mail to a port where nothing listens: the recipient's mail stays queued in the outbox.
+    let s = TestServer::start_with(Engine::Redb, &|raw| {
+        raw.mail.url = Some("smtp://127.0.0.1:9?tls=none".into());
+        raw.mail.from = Some("lethe@example.com".into());
+    })
+    .await;
     let stored = store_one_of_each(&s).await;
+    let token = s.account("alice@example.com").await;
+    let form = "secret=x&recipient=bob.at.rest@example.org";
+    let r = s.post_form_as("/api/v1/share", form, "alice@example.com", &token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let secret_key = r.json()["secret_key"].as_str().expect("secret_key").to_owned();
     let file = stored.file.len() / 2;
-    let needles: [(&str, &[u8]); 5] = [
+    let needles: [(&str, &[u8]); 7] = [
+        ("a mail's recipient", b"bob.at.rest@example.org"),
+        ("a mail's link", secret_key.as_bytes()),
         ("the client-encrypted message", armored_middle(&stored.message)),
         ("the client-encrypted file", &stored.file[file..file + 64]),
         ("the request's public key", armored_middle(&stored.public_key)),
@@ -88,6 +101,8 @@ async fn the_database_file_holds_no_byte_a_client_chose() {
         assert!(!contains(&raw, needle), "{what} is in the database file as the client sent it");
     }
     assert!(!contains(&raw, b"-----BEGIN PGP"), "an armor header is in the database file");
+    let outbox = s.get("/metrics").await.text();
+    assert!(outbox.lines().any(|l| l == "lethe_live_records{kind=\"outbox\"} 1"), "the mail is queued");
     // And every one of them is still served as it was sent.
     let r = s.get(&format!("/secret/{}", stored.message_id)).await;
     assert_eq!(r.json()["message"], stored.message.as_str());

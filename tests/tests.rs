@@ -12,6 +12,7 @@ mod client;
 mod client_cli;
 mod crash;
 mod delivery;
+mod delivery_mail;
 mod deploy;
 mod faults;
 mod hostile_http;

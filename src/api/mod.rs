@@ -76,6 +76,7 @@ pub fn reveal_refusal(err: &SecretError) -> (Outcome, &'static str) {
         | SecretError::RecipientNeedsAccount
         | SecretError::InvalidRecipient
         | SecretError::MailUnavailable
+        | SecretError::MailLimited
         | SecretError::UnknownDomain(_)
         | SecretError::InvalidLength
         | SecretError::Contention

@@ -66,6 +66,9 @@ impl V1Error {
             SecretError::MailUnavailable => V1Error::Invalid(
                 "Email delivery is not configured on this server; share the link yourself".into(),
             ),
+            SecretError::MailLimited => {
+                V1Error::TooMany("Too many emails sent from this account. Please try again later.".into())
+            }
             SecretError::UnknownDomain(domain) => V1Error::Invalid(format!("Unknown domain: {domain}")),
             SecretError::InvalidLength => V1Error::Invalid(format!(
                 "Generated password length must be between {GENERATE_MIN_LENGTH} and {GENERATE_MAX_LENGTH} characters"
@@ -437,8 +440,16 @@ async fn dispatch(
                 share_domain: params.get("share_domain").map(str::to_owned),
                 generate_length,
             };
-            let created =
-                d.secrets.share(input, account.as_ref()).await.map_err(|e| V1Error::from_secret(e, ""))?;
+            let created = match d.secrets.share(input, account.as_ref()).await {
+                Ok(created) => created,
+                Err(err) => {
+                    // Its own reason: unlike the per-client limits, no window summary reports it later.
+                    if let SecretError::MailLimited = err {
+                        audited.reason = Some("mail_limited");
+                    }
+                    return Err(V1Error::from_secret(err, ""));
+                }
+            };
             audited.key = created.metadata.secret_key.clone();
             let mut body = metadata_json(&created.metadata, false);
             body.value = created.value.as_deref();

@@ -78,6 +78,7 @@ impl From<SecretError> for PageError {
             | SecretError::RecipientNeedsAccount
             | SecretError::InvalidRecipient
             | SecretError::MailUnavailable
+            | SecretError::MailLimited
             | SecretError::UnknownDomain(_)
             | SecretError::InvalidLength
             | SecretError::Contention

@@ -108,7 +108,8 @@ pub fn payload(event: &str, request_id: &str, label: Option<&str>, occurred_at: 
     value.to_string().into_bytes()
 }
 
-fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
+/// A secret from a file readable by its owner only (the webhook key, the SMTP password).
+pub(super) fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mode = file.metadata()?.permissions().mode();

@@ -32,6 +32,8 @@ pub struct Core {
     pub(in crate::domain) clock: Arc<dyn Clock>,
     pub(in crate::domain) keys: Arc<MasterKey>,
     pub(in crate::domain) hasher: Hasher,
+    /// Shared by every clone: the per-account mail allowance must count one process's shares once.
+    pub(in crate::domain) mail_quota: Arc<outbox::MailQuota>,
 }
 
 impl Core {
@@ -118,6 +120,7 @@ impl Domain {
             clock: Arc::clone(&clock),
             keys: Arc::clone(&keys),
             hasher: hasher.clone(),
+            mail_quota: Arc::default(),
         };
         Domain {
             secrets: Secrets { core: core.clone() },

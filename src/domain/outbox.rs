@@ -1,13 +1,16 @@
-//! The outbox: deliveries to the outside world (webhooks) that a change causes, written in the same
-//! conditional batch as the change, so a crash after the acknowledgement never loses one and a
-//! change that did not commit never sends one.
+//! The outbox: deliveries to the outside world (webhooks, mails to v1 recipients) that a change
+//! causes, written in the same conditional batch as the change, so a crash after the acknowledgement
+//! never loses one and a change that did not commit never sends one.
 //!
 //! This module owns the [`OUTBOX`] records and their lifecycle: queued → sent (deleted), retried
 //! with backoff, or given up (deleted). The sender side task (`delivery`) drives it. Each entry is
 //! sealed under a key derived from the master key and its own store key, so the database file holds
-//! no request id, label or address in clear.
+//! no request id, label, link or address in clear. It also keeps each account's mail allowance
+//! ([`MailQuota`]), since the entries it guards are written here.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +34,22 @@ const BACKSTOP_SECONDS: u64 = 7 * 86_400;
 pub enum Delivery {
     /// A secret-request event for `webhooks.url`.
     Webhook { event: String, request_id: String, label: Option<String>, occurred_at: Timestamp },
+    /// A v1 secret's link for its recipient. Dropped unsent once the secret is gone.
+    Mail(MailDelivery),
+}
+
+/// What a recipient's mail says; built into a message only when it is sent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailDelivery {
+    /// The recipient's address, as validated on the share.
+    pub to: String,
+    /// The account that shared the secret.
+    pub sender: String,
+    /// The link the recipient opens (a bearer secret).
+    pub link: String,
+    /// The secret's key: the sender checks the secret still exists before mailing its link.
+    pub secret_key: String,
+    pub expires_at: Timestamp,
 }
 
 impl fmt::Debug for Delivery {
@@ -42,6 +61,49 @@ impl fmt::Debug for Delivery {
                 .field("event", event)
                 .field("occurred_at", occurred_at)
                 .finish_non_exhaustive(),
+            Delivery::Mail(mail) => f.debug_tuple("Mail").field(mail).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for MailDelivery {
+    // The address and the link are the recipient's secrets; neither goes to logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailDelivery").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// Mails per account and hour, in memory (one process's count, like every rate limit here): a share
+/// that would pass `mail.per_account_per_hour` is refused before anything is stored. The table holds
+/// at most one window per account, and accounts are made by the operator.
+#[derive(Debug, Default)]
+pub struct MailQuota {
+    windows: Mutex<HashMap<String, (Timestamp, u32)>>,
+}
+
+/// The span of one account's mail window.
+const MAIL_WINDOW_SECONDS: u64 = 3600;
+
+impl MailQuota {
+    /// Takes one mail from `account`'s allowance of `limit` per hour; `false` when none is left.
+    pub fn reserve(&self, account: &str, limit: u32, now: Timestamp) -> bool {
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = windows.entry(account.to_owned()).or_insert((now, 0));
+        if now >= window.0.saturating_add(MAIL_WINDOW_SECONDS) {
+            *window = (now, 0);
+        }
+        if window.1 >= limit {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
+    /// Gives back a reservation whose share was not stored.
+    pub fn release(&self, account: &str) {
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(window) = windows.get_mut(account) {
+            window.1 = window.1.saturating_sub(1);
         }
     }
 }
@@ -77,6 +139,25 @@ impl Outbox {
         self.settings.webhooks.url.is_some()
     }
 
+    /// Whether mail is configured; without it a share with a recipient is refused.
+    pub fn mail_on(&self) -> bool {
+        self.settings.mail.url.is_some()
+    }
+
+    /// `batch` with `mail` queued for sending now.
+    pub(in crate::domain) fn with_mail(&self, batch: Batch, mail: MailDelivery) -> Batch {
+        self.queue_now(batch, Delivery::Mail(mail))
+    }
+
+    fn queue_now(&self, batch: Batch, delivery: Delivery) -> Batch {
+        let now = self.now();
+        let mut key = vec![NOW];
+        key.extend_from_slice(&self.keys.store_key(&self.keys.new_id()));
+        let record = OutboxRecord { delivery, created: now, attempts: 0, next_attempt: now };
+        let value = self.seal(&key, &record);
+        batch.put(OUTBOX, key, value, Some(self.backstop(now)))
+    }
+
     /// `batch` with a webhook entry for `event` on request `id` added, when webhooks are on.
     pub(in crate::domain) fn with_webhook(
         &self,
@@ -88,18 +169,13 @@ impl Outbox {
         if !self.webhooks_on() {
             return batch;
         }
-        let now = self.now();
         let delivery = Delivery::Webhook {
             event: event.to_owned(),
             request_id: id.to_owned(),
             label: label.map(str::to_owned),
-            occurred_at: now,
+            occurred_at: self.now(),
         };
-        let mut key = vec![NOW];
-        key.extend_from_slice(&self.keys.store_key(&self.keys.new_id()));
-        let record = OutboxRecord { delivery, created: now, attempts: 0, next_attempt: now };
-        let value = self.seal(&key, &record);
-        batch.put(OUTBOX, key, value, Some(self.backstop(now)))
+        self.queue_now(batch, delivery)
     }
 
     /// The key of request `id`'s scheduled `request.expired` entry: derived from the request's store
@@ -142,7 +218,8 @@ impl Outbox {
     }
 
     fn backstop(&self, created: Timestamp) -> Timestamp {
-        created.saturating_add(self.settings.webhooks.give_up_seconds).saturating_add(BACKSTOP_SECONDS)
+        let give_up = self.settings.webhooks.give_up_seconds.max(self.settings.mail.give_up_seconds);
+        created.saturating_add(give_up).saturating_add(BACKSTOP_SECONDS)
     }
 
     fn seal(&self, key: &[u8], record: &OutboxRecord) -> Vec<u8> {
@@ -207,5 +284,23 @@ impl Outbox {
         );
         self.store.apply(batch, self.now()).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mail_allowance_counts_per_account_gives_back_and_starts_over_each_hour() {
+        let quota = MailQuota::default();
+        assert!(quota.reserve("alice", 2, 100));
+        assert!(quota.reserve("alice", 2, 100));
+        assert!(!quota.reserve("alice", 2, 101), "the third in the hour");
+        assert!(quota.reserve("bob", 2, 101), "another account has its own");
+        quota.release("alice");
+        assert!(quota.reserve("alice", 2, 102), "a share that stored nothing gave its mail back");
+        assert!(!quota.reserve("alice", 2, 100 + MAIL_WINDOW_SECONDS - 1));
+        assert!(quota.reserve("alice", 2, 100 + MAIL_WINDOW_SECONDS), "a new hour");
     }
 }

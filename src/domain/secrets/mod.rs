@@ -26,7 +26,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{Account, RECENT, account_index_key};
-use super::{CAS_RETRIES, ClientSecrets, Core, Secrets};
+use super::outbox::MailDelivery;
+use super::{CAS_RETRIES, ClientSecrets, Core, Outbox, Secrets};
 use crate::config::PassphraseRules;
 use crate::crypto::openpgp::{self, MessageError};
 use crate::crypto::passphrase::{MAX_PASSPHRASE_BYTES, Passphrase, PassphraseError};
@@ -282,6 +283,8 @@ pub enum SecretError {
     InvalidRecipient,
     /// `recipient` on a server that cannot send mail.
     MailUnavailable,
+    /// `recipient` from an account whose `mail.per_account_per_hour` is spent; nothing was stored.
+    MailLimited,
     /// `share_domain` not on the allow-list (the domain as given).
     UnknownDomain(String),
     /// `/generate` length outside 6–128.
@@ -314,6 +317,7 @@ impl fmt::Display for SecretError {
             SecretError::RecipientNeedsAccount => f.write_str("recipient without an account"),
             SecretError::InvalidRecipient => f.write_str("recipient is not an email address"),
             SecretError::MailUnavailable => f.write_str("no mailer configured"),
+            SecretError::MailLimited => f.write_str("mail allowance of the account spent"),
             SecretError::UnknownDomain(_) => f.write_str("share domain not allowed"),
             SecretError::InvalidLength => f.write_str("generated length out of range"),
             SecretError::Contention => f.write_str("record changed concurrently too often"),
@@ -544,6 +548,10 @@ impl Core {
 }
 
 impl Secrets {
+    fn outbox(&self) -> Outbox {
+        Outbox { core: self.core.clone() }
+    }
+
     /// The link a recipient opens.
     pub fn secret_link(&self, share_domain: &str, secret_key: &str) -> String {
         format!("{}/secret/{secret_key}", self.link_base(share_domain))
@@ -580,16 +588,20 @@ impl Secrets {
         if passphrase.as_ref().is_some_and(|p| p.expose().len() > MAX_PASSPHRASE_BYTES) {
             return Err(SecretError::PassphraseTooLong);
         }
-        if let Some(recipient) = input.recipient.filter(|r| !r.trim().is_empty()) {
-            if account.is_none() {
-                return Err(SecretError::RecipientNeedsAccount);
+        let recipient = match input.recipient.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+            None => None,
+            Some(recipient) => {
+                let Some(account) = account else { return Err(SecretError::RecipientNeedsAccount) };
+                if !looks_like_email(recipient) || recipient.parse::<lettre::Address>().is_err() {
+                    return Err(SecretError::InvalidRecipient);
+                }
+                // Without a mailer, refusing is better than reporting a delivery that never happens.
+                if !self.outbox().mail_on() {
+                    return Err(SecretError::MailUnavailable);
+                }
+                Some((account, recipient.to_owned()))
             }
-            if !looks_like_email(recipient.trim()) {
-                return Err(SecretError::InvalidRecipient);
-            }
-            // No mailer exists yet: refusing is better than reporting a delivery that never happens.
-            return Err(SecretError::MailUnavailable);
-        }
+        };
         let share_domain = match input.share_domain.map(|d| d.trim().to_ascii_lowercase()) {
             Some(d) if d.is_empty() => String::new(),
             Some(d) if self.settings.share_domains.contains(&d) => d,
@@ -602,6 +614,13 @@ impl Secrets {
         };
 
         let now = self.now();
+        // Taken last, after every refusal that has no cost, and given back if nothing is stored.
+        let quota = self.settings.mail.per_account_per_hour;
+        if let Some((account, _)) = &recipient
+            && !self.mail_quota.reserve(&account.name, quota, now)
+        {
+            return Err(SecretError::MailLimited);
+        }
         let ttl = self.clamp_ttl(input.ttl, account);
         let secret_key = self.keys.new_key();
         let metadata_key = self.keys.new_key();
@@ -631,7 +650,9 @@ impl Secrets {
             // The creator of a generated value has seen it already.
             state: if generated.is_some() { State::Viewed } else { State::New },
             received: None,
-            recipients: Vec::new(),
+            // Obscured before it is stored: the metadata is not sealed, and the address is the
+            // recipient's; the whole address lives only in the sealed outbox entry.
+            recipients: recipient.iter().map(|(_, to)| obscure_email(to)).collect(),
             share_domain: share_domain.clone(),
             passphrase_required: passphrase.is_some(),
             secret_expires_at,
@@ -650,7 +671,21 @@ impl Secrets {
                 self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
             batch = batch.put(RECENT, index_key, sealed, Some(metadata_expires_at));
         }
-        match self.store.apply(batch, now).await? {
+        if let Some((account, to)) = &recipient {
+            let mail = MailDelivery {
+                to: to.to_owned(),
+                sender: account.name.clone(),
+                link: self.secret_link(&share_domain, &secret_key),
+                secret_key: secret_key.clone(),
+                expires_at: secret_expires_at,
+            };
+            batch = self.outbox().with_mail(batch, mail);
+        }
+        let outcome = self.store.apply(batch, now).await;
+        if let (Some((account, _)), false) = (&recipient, matches!(outcome, Ok(Outcome::Applied(_)))) {
+            self.mail_quota.release(&account.name);
+        }
+        match outcome? {
             Outcome::Applied(_) => {}
             // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
             Outcome::Conflict(_) => return Err(SecretError::Collision),
@@ -666,7 +701,7 @@ impl Secrets {
             created: now,
             updated: now,
             received: None,
-            recipients: Vec::new(),
+            recipients: metadata.recipients,
             share_domain,
             passphrase_required: passphrase.is_some(),
         };
