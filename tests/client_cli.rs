@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::per_backend;
 use crate::support::daemon::BIN;
 use crate::support::gpg::Gpg;
+use crate::support::tls::Certs;
 use crate::support::{TestServer, noise};
 
 /// A client on one machine: its server, its request directory and its current directory.
@@ -721,63 +722,6 @@ async fn requests_live_in_the_xdg_data_directory_unless_configured_and_a_bad_cli
     s.stop().await;
 }
 
-/// A test CA and a certificate it issued for 127.0.0.1 (not for `localhost`), made with the `openssl` CLI:
-/// `(ca.pem, cert.pem, key.pem)` in `dir`.
-fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl (Debian package: openssl)");
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
-    openssl(&[&["genpkey"][..], &ec, &["-out", "ca.key"]].concat());
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=lethe test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[&["genpkey"][..], &ec, &["-out", "key.pem"]].concat());
-    openssl(&["req", "-new", "-key", "key.pem", "-subj", "/CN=localhost", "-out", "cert.csr"]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "cert.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
-    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
-}
-
 /// A TLS terminator, as an operator's proxy would be: its `https://` base, and where to set the plain
 /// `http://` server it forwards to (known only once that has started with the base as PUBLIC_URL).
 async fn tls_proxy(cert: &Path, key: &Path) -> (String, std::sync::Arc<std::sync::OnceLock<String>>) {
@@ -818,9 +762,10 @@ async fn tls_proxy(cert: &Path, key: &Path) -> (String, std::sync::Arc<std::sync
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_servers_are_verified_against_the_built_in_roots_or_client_ca_file() {
-    let pki = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_ca(pki.path());
-    let (https, upstream) = tls_proxy(&cert, &key).await;
+    // For 127.0.0.1, not for `localhost`.
+    let certs = Certs::make("IP:127.0.0.1");
+    let (ca, key) = (&certs.ca, &certs.key);
+    let (https, upstream) = tls_proxy(&certs.cert, key).await;
     let public = https.clone();
     let s =
         TestServer::start_with(lethe::store::Engine::Memory, &|raw| raw.public_url = Some(public.clone()))

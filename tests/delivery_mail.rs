@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use lethe::config::RawConfig;
 use lethe::store::Engine;
 use serde_json::Value;
 
+use crate::support::tls::Certs;
 use crate::support::{T0, TestServer, basic};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -95,46 +96,6 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A test CA and a certificate for `localhost` and 127.0.0.1 that it signed, in `dir`.
-struct Certs {
-    dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Certs {
-    fn make() -> Certs {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let p = |name: &str| dir.path().join(name);
-        let run = |args: &[String]| {
-            let out = Command::new("openssl").args(args).current_dir(dir.path()).output();
-            let out = out.expect("the mail TLS tests need the openssl command (apt-get install openssl)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        let args = |line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>();
-        let mut ca = args(&format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2"));
-        ca.extend(
-            ["-subj", "/CN=lethe test CA", "-addext", "basicConstraints=critical,CA:TRUE"].map(String::from),
-        );
-        ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"].map(String::from));
-        run(&ca);
-        run(&args(&format!("req {ec} -keyout server.key -out server.csr -subj /CN=localhost")));
-        std::fs::write(
-            p("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write the extensions");
-        run(&args(
-            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-             -extfile ext.cnf",
-        ));
-        Certs { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key"), dir }
     }
 }
 
@@ -442,7 +403,7 @@ async fn the_per_account_mail_allowance_refuses_the_share_past_it_and_stores_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_and_implicit_tls_deliver_with_a_test_ca_and_a_login_and_refuse_an_unknown_ca() {
-    let certs = Certs::make();
+    let certs = Certs::make("DNS:localhost,IP:127.0.0.1");
     let ca = certs.ca.clone();
     let password = certs.dir.path().join("smtp.password");
     std::fs::write(&password, "s3cret-SMTP\n").expect("write the password");

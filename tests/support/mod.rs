@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod faults;
 pub mod gpg;
 pub mod redis;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
