@@ -161,18 +161,20 @@ impl RedisConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Webhooks {
-    /// The one place events are POSTed (`http://` only); never a per-request URL, so no server-side
-    /// request forgery.
+    /// The one place events are POSTed (`http://` or `https://`); never a per-request URL, so no
+    /// server-side request forgery.
     pub url: Option<String>,
     /// The HMAC-SHA256 key for `X-Lethe-Signature`, read from this file at start; required with `url`.
     pub secret_file: Option<PathBuf>,
     /// How long a delivery is retried (with exponential backoff) before it is given up.
     pub give_up_seconds: u64,
+    /// Extra CA certificates (PEM) an `https://` receiver's certificate may chain to.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Webhooks {
     fn default() -> Webhooks {
-        Webhooks { url: None, secret_file: None, give_up_seconds: 86_400 }
+        Webhooks { url: None, secret_file: None, give_up_seconds: 86_400, ca_file: None }
     }
 }
 
@@ -911,10 +913,6 @@ impl RawConfig {
         let mut webhooks = self.webhooks.clone();
         if let Some(url) = &webhooks.url {
             let url = validate_url(url).map_err(|msg| ConfigError::new("webhooks.url", msg))?;
-            if !url.starts_with("http://") {
-                // The sender speaks plain HTTP only; a TLS terminator next to the receiver can forward.
-                return Err(ConfigError::new("webhooks.url", "must start with http://"));
-            }
             if webhooks.secret_file.is_none() {
                 return Err(ConfigError::new("webhooks.secret_file", "is required with webhooks.url"));
             }

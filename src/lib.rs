@@ -54,5 +54,6 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{App, AuthRefused, Ctx, PassphraseGuesses};

@@ -78,7 +78,7 @@ pub async fn run(app: Arc<App>, listeners: Vec<(TcpListener, Mode)>, shutdown: w
 fn webhook(settings: &Settings) -> Option<Result<crate::delivery::webhook::Webhook, String>> {
     let url = settings.webhooks.url.as_deref()?;
     let secret_file = settings.webhooks.secret_file.as_deref().unwrap_or(std::path::Path::new(""));
-    Some(crate::delivery::webhook::Webhook::open(url, secret_file))
+    Some(crate::delivery::webhook::Webhook::open(url, secret_file, settings.webhooks.ca_file.as_deref()))
 }
 
 /// The mail transport when `mail.url` is set.

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::support::gpg::Gpg;
+use crate::support::tls::Certs;
 use crate::support::{T0, TestServer};
 
 const SECRET: &str = "webhook-test-secret";
@@ -46,6 +47,8 @@ struct Received {
 /// A webhook receiver on a free loopback port that records every POST and answers `status`.
 struct Receiver {
     addr: SocketAddr,
+    /// Whether it speaks https.
+    tls: bool,
     status: Arc<AtomicU16>,
     got: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
@@ -53,6 +56,29 @@ struct Receiver {
 
 impl Receiver {
     async fn start(status: u16) -> Receiver {
+        Receiver::start_with(status, None).await
+    }
+
+    /// An https receiver with the certificate and key in `certs`.
+    async fn start_tls(status: u16, certs: &Certs) -> Receiver {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain =
+            CertificateDer::pem_file_iter(&certs.cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(&certs.key).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+        Receiver::start_with(status, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(status: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
+        let secure = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
         let addr = listener.local_addr().expect("receiver address");
         let status = Arc::new(AtomicU16::new(status));
@@ -60,7 +86,7 @@ impl Receiver {
         let (st, g) = (Arc::clone(&status), Arc::clone(&got));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (st, g) = (Arc::clone(&st), Arc::clone(&g));
+                let (st, g, tls) = (Arc::clone(&st), Arc::clone(&g), tls.clone());
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -85,17 +111,26 @@ impl Receiver {
                                 Ok::<_, std::convert::Infallible>(resp)
                             }
                         });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A sender that refuses the certificate ends the handshake: nothing is recorded.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
-        Receiver { addr, status, got, task }
+        Receiver { addr, tls: secure, status, got, task }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("{}://{}/hook", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     fn got(&self) -> Vec<Received> {
@@ -306,6 +341,38 @@ async fn failing_receiver(engine: Engine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_gets_events_when_its_certificate_verifies_and_nothing_otherwise() {
+    let certs = Certs::make("IP:127.0.0.1");
+    let receiver = Receiver::start_tls(200, &certs).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+
+    // Without the receiver's CA the handshake fails: retried, nothing reaches the receiver.
+    let s = server(Engine::Memory, &receiver, dir.path()).await;
+    let (id, _) = create(&s).await;
+    fulfil(&s, &id).await;
+    until("a refused attempt", async || metric(&s, "lethe_webhooks_total{outcome=\"retried\"} 1").await)
+        .await;
+    assert!(receiver.got().is_empty());
+    s.stop().await;
+
+    let url = receiver.url();
+    let file = secret_file(dir.path());
+    let ca = certs.ca.clone();
+    let s = TestServer::start_with(Engine::Memory, &|raw| {
+        raw.webhooks.url = Some(url.clone());
+        raw.webhooks.secret_file = Some(file.clone());
+        raw.webhooks.ca_file = Some(ca.clone());
+    })
+    .await;
+    let (id, _) = create(&s).await;
+    fulfil(&s, &id).await;
+    until("a delivery over TLS", async || receiver.accepted().len() == 1).await;
+    assert_eq!(receiver.accepted()[0]["event"], "request.fulfilled");
+    assert_eq!(receiver.accepted()[0]["request_id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_recovers_gets_the_event_once() {
     let receiver = Receiver::start(500).await;
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -467,7 +534,7 @@ async fn an_event_acknowledged_before_a_crash_is_delivered_once_after_restart_an
 
 /// A webhook secret others can read, or a missing one, stops `lethe serve` with the key named.
 #[test]
-fn a_loose_or_missing_webhook_secret_stops_the_start() {
+fn a_loose_or_missing_webhook_secret_or_a_bad_ca_file_stops_the_start() {
     use crate::support::daemon::BIN;
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = secret_file(dir.path());
@@ -496,10 +563,14 @@ fn a_loose_or_missing_webhook_secret_stops_the_start() {
     let out = run(&[("LETHE_WEBHOOKS__URL", "http://127.0.0.1:9/hook")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("webhooks.secret_file"), "{stderr}");
+    // An https receiver's extra CA file must hold certificates.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let out = run(&[
         ("LETHE_WEBHOOKS__URL", "https://hooks.example/x"),
         ("LETHE_WEBHOOKS__SECRET_FILE", file.to_str().expect("path")),
+        ("LETHE_WEBHOOKS__CA_FILE", file.to_str().expect("path")),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("webhooks.url"), "{stderr}");
+    assert!(!out.status.success() && stderr.contains("webhooks.ca_file"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
 }

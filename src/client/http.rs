@@ -14,8 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -43,29 +42,11 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Mozilla's roots, plus every certificate in `ca_file` (PEM) when given.
     pub fn new(ca_file: Option<&Path>) -> Result<Tls, Failure> {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        if let Some(path) = ca_file {
-            let bad = |what: &str| {
-                Failure::new(Exit::Usage, format!("client.ca_file ({}): {what}", path.display()))
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|_| bad("cannot read it"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| bad("not PEM certificates"))?;
-            if certs.is_empty() {
-                return Err(bad("holds no certificate"));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|_| bad("holds a certificate that is not a usable CA"))?;
-            }
-        }
-        let config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|_| Failure::new(Exit::Failed, "cannot set up TLS"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        Ok(Tls { config: Arc::new(config) })
+        let config = crate::tls::client_config(ca_file).map_err(|e| {
+            let file = ca_file.map_or(String::new(), |p| format!(" ({})", p.display()));
+            Failure::new(Exit::Usage, format!("client.ca_file{file}: {e}"))
+        })?;
+        Ok(Tls { config })
     }
 }
 

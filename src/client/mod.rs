@@ -5,7 +5,8 @@
 //! It owns the commands' flow and what the user is told; [`crypto`] owns OpenPGP, [`http`] the wire,
 //! [`links`] the link shapes and [`store`] the request directory. It talks to a server over HTTP only
 //! and uses none of the server's layers (http, router, api, domain, store, crypto), so it is the same
-//! client any other machine would run; it shares only the configuration loader and `clock::rfc3339`.
+//! client any other machine would run; it shares only the configuration loader, `clock::rfc3339` and
+//! the outgoing TLS set-up (`tls`).
 //!
 //! Secrets come from stdin or a file, never from argv; on a terminal they are read without echo.
 //! Nothing here logs. Errors name what happened, never a secret, key, token, id or link.

@@ -13,8 +13,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::config::{self, MailTls};
 use crate::crypto::{hex, random_bytes};
@@ -24,9 +22,6 @@ use crate::store::Timestamp;
 /// One SMTP command waits at most this long; a whole attempt at most [`ATTEMPT_TIMEOUT`].
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
-/// The largest CA file read.
-const MAX_CA_BYTES: u64 = 1024 * 1024;
-
 /// Where and as whom mails are sent.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -67,8 +62,9 @@ impl Mailer {
             let mut params =
                 TlsParameters::builder(url.host.clone()).certificate_store(CertificateStore::WebpkiRoots);
             if let Some(path) = &settings.ca_file {
-                params =
-                    params.add_root_certificate(read_ca(path).map_err(|e| format!("mail.ca_file: {e}"))?);
+                for cert in read_ca(path).map_err(|e| format!("mail.ca_file: {e}"))? {
+                    params = params.add_root_certificate(cert);
+                }
             }
             let params = params.build_rustls().map_err(|e| format!("mail.url: TLS set-up failed: {e}"))?;
             builder = builder.tls(match url.tls {
@@ -176,22 +172,12 @@ fn describe(err: &lettre::transport::smtp::Error) -> SendError {
 }
 
 /// The PEM certificates in `path`, at least one; other PEM blocks (keys) are refused.
-fn read_ca(path: &Path) -> Result<Certificate, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut pem = Vec::new();
-    file.take(MAX_CA_BYTES + 1).read_to_end(&mut pem).map_err(|e| e.to_string())?;
-    if pem.len() as u64 > MAX_CA_BYTES {
-        return Err("larger than 1 MiB".into());
-    }
-    let count = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not PEM certificates: {e}"))?
-        .len();
-    if count == 0 {
-        return Err("holds no PEM certificate".into());
-    }
-    Certificate::from_pem(&pem).map_err(|e| format!("not PEM certificates: {e}"))
+fn read_ca(path: &Path) -> Result<Vec<Certificate>, String> {
+    let certs = crate::tls::read_ca_certs(path)?;
+    certs
+        .iter()
+        .map(|der| Certificate::from_der(der.to_vec()).map_err(|e| format!("not a certificate: {e}")))
+        .collect()
 }
 
 #[cfg(test)]
