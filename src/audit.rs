@@ -75,6 +75,14 @@ pub enum EventName {
     TeamLogout,
     /// A team admin registered a user over the API.
     TeamUserCreated,
+    /// A team resource was created, updated or (soft) deleted, or a change to it was refused.
+    TeamResourceCreated,
+    TeamResourceUpdated,
+    TeamResourceDeleted,
+    /// A team user read their secret of a resource, or was refused it.
+    TeamSecretRead,
+    /// A resource's permissions changed (or the change was refused).
+    TeamShare,
 }
 
 impl EventName {
@@ -98,6 +106,11 @@ impl EventName {
             EventName::TeamLogin => "team.login",
             EventName::TeamLogout => "team.logout",
             EventName::TeamUserCreated => "team.user.created",
+            EventName::TeamResourceCreated => "team.resource.created",
+            EventName::TeamResourceUpdated => "team.resource.updated",
+            EventName::TeamResourceDeleted => "team.resource.deleted",
+            EventName::TeamSecretRead => "team.secret.read",
+            EventName::TeamShare => "team.share",
         }
     }
 }

@@ -256,11 +256,21 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Client-encrypted file size in bytes.
     pub max_file_bytes: usize,
+    /// A team request body, in bytes (413 above).
+    pub max_team_body_bytes: usize,
+    /// A team secret's armored `data`, in bytes.
+    pub max_team_secret_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_secret_bytes: 10_000, max_message_bytes: 10_000, max_file_bytes: 1_048_576 }
+        Limits {
+            max_secret_bytes: 10_000,
+            max_message_bytes: 10_000,
+            max_file_bytes: 1_048_576,
+            max_team_body_bytes: 4_194_304,
+            max_team_secret_bytes: 65_536,
+        }
     }
 }
 
@@ -721,6 +731,8 @@ impl RawConfig {
             ("limits.max_secret_bytes", limits.max_secret_bytes),
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_file_bytes", limits.max_file_bytes),
+            ("limits.max_team_body_bytes", limits.max_team_body_bytes),
+            ("limits.max_team_secret_bytes", limits.max_team_secret_bytes),
         ] {
             if value == 0 || value > 64 * 1024 * 1024 {
                 return Err(ConfigError::new(key, "must be between 1 byte and 64 MiB"));

@@ -15,9 +15,6 @@ use crate::domain::team::users::User;
 use crate::http::Body;
 use crate::{App, Ctx};
 
-/// Largest team request body (`limits.max_team_body_bytes`'s default in the contract).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
 /// Largest stage-0 plaintext looked at: a nonce is 66 bytes.
 const MAX_NONCE_BYTES: usize = 256;
 
@@ -157,8 +154,9 @@ fn partial(envelope: &Envelope, headers: &[(&'static str, String)]) -> Response<
 
 /// A team request body: a JSON object whatever the `Content-Type`, empty meaning `{}`, through the
 /// size limit (`team.md` §1).
-pub async fn read_object(envelope: &Envelope, req: Request<Incoming>) -> Result<Value, ApiError> {
-    let bytes = match crate::http::body::read(req.into_body(), MAX_BODY_BYTES).await {
+pub async fn read_object(app: &App, envelope: &Envelope, req: Request<Incoming>) -> Result<Value, ApiError> {
+    let limit = app.domain.settings.limits.max_team_body_bytes;
+    let bytes = match crate::http::body::read(req.into_body(), limit).await {
         Ok(bytes) => bytes,
         Err(crate::http::body::BodyError::TooLarge) => {
             return Err(envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large."));
@@ -177,7 +175,7 @@ pub async fn read_object(envelope: &Envelope, req: Request<Incoming>) -> Result<
 }
 
 pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
-    let body = match read_object(envelope, req).await {
+    let body = match read_object(app, envelope, req).await {
         Ok(body) => body,
         Err(err) => return Handled::unaudited(Err(err)),
     };
