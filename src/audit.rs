@@ -81,6 +81,9 @@ pub enum EventName {
     TeamResourceDeleted,
     /// A team user read their secret of a resource, or was refused it.
     TeamSecretRead,
+    /// A team user was refused a resource or the listing (401/403/404); successful reads are not
+    /// written one by one.
+    TeamResourceRead,
     /// A resource's permissions changed (or the change was refused).
     TeamShare,
 }
@@ -110,6 +113,7 @@ impl EventName {
             EventName::TeamResourceUpdated => "team.resource.updated",
             EventName::TeamResourceDeleted => "team.resource.deleted",
             EventName::TeamSecretRead => "team.secret.read",
+            EventName::TeamResourceRead => "team.resource.read",
             EventName::TeamShare => "team.share",
         }
     }

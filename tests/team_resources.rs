@@ -587,3 +587,102 @@ async fn resources_and_their_secrets_are_sealed_in_the_database_file() {
     assert_eq!(r.json()["body"][0]["secrets"][0]["data"], data.as_str());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_changes_and_refusals_are_audited_without_ids_names_or_data() {
+    let s = TestServer::start(lethe::store::Engine::Memory).await;
+    let alice = member(&s, "alice").await;
+    let bob = member(&s, "bob").await;
+    let res = create(&s, &alice, "payroll-db-7f3a", "pw").await;
+    let id = res["id"].as_str().unwrap().to_owned();
+    let data = bob.encrypt("pw");
+    let share = json!({"permissions": [add(&bob, 1)], "secrets": [{"user_id": bob.id(), "data": data}]});
+    assert_eq!(
+        call(&s, &alice, Method::PUT, &format!("/share/resource/{id}.json"), Some(&share)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, &bob, Method::GET, &format!("/secrets/resource/{id}.json"), None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, &bob, Method::DELETE, &format!("/resources/{id}.json"), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let missing = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(
+        call(&s, &bob, Method::GET, &format!("/resources/{missing}.json"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(s.get("/resources.json").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&s, &alice, Method::GET, "/resources.json", None).await.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &s,
+            &alice,
+            Method::PUT,
+            &format!("/resources/{id}.json"),
+            Some(&json!({"name": "renamed-4b1c"}))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, &alice, Method::DELETE, &format!("/resources/{id}.json"), None).await.status,
+        StatusCode::OK
+    );
+    let lines = s.stop_with_audit().await;
+    let seen: Vec<(String, String, String)> = lines
+        .iter()
+        .filter(|l| l["event"].as_str().is_some_and(|e| e.starts_with("team.") && e != "team.login"))
+        .map(|l| {
+            let field = |f: &str| l[f].as_str().unwrap_or("-").to_owned();
+            (field("event"), field("outcome"), field("account"))
+        })
+        .collect();
+    let expected = [
+        ("team.resource.created", "success", "alice"),
+        ("team.share", "success", "alice"),
+        ("team.secret.read", "success", "bob"),
+        ("team.resource.deleted", "denied", "bob"),
+        ("team.resource.read", "denied", "bob"),
+        ("team.resource.read", "denied", "-"),
+        ("team.resource.updated", "success", "alice"),
+        ("team.resource.deleted", "success", "alice"),
+    ];
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+    assert_eq!(seen, expected);
+    let text = serde_json::to_string(&lines).unwrap();
+    for needle in [id.as_str(), "payroll-db-7f3a", "renamed-4b1c", &data[40..80], bob.id()] {
+        assert!(!text.contains(needle), "{needle} is in the audit trail");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_bodies_and_secrets_over_their_configured_limits_are_refused() {
+    let s = TestServer::start_with(lethe::store::Engine::Memory, &|raw: &mut lethe::config::RawConfig| {
+        raw.limits.max_team_body_bytes = 4096;
+        raw.limits.max_team_secret_bytes = 200;
+    })
+    .await;
+    let alice = member(&s, "alice").await;
+    let big =
+        json!({"name": "x", "description": "d".repeat(5000), "secrets": [{"data": alice.encrypt("pw")}]});
+    let r = call(&s, &alice, Method::POST, "/resources.json", Some(&big)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert_eq!(r.json()["header"]["code"], 413);
+    let data = alice.encrypt(&"p".repeat(300));
+    let r = call(
+        &s,
+        &alice,
+        Method::POST,
+        "/resources.json",
+        Some(&json!({"name": "x", "secrets": [{"data": data}]})),
+    )
+    .await;
+    assert!(r.json()["body"]["secrets"]["0"]["data"]["maxLength"].is_string(), "{}", r.text());
+    assert_eq!(call(&s, &alice, Method::GET, "/resources.json", None).await.json()["body"], json!([]));
+    s.stop().await;
+}

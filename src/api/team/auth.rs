@@ -174,7 +174,18 @@ pub async fn read_object(app: &App, envelope: &Envelope, req: Request<Incoming>)
     }
 }
 
-pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
+/// 429 in the envelope, with when to try again.
+fn too_many(envelope: &Envelope, retry_after: u64) -> ApiError {
+    let mut err = envelope.error(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again later.");
+    err.headers = vec![("retry-after", retry_after.to_string())];
+    err
+}
+
+pub async fn login(app: &App, ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
+    // Counted before anything is read or decrypted: each stage costs the server public-key work.
+    if let Err(retry_after) = app.rate(ctx, crate::ratelimit::Class::TeamLogins) {
+        return Handled::unaudited(Err(too_many(envelope, retry_after)));
+    }
     let body = match read_object(app, envelope, req).await {
         Ok(body) => body,
         Err(err) => return Handled::unaudited(Err(err)),
@@ -184,6 +195,20 @@ pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Inco
     let keyid = field("keyid")
         .and_then(Value::as_str)
         .filter(|k| k.len() == 40 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let Some(fpr) = keyid {
+        // Per key as well, so that many addresses cannot share out the guesses at one user's login;
+        // the window is named by a keyed hash, never the fingerprint.
+        let hashed = crate::crypto::sha256(app.domain.keys.id_hash(&fpr.to_ascii_uppercase()).as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hashed[..16]);
+        let class = crate::ratelimit::Class::TeamLoginsPerKey;
+        if let Err(refused) = app.limiter.hit_key(class, key, app.domain.now()) {
+            // The first refusal of a window is a line; the rest are summarised when it ends.
+            let audit =
+                if refused.first { audit(Outcome::Denied, Some("rate_limited_key"), None) } else { None };
+            return Handled { result: Err(too_many(envelope, refused.retry_after)), audit };
+        }
+    }
     let team = &app.domain.team;
     let user = match keyid {
         Some(fpr) => match team.user_by_fingerprint(fpr).await {

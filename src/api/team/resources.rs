@@ -397,13 +397,16 @@ pub async fn handle(
     req: Request<Incoming>,
     query: &[(String, String)],
 ) -> Handled<ApiError> {
-    let event = match &endpoint {
-        Team::AddResource => Some(EventName::TeamResourceCreated),
-        Team::UpdateResource { .. } => Some(EventName::TeamResourceUpdated),
-        Team::DeleteResource { .. } => Some(EventName::TeamResourceDeleted),
-        Team::Secret { .. } => Some(EventName::TeamSecretRead),
-        Team::Share { .. } => Some(EventName::TeamShare),
-        _ => None,
+    // Writes and secret reads are written whatever their outcome; views, listings and dry runs only
+    // when refused (a listing per client would flood the trail), as the contract's `denied` lines.
+    let (event, always) = match &endpoint {
+        Team::AddResource => (EventName::TeamResourceCreated, true),
+        Team::UpdateResource { .. } => (EventName::TeamResourceUpdated, true),
+        Team::DeleteResource { .. } => (EventName::TeamResourceDeleted, true),
+        Team::Secret { .. } => (EventName::TeamSecretRead, true),
+        Team::Share { .. } => (EventName::TeamShare, true),
+        Team::ShareSimulate { .. } => (EventName::TeamShare, false),
+        _ => (EventName::TeamResourceRead, false),
     };
     let id = match &endpoint {
         Team::Resource { id }
@@ -414,29 +417,23 @@ pub async fn handle(
         | Team::Share { id } => Some(id.to_ascii_lowercase()),
         _ => None,
     };
+    let denied = |result: &Result<Response<Body>, ApiError>| {
+        result.as_ref().is_err_and(|e| {
+            matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+        })
+    };
     let session = match session_of(app, envelope, &req).await {
         Ok(Some(session)) => session,
         Ok(None) => {
             let result = Err(unauthenticated(envelope));
-            let audit = event.and_then(|event| Audit { event, account: None, id }.facts(&result));
+            let audit = Audit { event, account: None, id }.facts(&result);
             return Handled { result, audit };
         }
         Err(err) => return Handled::unaudited(Err(err)),
     };
     let account = Some(session.user.username.clone());
     let result = route(app, envelope, endpoint, req, query, &session).await;
-    // Reads of resources are not followed one by one (a listing would flood the trail); their
-    // refusals are, as the contract's `denied` outcomes.
-    let audit = match event {
-        Some(event) => Audit { event, account, id }.facts(&result),
-        None if result
-            .as_ref()
-            .is_err_and(|e| e.status.is_client_error() && e.status != StatusCode::BAD_REQUEST) =>
-        {
-            Audit { event: EventName::TeamSecretRead, account, id }.facts(&result)
-        }
-        None => None,
-    };
+    let audit = if always || denied(&result) { Audit { event, account, id }.facts(&result) } else { None };
     Handled { result, audit }
 }
 
