@@ -654,6 +654,31 @@ mod tests {
     }
 
     #[test]
+    fn team_resource_routes_by_path_and_method() {
+        let id = || "669F8C64-242A-49FB-92FC-81F660975FD3".to_owned();
+        let t = |method: Method, path: &str| r(method, path);
+        assert_eq!(t(Method::GET, "/resources.json"), Endpoint::Team(Team::Resources));
+        assert_eq!(t(Method::POST, "/resources.json"), Endpoint::Team(Team::AddResource));
+        let one = format!("/resources/{}.json", id());
+        assert_eq!(t(Method::GET, &one), Endpoint::Team(Team::Resource { id: id() }));
+        assert_eq!(t(Method::PUT, &one), Endpoint::Team(Team::UpdateResource { id: id() }));
+        assert_eq!(t(Method::DELETE, &one), Endpoint::Team(Team::DeleteResource { id: id() }));
+        assert_eq!(t(Method::POST, &one), Endpoint::Team(Team::Unknown));
+        let secret = format!("/secrets/resource/{}.json", id());
+        assert_eq!(t(Method::GET, &secret), Endpoint::Team(Team::Secret { id: id() }));
+        let simulate = format!("/share/simulate/resource/{}.json", id());
+        assert_eq!(t(Method::POST, &simulate), Endpoint::Team(Team::ShareSimulate { id: id() }));
+        let share = format!("/share/resource/{}.json", id());
+        assert_eq!(t(Method::PUT, &share), Endpoint::Team(Team::Share { id: id() }));
+        assert_eq!(t(Method::POST, &share), Endpoint::Team(Team::Unknown));
+        assert_eq!(
+            t(Method::GET, &format!("/resources/{}.json", "a".repeat(65))),
+            Endpoint::Team(Team::Unknown)
+        );
+        assert_eq!(route(&Method::GET, "/resources.json", Mode::ReadOnly), Endpoint::Team(Team::Unknown));
+    }
+
+    #[test]
     fn v1_routes_and_aliases() {
         assert_eq!(r(Method::GET, "/api/v1/status"), Endpoint::V1(V1::Status));
         assert_eq!(r(Method::GET, "/api/v1/authcheck"), Endpoint::V1(V1::Authcheck));
