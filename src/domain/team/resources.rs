@@ -127,9 +127,14 @@ pub fn check_data(data: &str, user: &User, max_bytes: usize) -> Result<(), DataF
         return Err(DataFault::NotToUser);
     }
     let to_user = info.recipients.iter().any(|r| {
-        user.encryption_key_ids.iter().any(|id| r.as_slice() == id.as_slice())
-            // A v6 PKESK names a v4 key by its fingerprint.
-            || crate::crypto::hex(r).eq_ignore_ascii_case(&user.fingerprint)
+        // A v3 PKESK names the key by its id; a v6 one by its fingerprint, and a v4 key's id is the
+        // last 8 bytes of its 20-byte fingerprint.
+        let id = match r.len() {
+            8 => r.as_slice(),
+            20 => &r[12..],
+            _ => return false,
+        };
+        user.encryption_key_ids.iter().any(|k| k.as_slice() == id)
     });
     if to_user { Ok(()) } else { Err(DataFault::NotToUser) }
 }
