@@ -684,3 +684,106 @@ impl Team {
         Err(TeamError::Contention.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pgp::composed::{
+        ArmorOptions, EncryptionCaps, KeyType, MessageBuilder, SecretKeyParamsBuilder, SignedPublicKey,
+        SubkeyParamsBuilder,
+    };
+    use pgp::crypto::aead::{AeadAlgorithm, ChunkSize};
+    use pgp::crypto::sym::SymmetricKeyAlgorithm;
+    use pgp::types::KeyVersion;
+
+    use super::*;
+    use crate::crypto::key_facts::key_facts;
+    use crate::crypto::openpgp::validate_public_key;
+
+    /// A v4 user as registration stores them, with an rPGP-made key.
+    fn user() -> (User, SignedPublicKey) {
+        let mut rng = rand::thread_rng();
+        let subkey = SubkeyParamsBuilder::default()
+            .version(KeyVersion::V4)
+            .key_type(KeyType::X25519)
+            .can_encrypt(EncryptionCaps::All)
+            .build()
+            .unwrap();
+        let params = SecretKeyParamsBuilder::default()
+            .version(KeyVersion::V4)
+            .key_type(KeyType::Ed25519)
+            .can_certify(true)
+            .can_sign(true)
+            .feature_seipd_v2(true)
+            .primary_user_id("Rusty <rusty@example.org>".into())
+            .subkey(subkey)
+            .build()
+            .unwrap();
+        let public = params.generate(&mut rng).unwrap().to_public_key();
+        let armored = public.to_armored_string(ArmorOptions::default()).unwrap();
+        let info = validate_public_key(&armored, 0).unwrap();
+        let user = User {
+            id: new_uuid(),
+            username: "rusty".into(),
+            first_name: "rusty".into(),
+            last_name: String::new(),
+            admin: false,
+            key_facts: key_facts(&armored).unwrap(),
+            armored_key: armored,
+            fingerprint: info.fingerprint.to_ascii_uppercase(),
+            encryption_key_ids: info.encryption_keys.iter().map(|(id, _)| *id).collect(),
+            key_expires: None,
+            created: 0,
+            modified: 0,
+            disabled: None,
+            last_logged_in: None,
+        };
+        (user, public)
+    }
+
+    fn message(to: &SignedPublicKey, v2: bool, anonymous: bool) -> String {
+        let mut rng = rand::thread_rng();
+        let subkey = &to.public_subkeys[0];
+        if v2 {
+            let mut builder = MessageBuilder::from_bytes("", &b"pw"[..]).seipd_v2(
+                &mut rng,
+                SymmetricKeyAlgorithm::AES128,
+                AeadAlgorithm::Ocb,
+                ChunkSize::default(),
+            );
+            if anonymous {
+                builder.encrypt_to_key_anonymous(&mut rng, subkey).unwrap();
+            } else {
+                builder.encrypt_to_key(&mut rng, subkey).unwrap();
+            }
+            builder.to_armored_string(&mut rng, ArmorOptions::default()).unwrap()
+        } else {
+            let mut builder =
+                MessageBuilder::from_bytes("", &b"pw"[..]).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+            builder.encrypt_to_key(&mut rng, subkey).unwrap();
+            builder.to_armored_string(&mut rng, ArmorOptions::default()).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_secret_is_for_its_user_by_key_id_or_by_fingerprint() {
+        let (alice, alice_key) = user();
+        let (_, bob_key) = user();
+        assert_eq!(
+            check_data(&message(&alice_key, false, false), &alice, 65_536),
+            Ok(()),
+            "v3 PKESK, SEIPD v1"
+        );
+        assert_eq!(
+            check_data(&message(&alice_key, true, false), &alice, 65_536),
+            Ok(()),
+            "v6 PKESK, SEIPD v2"
+        );
+        assert_eq!(check_data(&message(&alice_key, true, true), &alice, 65_536), Err(DataFault::NotToUser));
+        assert_eq!(check_data(&message(&bob_key, true, false), &alice, 65_536), Err(DataFault::NotToUser));
+        assert_eq!(check_data(&message(&bob_key, false, false), &alice, 65_536), Err(DataFault::NotToUser));
+        let long = message(&alice_key, false, false);
+        assert_eq!(check_data(&long, &alice, long.len() - 1), Err(DataFault::TooLong));
+        assert_eq!(check_data("", &alice, 65_536), Err(DataFault::Empty));
+        assert_eq!(check_data("-----BEGIN PGP MESSAGE-----", &alice, 65_536), Err(DataFault::NotMessage));
+    }
+}
