@@ -79,6 +79,17 @@ pub enum EventName {
     TeamLogout,
     /// A team admin registered a user over the API.
     TeamUserCreated,
+    /// A team resource was created, updated or (soft) deleted, or a change to it was refused.
+    TeamResourceCreated,
+    TeamResourceUpdated,
+    TeamResourceDeleted,
+    /// A team user read their secret of a resource, or was refused it.
+    TeamSecretRead,
+    /// A team user was refused a resource or the listing (401/403/404); successful reads are not
+    /// written one by one.
+    TeamResourceRead,
+    /// A resource's permissions changed (or the change was refused).
+    TeamShare,
 }
 
 impl EventName {
@@ -104,6 +115,12 @@ impl EventName {
             EventName::TeamLogin => "team.login",
             EventName::TeamLogout => "team.logout",
             EventName::TeamUserCreated => "team.user.created",
+            EventName::TeamResourceCreated => "team.resource.created",
+            EventName::TeamResourceUpdated => "team.resource.updated",
+            EventName::TeamResourceDeleted => "team.resource.deleted",
+            EventName::TeamSecretRead => "team.secret.read",
+            EventName::TeamResourceRead => "team.resource.read",
+            EventName::TeamShare => "team.share",
         }
     }
 }

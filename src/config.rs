@@ -388,11 +388,21 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Client-encrypted file size in bytes.
     pub max_file_bytes: usize,
+    /// A team request body, in bytes (413 above).
+    pub max_team_body_bytes: usize,
+    /// A team secret's armored `data`, in bytes.
+    pub max_team_secret_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_secret_bytes: 10_000, max_message_bytes: 10_000, max_file_bytes: 1_048_576 }
+        Limits {
+            max_secret_bytes: 10_000,
+            max_message_bytes: 10_000,
+            max_file_bytes: 1_048_576,
+            max_team_body_bytes: 4_194_304,
+            max_team_secret_bytes: 65_536,
+        }
     }
 }
 
@@ -463,6 +473,10 @@ pub struct RateLimit {
     pub submissions: u32,
     /// Wrong API tokens (HTTP Basic) per client network and window.
     pub failed_tokens: u32,
+    /// Team login POSTs (GPGAuth stages 0–2) per client network and window.
+    pub team_logins: u32,
+    /// Team login POSTs per key fingerprint and window, from anywhere.
+    pub team_logins_per_key: u32,
     pub window_seconds: u64,
     /// IPv4 clients are limited per network of this prefix length (32: per address).
     pub ipv4_prefix: u8,
@@ -482,6 +496,8 @@ impl Default for RateLimit {
             failed_passphrases: 20,
             submissions: 100,
             failed_tokens: 20,
+            team_logins: 100,
+            team_logins_per_key: 100,
             window_seconds: 1200,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
@@ -855,6 +871,8 @@ impl RawConfig {
             ("limits.max_secret_bytes", limits.max_secret_bytes),
             ("limits.max_message_bytes", limits.max_message_bytes),
             ("limits.max_file_bytes", limits.max_file_bytes),
+            ("limits.max_team_body_bytes", limits.max_team_body_bytes),
+            ("limits.max_team_secret_bytes", limits.max_team_secret_bytes),
         ] {
             if value == 0 || value > 64 * 1024 * 1024 {
                 return Err(ConfigError::new(key, "must be between 1 byte and 64 MiB"));
@@ -1061,6 +1079,23 @@ mod tests {
             })
             .unwrap();
             assert_eq!(s.public_url, "https://flag.example");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_team_limits_come_from_the_environment_and_are_validated() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LETHE_LIMITS__MAX_TEAM_BODY_BYTES", "8192");
+            jail.set_env("LETHE_LIMITS__MAX_TEAM_SECRET_BYTES", "4096");
+            jail.set_env("LETHE_RATE_LIMIT__TEAM_LOGINS", "7");
+            jail.set_env("LETHE_RATE_LIMIT__TEAM_LOGINS_PER_KEY", "5");
+            let s = load_in_jail(Sources::default()).unwrap();
+            assert_eq!((s.limits.max_team_body_bytes, s.limits.max_team_secret_bytes), (8192, 4096));
+            assert_eq!((s.rate_limit.team_logins, s.rate_limit.team_logins_per_key), (7, 5));
+            jail.set_env("LETHE_LIMITS__MAX_TEAM_SECRET_BYTES", "0");
+            let err = load_in_jail(Sources::default()).unwrap_err();
+            assert!(err.to_string().starts_with("limits.max_team_secret_bytes:"), "{err}");
             Ok(())
         });
     }

@@ -39,6 +39,10 @@ pub enum Class {
     Submissions,
     /// Wrong API tokens (HTTP Basic with a known or unknown account name).
     FailedTokens,
+    /// Team login POSTs (GPGAuth stages 0–2) per client network.
+    TeamLogins,
+    /// Team login POSTs per key fingerprint, wherever they come from (counted by [`RateLimiter::hit_key`]).
+    TeamLoginsPerKey,
 }
 
 impl Class {
@@ -49,6 +53,8 @@ impl Class {
             Class::FailedPassphrases => "failed_passphrases",
             Class::Submissions => "submissions",
             Class::FailedTokens => "failed_tokens",
+            Class::TeamLogins => "team_logins",
+            Class::TeamLoginsPerKey => "team_logins_per_key",
         }
     }
 }
@@ -186,6 +192,8 @@ impl RateLimiter {
             Class::FailedPassphrases => self.rules.failed_passphrases,
             Class::Submissions => self.rules.submissions,
             Class::FailedTokens => self.rules.failed_tokens,
+            Class::TeamLogins => self.rules.team_logins,
+            Class::TeamLoginsPerKey => self.rules.team_logins_per_key,
         }
     }
 
@@ -201,6 +209,17 @@ impl RateLimiter {
 
     /// Counts one event and refuses it when the window is full.
     pub fn hit(&self, class: Class, ip: IpAddr, now: Timestamp) -> Result<(), Refused> {
+        self.hit_net(class, self.net(ip), now)
+    }
+
+    /// Counts one event for something that is not an address — a 16-byte keyed hash of it (a login's
+    /// key fingerprint) — in the same bounded table; its window prints as that hash read as an IPv6
+    /// address, so the audit trail never shows what was hashed.
+    pub fn hit_key(&self, class: Class, hashed: [u8; 16], now: Timestamp) -> Result<(), Refused> {
+        self.hit_net(class, Net { addr: IpAddr::V6(Ipv6Addr::from(hashed)), prefix: 128 }, now)
+    }
+
+    fn hit_net(&self, class: Class, net: Net, now: Timestamp) -> Result<(), Refused> {
         if !self.rules.enabled {
             return Ok(());
         }
@@ -208,11 +227,11 @@ impl RateLimiter {
         let limit = self.limit(class);
         let mut table = self.lock();
         table.prune(now, span);
-        let own = (class, self.net(ip));
+        let own = (class, net);
         let key = if table.windows.contains_key(&own) || table.windows.len() < self.rules.max_entries {
             own
         } else {
-            (class, Net::everything(ip))
+            (class, Net::everything(net.addr))
         };
         let ended = match table.windows.get(&key) {
             Some(w) if now < w.start.saturating_add(span) => None,

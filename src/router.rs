@@ -243,9 +243,30 @@ pub enum Team {
     ResourceTypes,
     /// `GET /resource-types/{id}.json`; the id is checked after the session.
     ResourceType { id: String },
+    /// `GET /resources.json`: the caller's resources, with the contract's filters and contains.
+    Resources,
+    /// `POST /resources.json`.
+    AddResource,
+    /// `GET /resources/{id}.json`; ids are checked after the session, as every team id.
+    Resource { id: String },
+    /// `PUT /resources/{id}.json`.
+    UpdateResource { id: String },
+    /// `DELETE /resources/{id}.json`: a soft delete.
+    DeleteResource { id: String },
+    /// `GET /secrets/resource/{id}.json`: the caller's own secret of a resource.
+    Secret { id: String },
+    /// `POST /share/simulate/resource/{id}.json`: who would gain and lose access.
+    ShareSimulate { id: String },
+    /// `PUT /share/resource/{id}.json`.
+    Share { id: String },
     /// A `.json` path that is not a team route here (or any team path on a read-only listener):
     /// 404 in the team's envelope.
     Unknown,
+}
+
+/// The id in a `{id}.json` path segment, if short enough to be worth checking later.
+fn json_id(file: &str) -> Option<String> {
+    file.strip_suffix(".json").filter(|id| id.len() <= 64).map(str::to_owned)
 }
 
 /// Routes a `.json` path. Routing is by path and method only (`team.md` §1); another method on a
@@ -274,6 +295,21 @@ fn route_team(segments: &[&str], method: &Method, full: bool) -> Team {
             Some(id) if id.len() <= 64 => Team::ResourceType { id: id.to_owned() },
             _ => Team::Unknown,
         },
+        ["resources.json"] if get => Team::Resources,
+        ["resources.json"] if method == Method::POST => Team::AddResource,
+        ["resources", file] => match json_id(file) {
+            Some(id) if get => Team::Resource { id },
+            Some(id) if method == Method::PUT => Team::UpdateResource { id },
+            Some(id) if method == Method::DELETE => Team::DeleteResource { id },
+            _ => Team::Unknown,
+        },
+        ["secrets", "resource", file] if get => json_id(file).map_or(Team::Unknown, |id| Team::Secret { id }),
+        ["share", "simulate", "resource", file] if method == Method::POST => {
+            json_id(file).map_or(Team::Unknown, |id| Team::ShareSimulate { id })
+        }
+        ["share", "resource", file] if method == Method::PUT => {
+            json_id(file).map_or(Team::Unknown, |id| Team::Share { id })
+        }
         _ => Team::Unknown,
     }
 }
@@ -414,6 +450,14 @@ impl Endpoint {
                 Team::Groups => "team.groups",
                 Team::ResourceTypes => "team.resource_types",
                 Team::ResourceType { .. } => "team.resource_type",
+                Team::Resources => "team.resources",
+                Team::AddResource => "team.add_resource",
+                Team::Resource { .. } => "team.resource",
+                Team::UpdateResource { .. } => "team.update_resource",
+                Team::DeleteResource { .. } => "team.delete_resource",
+                Team::Secret { .. } => "team.secret",
+                Team::ShareSimulate { .. } => "team.share_simulate",
+                Team::Share { .. } => "team.share",
                 Team::Unknown => "team.unknown",
             },
             Endpoint::NotFound => "not_found",
@@ -607,6 +651,31 @@ mod tests {
 
     fn r(method: Method, path: &str) -> Endpoint {
         route(&method, path, Mode::Full)
+    }
+
+    #[test]
+    fn team_resource_routes_by_path_and_method() {
+        let id = || "669F8C64-242A-49FB-92FC-81F660975FD3".to_owned();
+        let t = |method: Method, path: &str| r(method, path);
+        assert_eq!(t(Method::GET, "/resources.json"), Endpoint::Team(Team::Resources));
+        assert_eq!(t(Method::POST, "/resources.json"), Endpoint::Team(Team::AddResource));
+        let one = format!("/resources/{}.json", id());
+        assert_eq!(t(Method::GET, &one), Endpoint::Team(Team::Resource { id: id() }));
+        assert_eq!(t(Method::PUT, &one), Endpoint::Team(Team::UpdateResource { id: id() }));
+        assert_eq!(t(Method::DELETE, &one), Endpoint::Team(Team::DeleteResource { id: id() }));
+        assert_eq!(t(Method::POST, &one), Endpoint::Team(Team::Unknown));
+        let secret = format!("/secrets/resource/{}.json", id());
+        assert_eq!(t(Method::GET, &secret), Endpoint::Team(Team::Secret { id: id() }));
+        let simulate = format!("/share/simulate/resource/{}.json", id());
+        assert_eq!(t(Method::POST, &simulate), Endpoint::Team(Team::ShareSimulate { id: id() }));
+        let share = format!("/share/resource/{}.json", id());
+        assert_eq!(t(Method::PUT, &share), Endpoint::Team(Team::Share { id: id() }));
+        assert_eq!(t(Method::POST, &share), Endpoint::Team(Team::Unknown));
+        assert_eq!(
+            t(Method::GET, &format!("/resources/{}.json", "a".repeat(65))),
+            Endpoint::Team(Team::Unknown)
+        );
+        assert_eq!(route(&Method::GET, "/resources.json", Mode::ReadOnly), Endpoint::Team(Team::Unknown));
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! cookie from `/users/me.json` and builds its user tuples from `/users.json`. `py-passbolt` 0.0.19
 //! (PGPy) logs in through the `data` wrapper, regex-reads the CSRF cookie from `/users/me.json`'s own
 //! reply, loads the resource types, and finds no groups.
+//!
+//! End to end, passbolt-python-api (GnuPG) creates a resource, reads and decrypts it, shares it with a
+//! second user through its own `post`/`put` after the dry run, and updates it re-encrypted for everyone
+//! with access; py-passbolt (PGPy) then finds it as that second user, decrypts the new secret, and
+//! creates a resource of its own with a signed-and-encrypted secret that the strict check accepts.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -170,5 +175,78 @@ async fn py_passbolt_logs_in_with_pgpy_and_reads_types_users_and_groups() {
     })
     .await;
     assert_eq!(out, user.id);
+    s.stop().await;
+}
+
+const ALICE_SHARES: &str = r#"
+import sys, passboltapi
+base, fpr, bob_id = sys.argv[1:4]
+api = passboltapi.PassboltAPI(config={"PASSBOLT": {"SERVER": base, "USER_FINGERPRINT": fpr}})
+resource = api.create_resource(name="db", password="pw1", username="root", uri="https://db.example.com")
+assert api.get_password(resource.id) == "pw1"
+assert [r["id"] for r in api.iterate_resources()] == [resource.id]
+# Share through the client's own post/put, encrypting for the dry run's `added` users.
+api.import_public_keys()
+permissions = [{"is_new": True, "aro": "User", "aro_foreign_key": bob_id, "type": 1}]
+simulated = api.post(f"/share/simulate/resource/{resource.id}.json", {"permissions": permissions})
+added = [a["User"]["id"] for a in simulated["body"]["changes"]["added"]]
+assert added == [bob_id], added
+recipients = [u for u in api.list_users() if u.id in added]
+api.put(f"/share/resource/{resource.id}.json", {"permissions": permissions, "secrets": api._encrypt_secrets("pw1", recipients)})
+# update_resource re-encrypts for every user with access (filter[has-access]).
+api.update_resource(resource.id, password="pw2", description="rotated")
+assert api.get_password(resource.id) == "pw2"
+assert api.read_resource(resource.id).description == "rotated"
+print(resource.id)
+"#;
+
+const BOB_READS: &str = r#"
+import sys, warnings, passbolt
+warnings.simplefilter("ignore")
+base, keyfile, resource_id = sys.argv[1:4]
+api = passbolt.PassboltAPI(dict_config={"base_url": base, "private_key": open(keyfile).read(), "passphrase": ""})
+assert [r["id"] for r in api.get_resources()] == [resource_id]
+assert api.get_resource_per_uuid(resource_id)["name"] == "db"
+plain = api.decrypt(api.get_resource_secret(resource_id))
+assert bytes(plain) == b"pw2" if not isinstance(plain, str) else plain == "pw2", plain
+# A PGPy-signed-and-encrypted secret passes the server's strict check.
+me = api.get_user_public_key(api.user_id)
+r = api.create_resource({"name": "bob's", "secrets": [{"data": api.encrypt("pw3", me)}]})
+assert r.status_code == 200, r.text
+own = r.json()["body"]["id"]
+plain = api.decrypt(api.get_resource_secret(own))
+assert (plain if isinstance(plain, str) else bytes(plain).decode()) == "pw3", plain
+print(own)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_create_share_decrypt_and_reencrypt_a_resource_between_them() {
+    let s = TestServer::start(lethe::store::Engine::Redb).await;
+    let alice_gpg = Gpg::new();
+    let alice_fpr = alice_gpg.gen_key("alice <alice@example.com>", "future-default", "never");
+    register(&s, "alice", &alice_gpg.export_public(&alice_fpr)).await;
+    let bob_gpg = Gpg::new();
+    let bob_fpr = bob_gpg.gen_key("bob <bob@example.com>", "rsa3072", "never");
+    let bob = register(&s, "bob", &bob_gpg.export_public(&bob_fpr)).await;
+
+    // alice with passbolt-python-api (GnuPG): create, read, share with bob, update for both.
+    let (base, gnupghome, fpr, bob_id) =
+        (s.base.clone(), alice_gpg.home().to_owned(), alice_fpr.clone(), bob.id.clone());
+    let resource = run_client("passbolt-python-api", move |python| {
+        python.args(["-c", ALICE_SHARES, &base, &fpr, &bob_id]).env("GNUPGHOME", &gnupghome);
+    })
+    .await;
+    assert!(lethe::domain::team::is_uuid(&resource), "{resource}");
+
+    // bob with py-passbolt (PGPy): finds it, decrypts the re-encrypted secret, adds his own.
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("bob.key");
+    std::fs::write(&keyfile, bob_gpg.export_secret(&bob_fpr)).unwrap();
+    let (base, id) = (s.base.clone(), resource.clone());
+    let own = run_client("py-passbolt", move |python| {
+        python.args(["-c", BOB_READS, &base]).arg(&keyfile).arg(&id);
+    })
+    .await;
+    assert!(lethe::domain::team::is_uuid(&own) && own != resource, "{own}");
     s.stop().await;
 }

@@ -320,3 +320,53 @@ crate::per_backend!(
     sessions_end_when_idle_and_at_their_maximum_age,
     post_logout_with_a_session_needs_the_csrf_token,
 );
+
+/// A stage-1 POST for `fpr`: a login POST the limits count.
+async fn attempt(s: &TestServer, fpr: &str) -> Resp {
+    post(s, "/auth/login.json", &json!({"gpg_auth": {"keyid": fpr}}), None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_logins_are_limited_per_client_address_in_the_envelope() {
+    let s = TestServer::start_with(lethe::store::Engine::Memory, &|raw: &mut lethe::config::RawConfig| {
+        raw.rate_limit.team_logins = 3;
+    })
+    .await;
+    let alice = register(&s, "alice").await;
+    let bob = register(&s, "bob").await;
+    for fpr in [&alice.fpr, &bob.fpr, &alice.fpr] {
+        assert_eq!(attempt(&s, fpr).await.status, StatusCode::OK);
+    }
+    let r = attempt(&s, &bob.fpr).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["header"]["status"].as_str(), v["header"]["code"].as_u64()), (Some("error"), Some(429)));
+    assert!(r.header("retry-after").is_some());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_logins_are_limited_per_key_and_the_trail_never_names_the_key() {
+    let s = TestServer::start_with(lethe::store::Engine::Memory, &|raw: &mut lethe::config::RawConfig| {
+        raw.rate_limit.team_logins_per_key = 2;
+    })
+    .await;
+    let alice = register(&s, "alice").await;
+    let bob = register(&s, "bob").await;
+    assert_eq!(attempt(&s, &alice.fpr).await.status, StatusCode::OK);
+    assert_eq!(attempt(&s, &alice.fpr.to_lowercase()).await.status, StatusCode::OK);
+    assert_eq!(
+        attempt(&s, &alice.fpr).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same key in any case"
+    );
+    assert_eq!(attempt(&s, &bob.fpr).await.status, StatusCode::OK, "another key has its own budget");
+    let lines = s.stop_with_audit().await;
+    let refused: Vec<&Value> = lines.iter().filter(|l| l["reason"] == "rate_limited_key").collect();
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(
+        !text.to_uppercase().contains(&alice.fpr) && !text.to_uppercase().contains(&alice.fpr[24..]),
+        "{text}"
+    );
+}

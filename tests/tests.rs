@@ -26,6 +26,7 @@ mod team_cli;
 mod team_clients;
 mod team_http;
 mod team_login;
+mod team_resources;
 mod team_users;
 mod v1;
 mod web;

@@ -337,6 +337,9 @@ pub struct MessageInfo {
     pub anonymous_recipients: usize,
     /// At least one SKESK (password-based session key).
     pub password_encrypted: bool,
+    /// The encrypted data is a legacy symmetrically-encrypted packet (tag 9), which has no integrity
+    /// protection: surfaces that promise an authenticated message refuse it.
+    pub unprotected: bool,
 }
 
 impl MessageInfo {
@@ -396,7 +399,12 @@ pub fn inspect_binary_message(bytes: &[u8], max_bytes: usize) -> Result<MessageI
 /// Walks the packet stream: ESK+ then one encrypted-data packet, then at most padding/marker
 /// packets. Bodies are parsed only to validate framing and session-key packets; nothing is decrypted.
 fn inspect_packets(bytes: &[u8]) -> Result<MessageInfo, MessageError> {
-    let mut info = MessageInfo { recipients: Vec::new(), anonymous_recipients: 0, password_encrypted: false };
+    let mut info = MessageInfo {
+        recipients: Vec::new(),
+        anonymous_recipients: 0,
+        password_encrypted: false,
+        unprotected: false,
+    };
     let mut packets = PacketParser::new(bytes);
     let mut session_keys = 0usize;
     loop {
@@ -425,9 +433,13 @@ fn inspect_packets(bytes: &[u8]) -> Result<MessageInfo, MessageError> {
                 session_keys += 1;
                 info.password_encrypted = true;
             }
-            Some(Ok(
-                Packet::SymEncryptedProtectedData(_) | Packet::SymEncryptedData(_) | Packet::GnupgAeadData(_),
-            )) if session_keys > 0 => break,
+            Some(Ok(Packet::SymEncryptedProtectedData(_) | Packet::GnupgAeadData(_))) if session_keys > 0 => {
+                break;
+            }
+            Some(Ok(Packet::SymEncryptedData(_))) if session_keys > 0 => {
+                info.unprotected = true;
+                break;
+            }
             _ => return Err(MessageError::NotEncrypted),
         }
     }

@@ -15,9 +15,6 @@ use crate::domain::team::users::User;
 use crate::http::Body;
 use crate::{App, Ctx};
 
-/// Largest team request body (`limits.max_team_body_bytes`'s default in the contract).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
 /// Largest stage-0 plaintext looked at: a nonce is 66 bytes.
 const MAX_NONCE_BYTES: usize = 256;
 
@@ -157,8 +154,9 @@ fn partial(envelope: &Envelope, headers: &[(&'static str, String)]) -> Response<
 
 /// A team request body: a JSON object whatever the `Content-Type`, empty meaning `{}`, through the
 /// size limit (`team.md` §1).
-pub async fn read_object(envelope: &Envelope, req: Request<Incoming>) -> Result<Value, ApiError> {
-    let bytes = match crate::http::body::read(req.into_body(), MAX_BODY_BYTES).await {
+pub async fn read_object(app: &App, envelope: &Envelope, req: Request<Incoming>) -> Result<Value, ApiError> {
+    let limit = app.domain.settings.limits.max_team_body_bytes;
+    let bytes = match crate::http::body::read(req.into_body(), limit).await {
         Ok(bytes) => bytes,
         Err(crate::http::body::BodyError::TooLarge) => {
             return Err(envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large."));
@@ -176,8 +174,19 @@ pub async fn read_object(envelope: &Envelope, req: Request<Incoming>) -> Result<
     }
 }
 
-pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
-    let body = match read_object(envelope, req).await {
+/// 429 in the envelope, with when to try again.
+fn too_many(envelope: &Envelope, retry_after: u64) -> ApiError {
+    let mut err = envelope.error(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again later.");
+    err.headers = vec![("retry-after", retry_after.to_string())];
+    err
+}
+
+pub async fn login(app: &App, ctx: &Ctx, envelope: &Envelope, req: Request<Incoming>) -> Handled<ApiError> {
+    // Counted before anything is read or decrypted: each stage costs the server public-key work.
+    if let Err(retry_after) = app.rate(ctx, crate::ratelimit::Class::TeamLogins) {
+        return Handled::unaudited(Err(too_many(envelope, retry_after)));
+    }
+    let body = match read_object(app, envelope, req).await {
         Ok(body) => body,
         Err(err) => return Handled::unaudited(Err(err)),
     };
@@ -186,6 +195,20 @@ pub async fn login(app: &App, _ctx: &Ctx, envelope: &Envelope, req: Request<Inco
     let keyid = field("keyid")
         .and_then(Value::as_str)
         .filter(|k| k.len() == 40 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let Some(fpr) = keyid {
+        // Per key as well, so that many addresses cannot share out the guesses at one user's login;
+        // the window is named by a keyed hash, never the fingerprint.
+        let hashed = crate::crypto::sha256(app.domain.keys.id_hash(&fpr.to_ascii_uppercase()).as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hashed[..16]);
+        let class = crate::ratelimit::Class::TeamLoginsPerKey;
+        if let Err(refused) = app.limiter.hit_key(class, key, app.domain.now()) {
+            // The first refusal of a window is a line; the rest are summarised when it ends.
+            let audit =
+                if refused.first { audit(Outcome::Denied, Some("rate_limited_key"), None) } else { None };
+            return Handled { result: Err(too_many(envelope, refused.retry_after)), audit };
+        }
+    }
     let team = &app.domain.team;
     let user = match keyid {
         Some(fpr) => match team.user_by_fingerprint(fpr).await {

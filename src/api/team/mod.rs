@@ -12,6 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 mod auth;
+mod resources;
 mod users;
 
 use super::{Handled, SurfaceError};
@@ -152,6 +153,14 @@ fn action(endpoint: &Team) -> &'static str {
         Team::Groups => "GroupsIndex.index",
         Team::ResourceTypes => "ResourceTypesIndex.index",
         Team::ResourceType { .. } => "ResourceTypesView.view",
+        Team::Resources => "ResourcesIndex.index",
+        Team::AddResource => "ResourcesAdd.add",
+        Team::Resource { .. } => "ResourcesView.view",
+        Team::UpdateResource { .. } => "ResourcesUpdate.update",
+        Team::DeleteResource { .. } => "ResourcesDelete.delete",
+        Team::Secret { .. } => "SecretsView.view",
+        Team::ShareSimulate { .. } => "ShareSimulate.simulate",
+        Team::Share { .. } => "Share.update",
         Team::Unknown => "Error.notFound",
     }
 }
@@ -230,6 +239,14 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: Team, req: Request<Incoming>
         }
         Team::Login => return auth::login(app, ctx, &envelope, req).await,
         Team::AddUser => return users::add(app, &envelope, req).await,
+        Team::Resources
+        | Team::AddResource
+        | Team::Resource { .. }
+        | Team::UpdateResource { .. }
+        | Team::DeleteResource { .. }
+        | Team::Secret { .. }
+        | Team::ShareSimulate { .. }
+        | Team::Share { .. } => return resources::handle(app, &envelope, endpoint, req, &query).await,
         Team::IsAuthenticated => match auth::session_of(app, &envelope, &req).await {
             Ok(Some(_)) => Ok(envelope.success("The operation was successful.", Value::Null)),
             Ok(None) => Err(auth::unauthenticated(&envelope)),

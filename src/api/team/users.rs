@@ -18,7 +18,12 @@ const OK: &str = "The operation was successful.";
 
 /// A success reply that also hands the session's CSRF token over as a cookie, unless the request
 /// already carries it (`team.md` §3.6: clients read it from this very reply).
-fn reply(envelope: &Envelope, req: &Request<Incoming>, session: &Session, body: Value) -> Response<Body> {
+pub(super) fn reply(
+    envelope: &Envelope,
+    req: &Request<Incoming>,
+    session: &Session,
+    body: Value,
+) -> Response<Body> {
     let mut resp = envelope.success(OK, body);
     let has = super::auth::cookie(req, "csrfToken").is_some_and(|v| v == session.csrf_token);
     if !has {
@@ -42,14 +47,14 @@ fn role_json(admin: bool) -> Value {
 }
 
 /// The two resource types (`team.md` §5), with Passbolt's well-known ids: (id, slug, name).
-const RESOURCE_TYPES: [(&str, &str, &str); 2] = [
+pub(super) const RESOURCE_TYPES: [(&str, &str, &str); 2] = [
     ("669f8c64-242a-59fb-92fc-81f660975fd3", "password-string", "Simple password"),
     ("a28a04cd-6f53-518a-967c-9963bf9cec51", "password-and-description", "Password with description"),
 ];
 
 /// A resource type; the single view carries `definition` as a JSON string, which passbolt-python-api
 /// `json.loads` (Passbolt's inconsistency, kept).
-fn resource_type_json(t: &(&str, &str, &str), definition_as_string: bool) -> Value {
+pub(super) fn resource_type_json(t: &(&str, &str, &str), definition_as_string: bool) -> Value {
     let (id, slug, name) = *t;
     let string = |max: u32| json!({"type": "string", "maxLength": max});
     let nullable = |max: u32| json!({"anyOf": [{"type": "string", "maxLength": max}, {"type": "null"}]});
@@ -147,10 +152,16 @@ pub async fn handle(
                     return Err(envelope
                         .error(StatusCode::BAD_REQUEST, "The resource identifier should be a valid UUID."));
                 }
-                // No resource is served in this version, so the caller has access to none.
-                return Err(
-                    envelope.error(StatusCode::FORBIDDEN, "This operation is not allowed for this user.")
-                );
+                return match team.users_with_access(caller, resource).await {
+                    Ok(users) => Ok(reply(envelope, req, &session, users.iter().map(user_json).collect())),
+                    Err(crate::domain::team::resources::ResourceError::Team(err)) => {
+                        Err(envelope.internal(err))
+                    }
+                    Err(_) => {
+                        Err(envelope
+                            .error(StatusCode::FORBIDDEN, "This operation is not allowed for this user."))
+                    }
+                };
             }
             let search = query.iter().find(|(k, _)| k == "filter[search]").map(|(_, v)| v.to_lowercase());
             let users = team.list_users().await.map_err(|e| envelope.internal(e))?;
@@ -224,7 +235,7 @@ async fn add_user(
     if !session.user.admin {
         return Err(envelope.error(StatusCode::FORBIDDEN, "You are not authorized to access that location."));
     }
-    let body = super::auth::read_object(envelope, req).await?;
+    let body = super::auth::read_object(app, envelope, req).await?;
     let mut tree = serde_json::Map::new();
     let username = match body.get("username") {
         None | Some(Value::Null) => {

@@ -9,6 +9,7 @@
 //! The server key (the one private OpenPGP key the server holds) is loaded by the composition root
 //! and only lent here, for the GPGAuth handshake.
 
+pub mod resources;
 pub mod sessions;
 pub mod users;
 
@@ -39,6 +40,12 @@ enum Kind {
     LoginToken = b't',
     /// A session: SHA-256 of the cookie value → user and CSRF token; expires.
     Session = b's',
+    /// A resource, under its id: metadata and permissions.
+    Resource = b'r',
+    /// A secret, under its resource id then its user id.
+    Secret = b'c',
+    /// Access index, under a user id then a resource id: what a listing reads.
+    Access = b'a',
 }
 
 fn store_key(kind: Kind, rest: &[u8]) -> Vec<u8> {

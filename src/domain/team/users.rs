@@ -65,7 +65,7 @@ fn fingerprint_key(fingerprint: &str) -> Vec<u8> {
     hashed_key(Kind::Fingerprint, "fingerprint", &fingerprint.to_ascii_uppercase())
 }
 
-fn user_key(id: &str) -> Vec<u8> {
+pub(super) fn user_key(id: &str) -> Vec<u8> {
     store_key(Kind::User, id.to_ascii_lowercase().as_bytes())
 }
 
