@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::App;
+use crate::audit::{AuditSink, Event, EventName, Outcome};
 use crate::domain::Domain;
 use crate::domain::accounts::AccountError;
 use crate::domain::team::TeamError;
@@ -146,7 +147,7 @@ impl From<TeamError> for Reply {
     }
 }
 
-async fn execute_team(domain: &Domain, command: Command) -> Result<Reply, TeamError> {
+async fn execute_team(domain: &Domain, audit: &AuditSink, command: Command) -> Result<Reply, TeamError> {
     let team = &domain.team;
     match command {
         Command::TeamUserAdd { name, key, admin, first_name, last_name } => {
@@ -157,7 +158,9 @@ async fn execute_team(domain: &Domain, command: Command) -> Result<Reply, TeamEr
                 first_name: first_name.as_deref(),
                 last_name: last_name.as_deref(),
             };
-            team.add_user(new).await.map(|user| Reply::Line { line: user.id })
+            let added = team.add_user(new).await;
+            admin_audit(domain, audit, EventName::TeamUserCreated, added.as_ref().map(|u| u.id.as_str()));
+            added.map(|user| Reply::Line { line: user.id })
         }
         Command::TeamUserList => team.list_users().await.map(|users| Reply::TeamUsers {
             users: users
@@ -171,22 +174,45 @@ async fn execute_team(domain: &Domain, command: Command) -> Result<Reply, TeamEr
                 })
                 .collect(),
         }),
-        Command::TeamUserDisable { name } => team.set_disabled(&name, true).await.map(|_| Reply::Done),
-        Command::TeamUserEnable { name } => team.set_disabled(&name, false).await.map(|_| Reply::Done),
+        Command::TeamUserDisable { name } => {
+            let changed = team.set_disabled(&name, true).await;
+            admin_audit(domain, audit, EventName::TeamUserDisabled, changed.as_ref().map(|u| u.id.as_str()));
+            changed.map(|_| Reply::Done)
+        }
+        Command::TeamUserEnable { name } => {
+            let changed = team.set_disabled(&name, false).await;
+            admin_audit(domain, audit, EventName::TeamUserEnabled, changed.as_ref().map(|u| u.id.as_str()));
+            changed.map(|_| Reply::Done)
+        }
         Command::TeamServerKey => Ok(Reply::Line { line: team.server_key().fingerprint().to_owned() }),
         // `execute` hands only the team commands here.
         _ => Ok(Reply::Error { failure: Failure::Internal, message: "not a team command".into() }),
     }
 }
 
-/// Runs one command against the domain; used by the socket and by the CLI when no daemon runs.
-pub async fn execute(domain: &Domain, command: Command) -> Reply {
+/// The audit line of an operator's change to a team user, made through this socket or the CLI: the
+/// operator is not a network client, so the line's client is `admin`.
+fn admin_audit<E>(domain: &Domain, audit: &AuditSink, event: EventName, result: Result<&str, &E>) {
+    let (outcome, id) = match result {
+        Ok(id) => (Outcome::Success, Some(id)),
+        Err(_) => (Outcome::Failure, None),
+    };
+    let mut line = Event::about(domain.now(), event, outcome, "admin".to_owned());
+    line.id_hash = id.map(|id| domain.keys.id_hash(id));
+    audit.record(&line);
+}
+
+/// Runs one command against the domain; used by the socket and by the CLI when no daemon runs. Team
+/// user changes are written to `audit`.
+pub async fn execute(domain: &Domain, audit: &AuditSink, command: Command) -> Reply {
     let result = match command {
         team @ (Command::TeamUserAdd { .. }
         | Command::TeamUserList
         | Command::TeamUserDisable { .. }
         | Command::TeamUserEnable { .. }
-        | Command::TeamServerKey) => return execute_team(domain, team).await.unwrap_or_else(Reply::from),
+        | Command::TeamServerKey) => {
+            return execute_team(domain, audit, team).await.unwrap_or_else(Reply::from);
+        }
         Command::AccountAdd { name } => domain.accounts.add(&name).await.map(|token| Reply::Token { token }),
         Command::AccountList => domain.accounts.list().await.map(|accounts| Reply::Accounts {
             accounts: accounts.into_iter().map(|a| (a.name, a.created)).collect(),
@@ -285,7 +311,7 @@ async fn serve_one(app: &App, stream: tokio::net::UnixStream) -> io::Result<()> 
                 Command::TeamServerKey => "team-server-key",
             };
             tracing::info!(op, "admin command");
-            execute(&app.domain, command).await
+            execute(&app.domain, &app.audit, command).await
         }
         Err(err) => Reply::Error { failure: Failure::Invalid, message: format!("bad admin request: {err}") },
     };

@@ -55,13 +55,21 @@ impl App {
         id: Option<&str>,
         account: Option<&str>,
     ) {
-        if !self.audit.is_enabled() || reason == Some("rate_limited") {
+        let mut facts = crate::api::AuditFacts::new(event, outcome, reason, id.map(str::to_owned));
+        facts.account = account.map(str::to_owned);
+        self.audit_facts(ctx, &facts);
+    }
+
+    /// Writes the audit line of `facts`, the id hashed.
+    pub fn audit_facts(&self, ctx: &Ctx, facts: &crate::api::AuditFacts) {
+        if !self.audit.is_enabled() || facts.reason == Some("rate_limited") {
             return;
         }
-        let mut e = audit::Event::new(self.domain.now(), event, outcome, ctx.client_ip);
-        e.reason = reason;
-        e.id_hash = id.map(|id| self.domain.keys.id_hash(id));
-        e.account = account.map(str::to_owned);
+        let mut e = audit::Event::new(self.domain.now(), facts.event, facts.outcome, ctx.client_ip);
+        e.reason = facts.reason;
+        e.id_hash = facts.id.as_deref().map(|id| self.domain.keys.id_hash(id));
+        e.account = facts.account.clone();
+        (e.added, e.removed) = (facts.counts.map(|c| c.0), facts.counts.map(|c| c.1));
         self.audit.record(&e);
     }
 

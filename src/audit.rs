@@ -77,8 +77,11 @@ pub enum EventName {
     /// A team login (GPGAuth stage 2) succeeded or failed.
     TeamLogin,
     TeamLogout,
-    /// A team admin registered a user over the API.
+    /// A team user was registered (by an admin over the API, or by the operator).
     TeamUserCreated,
+    /// The operator disabled a team user (their sessions end) or enabled one again.
+    TeamUserDisabled,
+    TeamUserEnabled,
     /// A team resource was created, updated or (soft) deleted, or a change to it was refused.
     TeamResourceCreated,
     TeamResourceUpdated,
@@ -115,6 +118,8 @@ impl EventName {
             EventName::TeamLogin => "team.login",
             EventName::TeamLogout => "team.logout",
             EventName::TeamUserCreated => "team.user.created",
+            EventName::TeamUserDisabled => "team.user.disabled",
+            EventName::TeamUserEnabled => "team.user.enabled",
             EventName::TeamResourceCreated => "team.resource.created",
             EventName::TeamResourceUpdated => "team.resource.updated",
             EventName::TeamResourceDeleted => "team.resource.deleted",
@@ -148,6 +153,11 @@ pub struct Event {
     /// How many events the line stands for, on summary lines (rate-limit refusals).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// On `team.share`: how many users gained access, and how many lost it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<u64>,
 }
 
 impl Event {
@@ -166,6 +176,8 @@ impl Event {
             client_ip: client,
             account: None,
             count: None,
+            added: None,
+            removed: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, Command, Failure, Reply};
+use crate::audit::AuditSink;
 use crate::clock::{SystemClock, rfc3339};
 use crate::config::{self, Overrides, Settings, Sources};
 use crate::server;
@@ -314,7 +315,16 @@ fn admin_command(settings: &Arc<Settings>, command: Command) -> Result<Reply, St
     runtime.block_on(async {
         let domain =
             server::open_domain(Arc::clone(settings), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-        Ok(admin::execute(&domain, command).await)
+        // The daemon's trail when it goes to a file; with the trail on stdout (the journal), the
+        // lines go to stderr here, so stdout keeps only the command's answer.
+        let mut audit = match (&settings.audit.enabled, &settings.audit.file) {
+            (false, _) => AuditSink::disabled(),
+            (true, None) => AuditSink::to_writer(Box::new(std::io::stderr())),
+            (true, Some(path)) => AuditSink::file(path).map_err(|e| format!("audit.file: {e}"))?,
+        };
+        let reply = admin::execute(&domain, &audit, command).await;
+        audit.close();
+        Ok(reply)
     })
 }
 

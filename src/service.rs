@@ -94,14 +94,7 @@ fn finish<E: SurfaceError>(
     handled: Handled<E>,
 ) -> Response<Body> {
     if let Some(facts) = handled.audit {
-        app.audit(
-            ctx,
-            facts.event,
-            facts.outcome,
-            facts.reason,
-            facts.id.as_deref(),
-            facts.account.as_deref(),
-        );
+        app.audit_facts(ctx, &facts);
     }
     match handled.result {
         Ok(response) => response,

@@ -10,6 +10,10 @@ use crate::support::daemon::{BIN, Daemon};
 use crate::support::gpg::Gpg;
 
 fn lethe(args: &[&str]) -> Output {
+    lethe_with(args, &[])
+}
+
+fn lethe_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args);
     for (k, _) in std::env::vars() {
@@ -17,7 +21,29 @@ fn lethe(args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
-    cmd.output().expect("run lethe")
+    cmd.envs(env.iter().copied()).output().expect("run lethe")
+}
+
+/// Where the user cycle's commands (and a daemon beside them) write the audit trail.
+fn audit_file(dir: &Path) -> String {
+    dir.join("audit.log").to_str().unwrap().to_owned()
+}
+
+/// The `(event, outcome)` of every team user line in the trail, each checked to name no user, id or
+/// fingerprint and to come from the operator.
+fn user_lines(dir: &Path, never: &[&str]) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(audit_file(dir)).unwrap_or_default();
+    for needle in never {
+        assert!(!text.contains(needle), "{needle} is in the audit trail");
+    }
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|l| l["event"].as_str().is_some_and(|e| e.starts_with("team.user.")))
+        .map(|l| {
+            assert_eq!(l["client_ip"], "admin", "{l}");
+            (l["event"].as_str().unwrap().to_owned(), l["outcome"].as_str().unwrap().to_owned())
+        })
+        .collect()
 }
 
 fn out(o: &Output) -> String {
@@ -31,6 +57,8 @@ fn err(o: &Output) -> String {
 /// Adds, lists, disables and enables users in `dir`, whichever way the commands reach the store.
 fn user_cycle(dir: &Path, gpg: &Gpg) {
     let d = dir.to_str().unwrap();
+    let audit = audit_file(dir);
+    let lethe = |args: &[&str]| lethe_with(args, &[("LETHE_AUDIT__FILE", &audit)]);
     let alice = gpg.gen_key("Alice <alice@example.com>", "future-default", "never");
     let bob = gpg.gen_key("Bob <bob@example.com>", "rsa3072", "never");
     let alice_key = dir.join("alice.asc");
@@ -111,16 +139,39 @@ fn user_cycle(dir: &Path, gpg: &Gpg) {
     assert_eq!(unknown.status.code(), Some(1));
 }
 
+/// What the user cycle leaves in the trail.
+fn cycle_audited(dir: &Path) {
+    let ids = std::fs::read_to_string(dir.join("audit.log")).unwrap();
+    let pair = |e: &str, o: &str| (format!("team.user.{e}"), o.to_owned());
+    assert_eq!(
+        user_lines(dir, &["alice", "ALICE", "bob", "Bob", "nobody", "carol"]),
+        [
+            pair("created", "success"),
+            pair("created", "failure"),
+            pair("created", "failure"),
+            pair("created", "failure"),
+            pair("created", "failure"),
+            pair("created", "success"),
+            pair("disabled", "success"),
+            pair("enabled", "success"),
+            pair("disabled", "failure"),
+        ],
+        "{ids}"
+    );
+}
+
 #[test]
 fn team_user_commands_work_on_the_store_when_no_daemon_runs() {
     let dir = tempfile::tempdir().unwrap();
     user_cycle(dir.path(), &Gpg::new());
+    cycle_audited(dir.path());
 }
 
 #[test]
 fn team_user_commands_reach_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, _addr) = Daemon::start(dir.path());
+    let audit = audit_file(dir.path());
+    let (daemon, _addr) = Daemon::start_with(dir.path(), &[("LETHE_AUDIT__FILE", &audit)]);
     let key_file = dir.path().join("team-server-key.asc");
     let made_by_daemon = std::fs::read(&key_file).expect("the daemon made the server key at start");
     user_cycle(dir.path(), &Gpg::new());
@@ -129,6 +180,7 @@ fn team_user_commands_reach_a_running_daemon() {
     assert_eq!(fpr.stdout.len(), 41);
     assert_eq!(std::fs::read(&key_file).unwrap(), made_by_daemon);
     assert!(daemon.terminate().success());
+    cycle_audited(dir.path());
 }
 
 #[test]

@@ -654,6 +654,9 @@ async fn resource_changes_and_refusals_are_audited_without_ids_names_or_data() {
     let expected: Vec<(String, String, String)> =
         expected.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
     assert_eq!(seen, expected);
+    // The share says how many users gained and lost access (bob gained; nobody lost).
+    let share = lines.iter().find(|l| l["event"] == "team.share").expect("the share's line");
+    assert_eq!((share["added"].as_u64(), share["removed"].as_u64()), (Some(1), Some(0)), "{share}");
     let text = serde_json::to_string(&lines).unwrap();
     for needle in [id.as_str(), "payroll-db-7f3a", "renamed-4b1c", &data[40..80], bob.id()] {
         assert!(!text.contains(needle), "{needle} is in the audit trail");

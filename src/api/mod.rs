@@ -47,6 +47,8 @@ pub struct AuditFacts {
     pub reason: Option<&'static str>,
     pub id: Option<String>,
     pub account: Option<String>,
+    /// Users who gained and lost access, on a share.
+    pub counts: Option<(u64, u64)>,
 }
 
 impl AuditFacts {
@@ -56,7 +58,7 @@ impl AuditFacts {
         reason: Option<&'static str>,
         id: Option<String>,
     ) -> AuditFacts {
-        AuditFacts { event, outcome, reason, id, account: None }
+        AuditFacts { event, outcome, reason, id, account: None, counts: None }
     }
 }
 

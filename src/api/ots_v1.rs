@@ -371,7 +371,7 @@ pub async fn handle(app: &App, ctx: &Ctx, endpoint: V1, req: Request<Incoming>) 
             Err(V1Error::Invalid(_) | V1Error::NoRoute) => (Outcome::Failure, Some("invalid")),
             Err(V1Error::Internal(_)) => (Outcome::Failure, Some("internal")),
         };
-        AuditFacts { event, outcome, reason, id: audited.key, account: audited.account }
+        AuditFacts { event, outcome, reason, id: audited.key, account: audited.account, counts: None }
     });
     Handled { result, audit }
 }

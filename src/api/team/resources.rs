@@ -369,6 +369,8 @@ struct Audit {
     event: EventName,
     account: Option<String>,
     id: Option<String>,
+    /// Users who gained and lost access, once a share is made.
+    counts: Option<(u64, u64)>,
 }
 
 impl Audit {
@@ -386,6 +388,7 @@ impl Audit {
         };
         let mut facts = AuditFacts::new(self.event, outcome, reason, self.id.filter(|id| is_uuid(id)));
         facts.account = self.account;
+        facts.counts = self.counts;
         Some(facts)
     }
 }
@@ -426,14 +429,16 @@ pub async fn handle(
         Ok(Some(session)) => session,
         Ok(None) => {
             let result = Err(unauthenticated(envelope));
-            let audit = Audit { event, account: None, id }.facts(&result);
+            let audit = Audit { event, account: None, id, counts: None }.facts(&result);
             return Handled { result, audit };
         }
         Err(err) => return Handled::unaudited(Err(err)),
     };
     let account = Some(session.user.username.clone());
-    let result = route(app, envelope, endpoint, req, query, &session).await;
-    let audit = if always || denied(&result) { Audit { event, account, id }.facts(&result) } else { None };
+    let mut counts = None;
+    let result = route(app, envelope, endpoint, req, query, &session, &mut counts).await;
+    let audit =
+        if always || denied(&result) { Audit { event, account, id, counts }.facts(&result) } else { None };
     Handled { result, audit }
 }
 
@@ -444,6 +449,7 @@ async fn route(
     req: Request<Incoming>,
     query: &[(String, String)],
     session: &Session,
+    counts: &mut Option<(u64, u64)>,
 ) -> Result<Response<Body>, ApiError> {
     let team = &app.domain.team;
     let caller = &session.user;
@@ -617,6 +623,7 @@ async fn route(
                     json!({"changes": {"added": users(&outcome.added), "removed": users(&outcome.removed)}}),
                 ))
             } else {
+                *counts = Some((outcome.added.len() as u64, outcome.removed.len() as u64));
                 Ok(envelope.success("The operation was successful.", Value::Null))
             }
         }
