@@ -315,3 +315,77 @@ pub fn status_of(base: &str, path: &str) -> u16 {
     };
     attempt().unwrap_or(0)
 }
+
+/// `lethe bench ARGS --json`, its report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN).arg("bench").args(args).arg("--json").output().expect("run lethe bench");
+    assert!(out.status.success(), "lethe bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+/// Successful v1 shares a node counted in its `/metrics`.
+async fn shares_served(node: &Node) -> u64 {
+    let text = node.get("/metrics").await.text();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("lethe_http_requests_total{") && l.contains("share") && l.contains("\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lethe_bench_spreads_its_connections_over_several_nodes() {
+    let deployment = Deployment::new();
+    let (a, b) = (deployment.node(&[], UNLIMITED), deployment.node(&[], UNLIMITED));
+    let report = tokio::task::spawn_blocking({
+        let (a, b) = (a.base.clone(), b.base.clone());
+        move || bench(&["--url", &a, "--url", &b, "--requests", "200", "--concurrency", "4"])
+    })
+    .await
+    .expect("bench");
+    assert_eq!(report["urls"], json!([a.base, b.base]));
+    let ops = report["operations"].as_array().expect("operations");
+    let (share, reveal) = (&ops[1], &ops[2]);
+    assert_eq!((share["name"].as_str(), share["errors"].as_u64()), (Some("share"), Some(0)), "{share}");
+    assert!(share["ok"].as_u64() > Some(0));
+    // Every secret is revealed, many of them through the node that did not make them.
+    assert_eq!(
+        (reveal["ok"].as_u64(), reveal["errors"].as_u64()),
+        (share["ok"].as_u64(), Some(0)),
+        "{reveal}"
+    );
+    let (on_a, on_b) = (shares_served(&a).await, shares_served(&b).await);
+    assert!(on_a > 0 && on_b > 0, "both nodes took shares: {on_a} and {on_b}");
+    assert_eq!(Some(on_a + on_b), share["ok"].as_u64());
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn lethe_bench_runs_its_in_process_server_on_the_redis_it_is_given() {
+    let redis = RedisServer::start();
+    let report = bench(&[
+        "--storage",
+        "redis",
+        "--redis-url",
+        &redis.url(),
+        "--requests",
+        "100",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(report["storage"], "redis");
+    let ops = report["operations"].as_array().expect("operations");
+    for op in &ops[1..] {
+        assert_eq!(op["errors"], 0, "{op}");
+        assert!(op["ok"].as_u64() > Some(0), "{op}");
+    }
+    // The batches ran on this Redis, under the run's own prefix (the metadata records stay until
+    // their expiry).
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_evalsha:calls="), "{stats}");
+    let keys = redis.cli(&["--scan", "--pattern", "lethe-bench-*"]);
+    assert!(!keys.is_empty(), "no key under the bench's prefix");
+    assert!(redis.cli(&["--scan", "--pattern", "lethe:*"]).is_empty(), "the bench wrote under lethe:");
+}

@@ -21,6 +21,18 @@ impl LocalServer {
     /// Starts a full-mode server with rate limits off (the load comes from one address) and room for
     /// `concurrency` connections.
     pub async fn start(engine: Engine, bcrypt_cost: u32, concurrency: usize) -> Result<LocalServer, String> {
+        LocalServer::start_on(engine, bcrypt_cost, concurrency, None).await
+    }
+
+    /// [`LocalServer::start`], on the redis engine against `redis_url` (default: the configuration's
+    /// default URL), under a key prefix of its own: the run's master key is new, and a prefix shared
+    /// with a deployment would refuse it (or mix the run's records into the deployment's).
+    pub async fn start_on(
+        engine: Engine,
+        bcrypt_cost: u32,
+        concurrency: usize,
+        redis_url: Option<&str>,
+    ) -> Result<LocalServer, String> {
         let dir = TempDir::new()?;
         let listener =
             TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
@@ -43,6 +55,11 @@ impl LocalServer {
             },
             ..RawConfig::default()
         };
+        let mut raw = raw;
+        if let Some(url) = redis_url {
+            raw.redis.urls = vec![url.to_owned()];
+        }
+        raw.redis.key_prefix = format!("lethe-bench-{}:", dir.name());
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);
         let db_file = dir.path().join(store::REDB_FILE);
         let parts = Parts::open(settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
@@ -118,6 +135,12 @@ impl TempDir {
 
     pub(super) fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// The directory's own name (`lethe-bench-<pid>-<nanos>`) without the leading `lethe-bench-`.
+    pub(super) fn name(&self) -> String {
+        let name = self.0.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.trim_start_matches("lethe-bench-").to_owned()
     }
 }
 
