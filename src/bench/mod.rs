@@ -368,9 +368,14 @@ impl Report {
         let mut out = String::new();
         let server = match (&self.storage, self.bcrypt_cost) {
             (Some(storage), Some(cost)) => format!(
-                "in-process server at {} ({storage} store in a temporary data directory, bcrypt cost {cost}, \
-                 sharing this machine's cores with the load generator)",
-                self.url
+                "in-process server at {} ({storage} store {}, bcrypt cost {cost}, sharing this machine's \
+                 cores with the load generator)",
+                self.url,
+                if storage == "redis" {
+                    "under a key prefix of its own"
+                } else {
+                    "in a temporary data directory"
+                }
             ),
             _ if self.urls.len() > 1 => {
                 format!("{} servers, connections spread over {}", self.urls.len(), self.urls.join(", "))
