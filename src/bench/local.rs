@@ -15,6 +15,8 @@ pub struct LocalServer {
     pub(super) redb: Option<Arc<RedbStore>>,
     pub(super) db_file: PathBuf,
     pub(super) dir: TempDir,
+    /// On the redis engine, its URL and the run's key prefix, whose keys are removed at stop.
+    pub(super) redis: Option<(String, String)>,
 }
 
 impl LocalServer {
@@ -61,13 +63,23 @@ impl LocalServer {
         }
         raw.redis.key_prefix = format!("lethe-bench-{}:", dir.name());
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);
+        let redis = (engine == Engine::Redis)
+            .then(|| {
+                settings
+                    .raw
+                    .redis
+                    .urls
+                    .first()
+                    .map(|url| (url.clone(), settings.raw.redis.key_prefix.clone()))
+            })
+            .flatten();
         let db_file = dir.path().join(store::REDB_FILE);
         let parts = Parts::open(settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
         let redb = parts.redb.clone();
         let app = Arc::new(parts.app(crate::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(crate::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
-        Ok(LocalServer { base, stop, task, app, redb, db_file, dir })
+        Ok(LocalServer { base, stop, task, app, redb, db_file, dir, redis })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -113,6 +125,36 @@ impl LocalServer {
         drop(self.app);
         drop(self.redb);
         drop(self.dir);
+        if let Some((url, prefix)) = &self.redis {
+            // Best effort: what stays behind (on an error here) is under the run's own prefix, and
+            // all of it but the master key's check value expires within the hour.
+            let _ = remove_keys(url, prefix).await;
+        }
+    }
+}
+
+/// Removes every key under `prefix` (letters, digits, `-` and `:`, so no glob character) from the
+/// Redis at `url`.
+async fn remove_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
