@@ -97,3 +97,24 @@ async fn a_node_whose_master_key_differs_from_the_first_nodes_is_refused() {
     assert!(err.to_string().contains("master key is not the one"), "{err}");
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_redis_conf_satisfies_the_durability_check() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/config/redis.conf");
+    let redis = RedisServer::start_from(Some(conf), &[]);
+    assert_eq!(redis.cli(&["CONFIG", "GET", "appendfsync"]), "appendfsync\nalways");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(dir.path().to_owned()),
+        storage: "redis".into(),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![redis.url()];
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    lethe::server::Parts::open(Arc::clone(&settings), clock.clone()).expect("lethe starts on it");
+    // The same Redis without fsync on every write is refused, so the check above is a real one.
+    redis.cli(&["CONFIG", "SET", "appendfsync", "everysec"]);
+    let err = lethe::server::Parts::open(settings, clock).expect_err("refused without appendfsync always");
+    assert!(err.to_string().contains("appendfsync everysec"), "{err}");
+}

@@ -20,6 +20,8 @@ mod http;
 mod limits;
 mod mirror;
 mod redis;
+mod redis_crash;
+mod redis_nodes;
 mod requests;
 mod strict_input;
 mod team_cli;

@@ -15,12 +15,26 @@ pub struct LocalServer {
     pub(super) redb: Option<Arc<RedbStore>>,
     pub(super) db_file: PathBuf,
     pub(super) dir: TempDir,
+    /// On the redis engine, its URL and the run's key prefix, whose keys are removed at stop.
+    pub(super) redis: Option<(String, String)>,
 }
 
 impl LocalServer {
     /// Starts a full-mode server with rate limits off (the load comes from one address) and room for
     /// `concurrency` connections.
     pub async fn start(engine: Engine, bcrypt_cost: u32, concurrency: usize) -> Result<LocalServer, String> {
+        LocalServer::start_on(engine, bcrypt_cost, concurrency, None).await
+    }
+
+    /// [`LocalServer::start`], on the redis engine against `redis_url` (default: the configuration's
+    /// default URL), under a key prefix of its own: the run's master key is new, and a prefix shared
+    /// with a deployment would refuse it (or mix the run's records into the deployment's).
+    pub async fn start_on(
+        engine: Engine,
+        bcrypt_cost: u32,
+        concurrency: usize,
+        redis_url: Option<&str>,
+    ) -> Result<LocalServer, String> {
         let dir = TempDir::new()?;
         let listener =
             TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
@@ -43,14 +57,29 @@ impl LocalServer {
             },
             ..RawConfig::default()
         };
+        let mut raw = raw;
+        if let Some(url) = redis_url {
+            raw.redis.urls = vec![url.to_owned()];
+        }
+        raw.redis.key_prefix = format!("lethe-bench-{}:", dir.name());
         let settings = Arc::new(raw.validate(None).map_err(|e| format!("configuration: {e}"))?);
+        let redis = (engine == Engine::Redis)
+            .then(|| {
+                settings
+                    .raw
+                    .redis
+                    .urls
+                    .first()
+                    .map(|url| (url.clone(), settings.raw.redis.key_prefix.clone()))
+            })
+            .flatten();
         let db_file = dir.path().join(store::REDB_FILE);
         let parts = Parts::open(settings, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
         let redb = parts.redb.clone();
         let app = Arc::new(parts.app(crate::audit::AuditSink::disabled()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(crate::server::run(Arc::clone(&app), vec![(listener, Mode::Full)], stop_rx));
-        Ok(LocalServer { base, stop, task, app, redb, db_file, dir })
+        Ok(LocalServer { base, stop, task, app, redb, db_file, dir, redis })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -96,6 +125,36 @@ impl LocalServer {
         drop(self.app);
         drop(self.redb);
         drop(self.dir);
+        if let Some((url, prefix)) = &self.redis {
+            // Best effort: what stays behind (on an error here) is under the run's own prefix, and
+            // all of it but the master key's check value expires within the hour.
+            let _ = remove_keys(url, prefix).await;
+        }
+    }
+}
+
+/// Removes every key under `prefix` (letters, digits, `-` and `:`, so no glob character) from the
+/// Redis at `url`.
+async fn remove_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
@@ -118,6 +177,12 @@ impl TempDir {
 
     pub(super) fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// The directory's own name (`lethe-bench-<pid>-<nanos>`) without the leading `lethe-bench-`.
+    pub(super) fn name(&self) -> String {
+        let name = self.0.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.trim_start_matches("lethe-bench-").to_owned()
     }
 }
 

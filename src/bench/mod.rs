@@ -4,7 +4,10 @@
 //!
 //! Without `--url` it starts a server of its own in this process, on `127.0.0.1:0`, with a fresh
 //! temporary data directory (removed afterwards) and a cheap bcrypt cost, so that the run measures the
-//! server and nothing else on the machine; with `--url` it sends requests to that address only.
+//! server and nothing else on the machine (on `--storage redis`, against the Redis at `--redis-url`);
+//! with `--url` it sends requests to that address only, and with several `--url`s it spreads its
+//! connections over them in turn, as a load balancer in front of several nodes would, so a secret
+//! made through one node is often revealed through another.
 //!
 //! A run has three phases, each bounded by both a share of the request cap and a share of the time
 //! cap: `GET /health` (the floor of the HTTP stack: everything but the domain and the store), then
@@ -113,10 +116,11 @@ impl Mix {
 /// `lethe bench` flags.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Base URL of a running lethe server (plain HTTP), e.g. http://127.0.0.1:8080. Without it, lethe
-    /// bench starts its own server in this process on 127.0.0.1 with a temporary data directory.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
+    /// Base URL of a running lethe server (plain HTTP), e.g. http://127.0.0.1:8080; repeat for several
+    /// nodes of one deployment, and connections are spread over them in turn. Without it, lethe bench
+    /// starts its own server in this process on 127.0.0.1 with a temporary data directory.
+    #[arg(long = "url", value_name = "URL")]
+    pub url: Vec<String>,
     /// Workload: v1 (share + reveal), v1-passphrase (both with a passphrase), client (client-encrypted
     /// create + read).
     #[arg(long, value_enum, default_value_t = Mix::V1)]
@@ -131,10 +135,14 @@ pub struct BenchArgs {
     /// a phase.
     #[arg(long, value_name = "N")]
     pub requests: Option<u64>,
-    /// Storage engine of the in-process server: redb, memory or redis (a Redis at
-    /// redis://127.0.0.1:6379/0 with appendfsync always) [default: redb].
+    /// Storage engine of the in-process server: redb, memory or redis (the Redis at --redis-url, which
+    /// must run with appendonly yes and appendfsync always) [default: redb].
     #[arg(long, value_name = "ENGINE")]
     pub storage: Option<String>,
+    /// Redis of the in-process server on --storage redis [default: redis://127.0.0.1:6379/0]. The run
+    /// writes under a key prefix of its own (lethe-bench-…:), never beside a deployment's keys.
+    #[arg(long = "redis-url", value_name = "URL")]
+    pub redis_url: Option<String>,
     /// bcrypt cost of the in-process server [default: 4, cheap, so that passphrase runs measure the
     /// server; production's default is 10].
     #[arg(long, value_name = "COST")]
@@ -161,8 +169,10 @@ pub struct Plan {
 /// Where the load goes.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Url(String),
-    InProcess { engine: Engine, bcrypt_cost: u32 },
+    /// One or more nodes; connection `i` goes to URL `i mod n`.
+    Url(Vec<String>),
+    /// `redis_url` only on the redis engine.
+    InProcess { engine: Engine, bcrypt_cost: u32, redis_url: Option<String> },
 }
 
 impl BenchArgs {
@@ -183,28 +193,34 @@ impl BenchArgs {
         if requests == 0 {
             return Err("--requests must be at least 1".into());
         }
-        let target = match &self.url {
-            Some(url) => {
-                if self.storage.is_some() || self.bcrypt_cost.is_some() {
-                    return Err(
-                        "--storage and --bcrypt-cost apply to the in-process server only, not to --url"
-                            .into(),
-                    );
-                }
+        let target = if !self.url.is_empty() {
+            if self.storage.is_some() || self.bcrypt_cost.is_some() || self.redis_url.is_some() {
+                return Err("--storage, --redis-url and --bcrypt-cost apply to the in-process server only, \
+                            not to --url"
+                    .into());
+            }
+            for url in &self.url {
                 Endpoint::parse(url)?;
-                Target::Url(url.clone())
             }
-            None => {
-                let engine = match &self.storage {
-                    Some(s) => s.parse().map_err(|e| format!("--storage: {e}"))?,
-                    None => Engine::Redb,
-                };
-                let bcrypt_cost = self.bcrypt_cost.unwrap_or(DEFAULT_BCRYPT_COST);
-                if !(4..=31).contains(&bcrypt_cost) {
-                    return Err("--bcrypt-cost must be between 4 and 31".into());
-                }
-                Target::InProcess { engine, bcrypt_cost }
+            Target::Url(self.url.clone())
+        } else {
+            let engine = match &self.storage {
+                Some(s) => s.parse().map_err(|e| format!("--storage: {e}"))?,
+                None => Engine::Redb,
+            };
+            if self.redis_url.is_some() && engine != Engine::Redis {
+                return Err("--redis-url applies to --storage redis only".into());
             }
+            if let Some(url) = &self.redis_url
+                && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            {
+                return Err("--redis-url must start with redis:// or rediss://".into());
+            }
+            let bcrypt_cost = self.bcrypt_cost.unwrap_or(DEFAULT_BCRYPT_COST);
+            if !(4..=31).contains(&bcrypt_cost) {
+                return Err("--bcrypt-cost must be between 4 and 31".into());
+            }
+            Target::InProcess { engine, bcrypt_cost, redis_url: self.redis_url.clone() }
         };
         Ok(Plan {
             target,
@@ -258,8 +274,10 @@ pub fn main(args: &BenchArgs) -> ExitCode {
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The base URL the load went to.
+    /// The base URL the load went to (the first, with several).
     pub url: String,
+    /// Every base URL the load went to, connections spread over them in turn.
+    pub urls: Vec<String>,
     /// `"in-process"` or `"url"`.
     pub server: &'static str,
     /// Storage engine of an in-process server.
@@ -350,10 +368,18 @@ impl Report {
         let mut out = String::new();
         let server = match (&self.storage, self.bcrypt_cost) {
             (Some(storage), Some(cost)) => format!(
-                "in-process server at {} ({storage} store in a temporary data directory, bcrypt cost {cost}, \
-                 sharing this machine's cores with the load generator)",
-                self.url
+                "in-process server at {} ({storage} store {}, bcrypt cost {cost}, sharing this machine's \
+                 cores with the load generator)",
+                self.url,
+                if storage == "redis" {
+                    "under a key prefix of its own"
+                } else {
+                    "in a temporary data directory"
+                }
             ),
+            _ if self.urls.len() > 1 => {
+                format!("{} servers, connections spread over {}", self.urls.len(), self.urls.join(", "))
+            }
             _ => format!("server at {}", self.url),
         };
         let _ = writeln!(out, "lethe bench: mix {}, {} connections, {server}", self.mix, self.concurrency);
@@ -545,16 +571,18 @@ fn human_bytes(bytes: f64) -> String {
 /// Runs a plan: starts the in-process server if asked, runs the three phases, stops the server.
 pub async fn run(plan: &Plan) -> Result<Report, String> {
     match &plan.target {
-        Target::Url(url) => {
-            let endpoint = Arc::new(Endpoint::parse(url)?);
-            let mut report = drive(plan, endpoint, None).await?;
+        Target::Url(urls) => {
+            let endpoints =
+                urls.iter().map(|url| Endpoint::parse(url).map(Arc::new)).collect::<Result<_, _>>()?;
+            let mut report = drive(plan, endpoints, None).await?;
             report.server = "url";
             Ok(report)
         }
-        Target::InProcess { engine, bcrypt_cost } => {
-            let server = LocalServer::start(*engine, *bcrypt_cost, plan.concurrency).await?;
+        Target::InProcess { engine, bcrypt_cost, redis_url } => {
+            let server =
+                LocalServer::start_on(*engine, *bcrypt_cost, plan.concurrency, redis_url.as_deref()).await?;
             let endpoint = Arc::new(Endpoint::parse(&server.base)?);
-            let result = drive(plan, endpoint, Some(&server)).await;
+            let result = drive(plan, vec![endpoint], Some(&server)).await;
             server.stop().await;
             let mut report = result?;
             report.storage = Some(engine.to_string());
@@ -564,18 +592,24 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
     }
 }
 
-async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer>) -> Result<Report, String> {
-    // One request first, so an unreachable or wrong URL is one clear error instead of a report full of
-    // connection failures.
-    let mut probe = Connection::new(Arc::clone(&endpoint));
-    match probe.send(Method::GET, "/health", None, Bytes::new()).await {
-        Ok((status, _)) if status.is_success() => {}
-        Ok((status, _)) => {
-            return Err(format!("{}/health answered {status}; is this a lethe server?", endpoint.base));
+async fn drive(
+    plan: &Plan,
+    endpoints: Vec<Arc<Endpoint>>,
+    server: Option<&LocalServer>,
+) -> Result<Report, String> {
+    // One request to each first, so an unreachable or wrong URL is one clear error instead of a report
+    // full of connection failures.
+    for endpoint in &endpoints {
+        let mut probe = Connection::new(Arc::clone(endpoint));
+        match probe.send(Method::GET, "/health", None, Bytes::new()).await {
+            Ok((status, _)) if status.is_success() => {}
+            Ok((status, _)) => {
+                return Err(format!("{}/health answered {status}; is this a lethe server?", endpoint.base));
+            }
+            Err(err) => return Err(format!("cannot reach {}: {err}", endpoint.base)),
         }
-        Err(err) => return Err(format!("cannot reach {}: {err}", endpoint.base)),
     }
-    drop(probe);
+    let endpoints = Arc::new(endpoints);
 
     let secs = plan.duration.as_secs_f64();
     let share = |fraction: f64| Duration::from_secs_f64(secs * fraction);
@@ -592,7 +626,7 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         None => (None, None),
     };
     let health =
-        phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoint), |_, _| Work::Health).await;
+        phase(plan.concurrency, share(0.2), health_cap, Arc::clone(&endpoints), |_, _| Work::Health).await;
 
     let before_file = server.and_then(LocalServer::file_size);
     let before_pages = match server {
@@ -601,10 +635,11 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     };
     let before_writer = server.and_then(LocalServer::writer_stats);
     let mix = plan.mix;
-    let created = phase(plan.concurrency, share(0.4), create_cap, Arc::clone(&endpoint), move |worker, i| {
-        Work::Create { mix, value: format!("lethe-bench-{worker}-{i}-0123456789abcdef") }
-    })
-    .await;
+    let created =
+        phase(plan.concurrency, share(0.4), create_cap, Arc::clone(&endpoints), move |worker, i| {
+            Work::Create { mix, value: format!("lethe-bench-{worker}-{i}-0123456789abcdef") }
+        })
+        .await;
     let after_file = server.and_then(LocalServer::file_size);
     let after_pages = match server {
         Some(server) => server.allocated_bytes().await,
@@ -614,11 +649,11 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     let keys: Arc<Vec<(String, String)>> = Arc::new(created.made.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let read_cap = (keys.len() as u64).min(create_cap);
-    let read = phase(plan.concurrency, share(0.4), read_cap, Arc::clone(&endpoint), move |_, _| {
-        match keys.get(next.fetch_add(1, Ordering::Relaxed)) {
-            Some((key, value)) => Work::Read { mix, key: key.clone(), value: value.clone() },
-            None => Work::Done,
-        }
+    let read = phase(plan.concurrency, share(0.4), read_cap, Arc::clone(&endpoints), move |_, _| match keys
+        .get(next.fetch_add(1, Ordering::Relaxed))
+    {
+        Some((key, value)) => Work::Read { mix, key: key.clone(), value: value.clone() },
+        None => Work::Done,
     })
     .await;
     let writer = match (before_writer, server.and_then(LocalServer::writer_stats)) {
@@ -644,6 +679,9 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
     let measured = pages_growth.filter(|_| secrets_created > 0);
     let note = match (server, pages_growth) {
         (None, _) => "the server is not in this process; measure its data directory",
+        (Some(server), _) if server.app.domain.settings.storage == Engine::Redis => {
+            "a Redis store's memory and append-only file are Redis's own (INFO memory, INFO persistence)"
+        }
         (Some(server), _) if server.redb.is_none() => "the memory store keeps nothing on disk",
         (Some(_), None) => "the store could not report the pages it has in use",
         (Some(_), Some(_)) if secrets_created == 0 => "no secret was created",
@@ -663,7 +701,8 @@ async fn drive(plan: &Plan, endpoint: Arc<Endpoint>, server: Option<&LocalServer
         disk_bytes: disk.bytes_per_secret.map(|b| b * plan.live_secrets as f64),
     };
     Ok(Report {
-        url: endpoint.base.clone(),
+        url: endpoints[0].base.clone(),
+        urls: endpoints.iter().map(|e| e.base.clone()).collect(),
         server: "in-process",
         storage: None,
         bcrypt_cost: None,
@@ -780,13 +819,13 @@ impl PhaseResult {
     }
 }
 
-/// Runs `concurrency` workers until `cap` requests were started or `time` has passed. `next(worker, i)`
-/// says what the worker's `i`-th request is.
+/// Runs `concurrency` workers until `cap` requests were started or `time` has passed; worker `w` talks
+/// to `endpoints[w mod n]`. `next(worker, i)` says what the worker's `i`-th request is.
 async fn phase<F>(
     concurrency: usize,
     time: Duration,
     cap: u64,
-    endpoint: Arc<Endpoint>,
+    endpoints: Arc<Vec<Arc<Endpoint>>>,
     next: F,
 ) -> PhaseResult
 where
@@ -801,7 +840,7 @@ where
     for worker in 0..concurrency {
         let next = Arc::clone(&next);
         let started = Arc::clone(&started);
-        let mut conn = Connection::new(Arc::clone(&endpoint));
+        let mut conn = Connection::new(Arc::clone(&endpoints[worker % endpoints.len()]));
         workers.spawn(async move {
             let mut result = PhaseResult::default();
             let mut i = 0;

@@ -3,12 +3,13 @@ use super::*;
 
 fn args(mix: Mix) -> BenchArgs {
     BenchArgs {
-        url: None,
+        url: Vec::new(),
         mix,
         concurrency: 4,
         duration: Some(60.0),
         requests: Some(40),
         storage: None,
+        redis_url: None,
         bcrypt_cost: None,
         live_secrets: 1000,
         json: false,
@@ -113,7 +114,7 @@ async fn an_unreachable_url_is_one_clear_error() {
     // A port that was free a moment ago: bind, read the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut a = args(Mix::V1);
-    a.url = Some(format!("http://127.0.0.1:{port}"));
+    a.url = vec![format!("http://127.0.0.1:{port}")];
     let err = run(&a.plan().expect("plan")).await.expect_err("nothing listens");
     assert!(err.contains("cannot reach"), "{err}");
 }
@@ -135,11 +136,11 @@ fn cpu_time_is_read_from_a_proc_stat_line_whatever_the_command_name() {
 fn bad_flags_are_refused_with_a_message() {
     for url in ["ftp://x", "https://example.com", "not a url", "http://"] {
         let mut a = args(Mix::V1);
-        a.url = Some(url.into());
+        a.url = vec![url.into()];
         assert!(a.plan().is_err(), "{url}");
     }
     let mut a = args(Mix::V1);
-    a.url = Some("http://127.0.0.1:1/base/".into());
+    a.url = vec!["http://127.0.0.1:1/base/".into()];
     a.bcrypt_cost = Some(5);
     assert!(a.plan().unwrap_err().contains("in-process"));
     a.bcrypt_cost = None;
@@ -155,4 +156,14 @@ fn bad_flags_are_refused_with_a_message() {
     let mut a = args(Mix::V1);
     a.duration = Some(f64::NAN);
     assert!(a.plan().is_err());
+    let mut a = args(Mix::V1);
+    a.redis_url = Some("redis://127.0.0.1:1/0".into());
+    assert_eq!(a.plan().unwrap_err(), "--redis-url applies to --storage redis only");
+    a.storage = Some("redis".into());
+    assert!(a.plan().is_ok());
+    a.redis_url = Some("http://127.0.0.1:1/".into());
+    assert!(a.plan().unwrap_err().contains("redis://"));
+    a.url = vec!["http://127.0.0.1:1/".into()];
+    a.storage = None;
+    assert!(a.plan().unwrap_err().contains("in-process"));
 }

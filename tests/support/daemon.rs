@@ -23,8 +23,14 @@ impl Daemon {
     /// [`Daemon::start`] with extra environment (configuration overrides such as
     /// `LETHE_RATE_LIMIT__ENABLED`).
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> (Daemon, String) {
+        Daemon::start_args(dir, &[], env)
+    }
+
+    /// [`Daemon::start_with`] with extra `lethe serve` flags (`--read-only`, say).
+    pub fn start_args(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Daemon, String) {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("UTF-8 path")])
+            .args(args)
             .env_remove("LETHE_STORAGE")
             .env_remove("LETHE_CONFIG")
             .env("RUST_LOG", "info")

@@ -28,11 +28,18 @@ impl RedisServer {
 
     /// Starts a server with these extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_from(None, extra)
+    }
+
+    /// Starts a server from a configuration file (its settings first, then port, directory and
+    /// `extra` over them).
+    pub fn start_from(config: Option<&str>, extra: &[&str]) -> RedisServer {
         // A port picked from the kernel can be taken again before redis binds it; try a few.
         for _ in 0..5 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("temporary directory for redis-server");
             let child = Command::new("redis-server")
+                .args(config)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
                 .args(["--dir", dir.path().to_str().expect("utf-8 temporary path")])
                 .args(extra)

@@ -183,13 +183,13 @@ impl RedisStore {
             .enable_all()
             .build()
             .map_err(|err| StoreError::Io(format!("cannot start the Redis runtime: {err}")))?;
-        // The crate's default backoff multiplies a one-second delay by 100 per attempt, so a request
-        // that arrives while Redis is down would wait minutes; fail within seconds and let the next
-        // request try again instead.
+        // Every request made while Redis is away waits for the reconnection under way, and the crate
+        // backs off from one second per retry (its default multiplies that by 100): with any retry a
+        // request would wait seconds to learn that Redis is gone. One attempt each: a request then
+        // fails at once (503, or the v1 dialect's error) and the next one tries again, so the node
+        // is back within a request of Redis's return.
         let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_factor(2)
-            .set_max_delay(1000)
-            .set_number_of_retries(2)
+            .set_number_of_retries(0)
             .set_connection_timeout(RESPONSE_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
         let conn = wait_on(runtime.handle(), async move {
