@@ -169,13 +169,13 @@ impl Program<'_> {
                                 Some(
                                     Batch::new()
                                         .require_version(ks_a, a.clone(), entry.version)
-                                        .take(ks_a, a)
-                                        .put(ks_b, b, moved, expires_at),
+                                        .take(ks_a, a.clone())
+                                        .put(ks_b, b.clone(), moved, expires_at),
                                 )
                             }
                             None if create => Some(Batch::new().require_absent(ks_a, a.clone()).put(
                                 ks_a,
-                                a,
+                                a.clone(),
                                 vec![mark],
                                 expires_at,
                             )),

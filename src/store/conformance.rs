@@ -246,7 +246,7 @@ fn two_step() -> Fixture {
 fn planned(
     store: &Arc<dyn Store>,
     now: Timestamp,
-    plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
+    mut plan: impl FnMut(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
     key: &'static [u8],
 ) -> Result<(Option<Entry>, Option<Outcome>), StoreError> {
     let (reply, answer) = std::sync::mpsc::sync_channel(1);

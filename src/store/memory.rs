@@ -170,7 +170,7 @@ impl Store for MemoryStore {
 
     // The plan reads and its batch applies under one lock, as in redb's writer; the reply is sent
     // after the lock is released.
-    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+    fn apply_planned(&self, mut plan: Plan, now: Timestamp, done: Reply<Planned>) {
         struct Locked<'a> {
             state: &'a State,
             now: Timestamp,

@@ -275,8 +275,12 @@ pub trait Lookup {
 /// A backend may run it apart from the write (see [`Store::apply_planned`]), so the batch must carry
 /// conditions on every entry the decision rests on; then a plan that raced another write ends in
 /// [`Outcome::Conflict`], never in a write the plan would not have made.
+///
+/// A backend whose reads are network calls may also run it more than once, each time with more of its
+/// reads answered, so that no thread waits for a read (see the Redis backend): a plan decides from
+/// its reads alone and has no effect but its result.
 pub type Plan =
-    Box<dyn FnOnce(&mut dyn Lookup) -> Result<(Option<Batch>, Box<dyn Any + Send>), StoreError> + Send>;
+    Box<dyn FnMut(&mut dyn Lookup) -> Result<(Option<Batch>, Box<dyn Any + Send>), StoreError> + Send>;
 
 /// What [`Store::apply_planned`] did: the plan's own report, and the outcome of its batch if it
 /// returned one.
@@ -335,7 +339,7 @@ pub trait Store: Send + Sync + 'static {
     /// the group's transaction) overrides it: a read-then-write request then makes one trip instead
     /// of two, and its conditions cannot fail, because nothing can change between its reads and its
     /// batch.
-    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+    fn apply_planned(&self, mut plan: Plan, now: Timestamp, done: Reply<Planned>) {
         struct Reads<'a, S: ?Sized> {
             store: &'a S,
             now: Timestamp,
@@ -701,11 +705,11 @@ impl StoreHandle {
     pub async fn apply_planned<T, F>(
         &self,
         now: Timestamp,
-        plan: F,
+        mut plan: F,
     ) -> Result<(T, Option<Outcome>), StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Lookup) -> Result<(Option<Batch>, T), StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Lookup) -> Result<(Option<Batch>, T), StoreError> + Send + 'static,
     {
         let plan: Plan = Box::new(move |lookup| {
             plan(lookup).map(|(batch, report)| (batch, Box::new(report) as Box<dyn Any + Send>))

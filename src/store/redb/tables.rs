@@ -240,7 +240,7 @@ impl<'txn> Tables<'txn> {
                 Ok(stored.filter(|s| s.is_live(self.now)).map(Stored::into_entry))
             }
         }
-        let Some(plan) = plan else {
+        let Some(mut plan) = plan else {
             return Ok(Err(StoreError::Io("a plan was run twice".into())));
         };
         // The plan is the caller's code on the one thread every write needs: a panic in it must not

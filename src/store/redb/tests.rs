@@ -97,12 +97,12 @@ fn later_batches_in_a_group_see_the_earlier_ones() {
     assert!(store.get(S, b"k", 100).expect("get").is_none());
 }
 
-fn plan_job(plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static) -> Job {
+fn plan_job(plan: impl FnMut(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static) -> Job {
     plan_job_answering(plan, Box::new(|_| {}))
 }
 
 fn plan_job_answering(
-    plan: impl FnOnce(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
+    mut plan: impl FnMut(&mut dyn Lookup) -> Result<Option<Batch>, StoreError> + Send + 'static,
     reply: Reply<Planned>,
 ) -> Job {
     let plan: Plan = Box::new(move |lookup| {

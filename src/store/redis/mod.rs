@@ -69,12 +69,18 @@ pub struct RedisStore {
     /// threads without a runtime (the CLI) and the async paths never wait on the caller's runtime.
     /// An `Option` only so `Drop` can shut it down without blocking the thread that drops it.
     runtime: Option<tokio::runtime::Runtime>,
+    client: Client,
+    scan: Arc<::redis::Script>,
+}
+
+/// What a read or a batch needs, cheap to clone into a task: the connection and the key layout.
+#[derive(Clone)]
+struct Client {
     conn: ConnectionManager,
     prefix: Vec<u8>,
     /// Tags of the listed keyspaces, which keep a key index.
     listed: [bool; Keyspace::MAX_TAGS],
     batch: Arc<::redis::Script>,
-    scan: Arc<::redis::Script>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -201,10 +207,12 @@ impl RedisStore {
         }
         let store = RedisStore {
             runtime: Some(runtime),
-            conn,
-            prefix: options.key_prefix.as_bytes().to_vec(),
-            listed,
-            batch: Arc::new(::redis::Script::new(BATCH_SCRIPT)),
+            client: Client {
+                conn,
+                prefix: options.key_prefix.as_bytes().to_vec(),
+                listed,
+                batch: Arc::new(::redis::Script::new(BATCH_SCRIPT)),
+            },
             scan: Arc::new(::redis::Script::new(SCAN_SCRIPT)),
         };
         store.check_durability(options.accept_weaker_durability)?;
@@ -237,31 +245,11 @@ impl RedisStore {
         self.handle().spawn(async move { done(fut.await) });
     }
 
-    fn base(&self, ks: Keyspace) -> Vec<u8> {
-        let mut base = self.prefix.clone();
-        base.extend_from_slice(format!("d{}:", ks.tag()).as_bytes());
-        base
-    }
-
-    fn data_key(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
-        let mut full = self.base(ks);
-        full.extend_from_slice(key);
-        full
-    }
-
-    fn index_key(&self, ks: Keyspace) -> Option<Vec<u8>> {
-        self.listed[usize::from(ks.tag())].then(|| {
-            let mut full = self.prefix.clone();
-            full.extend_from_slice(format!("i{}", ks.tag()).as_bytes());
-            full
-        })
-    }
-
     /// Records `check` if no node has yet, else refuses a value other than the one recorded.
     fn claim_key_check(&self, check: &str) -> Result<(), StoreError> {
-        let mut full = self.prefix.clone();
+        let mut full = self.client.prefix.clone();
         full.extend_from_slice(b"master-key-check");
-        let mut conn = self.conn.clone();
+        let mut conn = self.client.conn.clone();
         let check_owned = check.to_owned();
         let recorded: String = self.wait(async move {
             let mut set = ::redis::cmd("SET");
@@ -283,7 +271,7 @@ impl RedisStore {
 
     /// Refuses a Redis that may lose an acknowledged write, unless the operator accepted that.
     fn check_durability(&self, accept_weaker: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.client.conn.clone();
         let found = self.wait(async move {
             let mut cmd = ::redis::cmd("CONFIG");
             cmd.arg("GET").arg("append*");
@@ -326,6 +314,75 @@ impl RedisStore {
                 "{verdict}; or set redis.accept_weaker_durability = true to start with that guarantee"
             )))
         }
+    }
+
+}
+
+/// The most reads one plan may make: the domain's plans make three at most.
+const MAX_PLAN_READS: usize = 16;
+
+/// A plan's reads, answered from what earlier runs of the plan fetched; the first read it cannot
+/// answer is noted and ends the run.
+struct Replay<'a> {
+    fetched: &'a [(Keyspace, Vec<u8>, Option<Entry>)],
+    missing: Option<(Keyspace, Vec<u8>)>,
+}
+
+impl Lookup for Replay<'_> {
+    fn get(&mut self, ks: Keyspace, key: &[u8]) -> Result<Option<Entry>, StoreError> {
+        if let Some((_, _, entry)) = self.fetched.iter().find(|(k, fetched, _)| *k == ks && fetched == key) {
+            return Ok(entry.clone());
+        }
+        if self.missing.is_none() {
+            self.missing = Some((ks, key.to_vec()));
+        }
+        // Whatever the plan makes of this error, the run is discarded (`missing` is set).
+        Err(StoreError::Io("a plan's read is still on its way".into()))
+    }
+}
+
+impl Client {
+    /// Runs `plan` with no thread waiting on a read: each run is answered from what earlier runs
+    /// fetched and stops at the first read it cannot answer, which is fetched before the next run.
+    /// The batch then carries the plan's conditions on what it read, as on any backend that plans
+    /// apart from the write.
+    async fn planned(&self, mut plan: Plan, now: Timestamp) -> Result<Planned, StoreError> {
+        let mut fetched: Vec<(Keyspace, Vec<u8>, Option<Entry>)> = Vec::new();
+        while fetched.len() <= MAX_PLAN_READS {
+            let mut reads = Replay { fetched: &fetched, missing: None };
+            let result = plan(&mut reads);
+            let Some((ks, key)) = reads.missing else {
+                let (batch, report) = result?;
+                let outcome = match batch {
+                    Some(batch) => Some(self.apply_future(batch, now).await?),
+                    None => None,
+                };
+                return Ok(Planned { report, outcome });
+            };
+            let entry = self.get_future(ks, &key, now).await?;
+            fetched.push((ks, key, entry));
+        }
+        Err(StoreError::Io(format!("a plan read more than {MAX_PLAN_READS} entries")))
+    }
+
+    fn base(&self, ks: Keyspace) -> Vec<u8> {
+        let mut base = self.prefix.clone();
+        base.extend_from_slice(format!("d{}:", ks.tag()).as_bytes());
+        base
+    }
+
+    fn data_key(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
+        let mut full = self.base(ks);
+        full.extend_from_slice(key);
+        full
+    }
+
+    fn index_key(&self, ks: Keyspace) -> Option<Vec<u8>> {
+        self.listed[usize::from(ks.tag())].then(|| {
+            let mut full = self.prefix.clone();
+            full.extend_from_slice(format!("i{}", ks.tag()).as_bytes());
+            full
+        })
     }
 
     fn get_future(
@@ -482,11 +539,11 @@ impl Drop for RedisStore {
 
 impl Store for RedisStore {
     fn get(&self, ks: Keyspace, key: &[u8], now: Timestamp) -> Result<Option<Entry>, StoreError> {
-        self.wait(self.get_future(ks, key, now))
+        self.wait(self.client.get_future(ks, key, now))
     }
 
     fn get_then(&self, ks: Keyspace, key: &[u8], now: Timestamp, done: Reply<Option<Entry>>) {
-        self.then(self.get_future(ks, key, now), done);
+        self.then(self.client.get_future(ks, key, now), done);
     }
 
     fn scan_prefix(
@@ -499,10 +556,10 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let base = self.base(ks);
-        let mut conn = self.conn.clone();
+        let base = self.client.base(ks);
+        let mut conn = self.client.conn.clone();
         let prefix = prefix.to_vec();
-        let Some(index) = self.index_key(ks) else {
+        let Some(index) = self.client.index_key(ks) else {
             // A point keyspace keeps no index (its owner never lists it); walk its keys instead.
             return self.wait(async move {
                 let mut pattern = base.clone();
@@ -568,17 +625,21 @@ impl Store for RedisStore {
     }
 
     fn apply(&self, batch: Batch, now: Timestamp) -> Result<Outcome, StoreError> {
-        self.wait(self.apply_future(batch, now))
+        self.wait(self.client.apply_future(batch, now))
     }
 
     fn apply_then(&self, batch: Batch, now: Timestamp, done: Reply<Outcome>) {
-        self.then(self.apply_future(batch, now), done);
+        self.then(self.client.apply_future(batch, now), done);
+    }
+
+    fn apply_planned(&self, plan: Plan, now: Timestamp, done: Reply<Planned>) {
+        let client = self.client.clone();
+        self.handle().spawn(async move { done(client.planned(plan, now).await) });
     }
 
     fn capabilities(&self) -> Capabilities {
-        // Plans read through the blocking `get`, then apply with their conditions (the trait's
-        // two-step default), so they run on the blocking pool; point reads hold no thread.
-        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None }
+        // Point reads and plans hold no thread while Redis answers (see `Client::planned`).
+        Capabilities { reads: ReadPath::Callback, plans_block: false, commit_metrics: None }
     }
 
     fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<usize, StoreError> {
@@ -591,9 +652,9 @@ impl Store for RedisStore {
     }
 
     fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
-        let mut pattern = self.base(ks);
+        let mut pattern = self.client.base(ks);
         pattern.push(b'*');
-        let mut conn = self.conn.clone();
+        let mut conn = self.client.conn.clone();
         self.wait(async move {
             let (mut cursor, mut count) = (0u64, 0u64);
             loop {
@@ -611,7 +672,7 @@ impl Store for RedisStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.client.conn.clone();
         self.wait(async move {
             ::redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(unavailable)
         })
