@@ -315,7 +315,6 @@ impl RedisStore {
             )))
         }
     }
-
 }
 
 /// The most reads one plan may make: the domain's plans make three at most.
