@@ -127,8 +127,11 @@ impl RedisConfig {
                 return Err(ConfigError::new("redis.urls", "each URL must start with redis:// or rediss://"));
             }
         }
-        if self.cluster {
-            return Err(ConfigError::new("redis.cluster", "cluster mode is not supported yet"));
+        if self.urls.len() > 1 && !self.cluster {
+            return Err(ConfigError::new(
+                "redis.urls",
+                "several URLs are a cluster's seeds; set redis.cluster = true (--redis-cluster) or name one server",
+            ));
         }
         if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
             return Err(ConfigError::new("redis.key_prefix", "must be 1 to 64 characters"));
@@ -149,6 +152,7 @@ impl RedisConfig {
         };
         Ok(crate::store::RedisOptions {
             urls: self.urls.clone(),
+            cluster: self.cluster,
             key_prefix: self.key_prefix.clone(),
             password,
             accept_weaker_durability: self.accept_weaker_durability,

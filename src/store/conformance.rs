@@ -41,6 +41,7 @@ fn redis() -> Fixture {
     let server = redis_server::RedisServer::start();
     let options = RedisOptions {
         urls: vec![server.url()],
+        cluster: false,
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
@@ -184,7 +185,7 @@ impl Store for TwoStep {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None }
+        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None, one_group: false }
     }
 }
 
@@ -947,6 +948,7 @@ fn redis_with_weaker_persistence_is_refused_unless_accepted() {
     let server = redis_server::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
     let mut options = RedisOptions {
         urls: vec![server.url()],
+        cluster: false,
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
