@@ -106,7 +106,8 @@ struct Layout {
 /// One server's connection or a cluster's; both reconnect by themselves.
 #[derive(Clone)]
 enum Conn {
-    Single(ConnectionManager),
+    /// Boxed: a manager is many times the size of a cluster connection's handle.
+    Single(Box<ConnectionManager>),
     Cluster(ClusterConnection),
 }
 
@@ -147,7 +148,7 @@ impl Conn {
         cmd: &Cmd,
     ) -> Result<Vec<T>, ::redis::RedisError> {
         match self {
-            Conn::Single(conn) => Ok(vec![cmd.query_async(conn).await?]),
+            Conn::Single(conn) => Ok(vec![cmd.query_async(&mut **conn).await?]),
             Conn::Cluster(conn) => {
                 let mut out = Vec::new();
                 for (host, port) in masters(conn).await? {
@@ -367,7 +368,7 @@ impl RedisStore {
             wait_on(runtime.handle(), async move {
                 ConnectionManager::new_with_config(client, config)
                     .await
-                    .map(Conn::Single)
+                    .map(|conn| Conn::Single(Box::new(conn)))
                     .map_err(unavailable)
             })?
         };
