@@ -125,6 +125,68 @@ impl Drop for RedisServer {
     }
 }
 
+/// How long a new cluster may take until every node reports `cluster_state:ok`.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A local Redis Cluster of three masters (no replicas), each a [`RedisServer`] with lethe's required
+/// persistence and its own bus port; killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&[
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    &bus,
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli (Debian package redis-tools) runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        while !cluster.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port)).collect()
+    }
+
+    /// How many keys each master holds.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.cli(&["DBSIZE"]).parse().expect("DBSIZE answers a number")).collect()
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a loopback port")
