@@ -1249,6 +1249,29 @@ mod tests {
     }
 
     #[test]
+    fn several_redis_urls_are_cluster_seeds_and_need_cluster_mode() {
+        Jail::expect_with(|jail| {
+            jail.create_file("lethe.toml", "storage = \"redis\"\n")?;
+            jail.set_env("LETHE_REDIS__URLS", "[redis://10.0.0.1:7000, redis://10.0.0.2:7000]");
+            let err =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap_err();
+            assert!(err.to_string().starts_with("redis.urls: several URLs are a cluster's seeds"), "{err}");
+            let overrides = Overrides { redis_cluster: true, ..Overrides::default() };
+            let s = load_in_jail(Sources { file: Some("lethe.toml".into()), overrides }).unwrap();
+            assert!(s.raw.redis.cluster);
+            assert_eq!(s.raw.redis.urls, ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+            assert!(s.raw.redis.options().unwrap().cluster);
+            jail.set_env("LETHE_REDIS__CLUSTER", "true");
+            let s =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap();
+            assert!(s.raw.redis.cluster);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn mail_urls_need_tls_except_on_loopback_and_mail_keys_are_checked() {
         let url = |u: &str| parse_mail_url(u);
         assert_eq!(
