@@ -43,20 +43,34 @@ async fn metric(s: &TestServer, line: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_v1_secrets_reveal_once_burn_count_attempts_and_list_in_the_accounts_recent() {
     let cluster = RedisCluster::start();
-    let s = on_cluster(&cluster, &|_| {}).await;
+    // Mail to a port where nothing listens: the entry stays queued, in its secret's group.
+    let closed =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let s = on_cluster(&cluster, &|raw| {
+        raw.mail.url = Some(format!("smtp://127.0.0.1:{closed}"));
+        raw.mail.from = Some("lethe@example.org".into());
+    })
+    .await;
     let alice = s.account("alice@example.com").await;
     let first = s.post_form_as("/api/v1/share", "secret=one", "alice@example.com", &alice).await.json();
     s.clock.advance(1);
     let second =
         s.post_form_as("/api/v1/share", "secret=two&passphrase=pw", "alice@example.com", &alice).await.json();
     let anonymous = s.share("secret=three").await;
+    s.clock.advance(1);
+    let mailed = s
+        .post_form_as("/api/v1/share", "secret=four&recipient=bob@example.org", "alice@example.com", &alice)
+        .await;
+    assert_eq!(mailed.status, StatusCode::OK, "{}", mailed.text());
+    assert!(metric(&s, "lethe_live_records{kind=\"outbox\"} 1").await);
 
     // The account's listing row lives in the account's group, the secrets each in their own.
     let recent = s.get_as("/api/v1/private/recent", "alice@example.com", &alice).await;
     assert_eq!(recent.status, StatusCode::OK, "{}", recent.text());
     let listed: Vec<Value> =
         recent.json().as_array().expect("a list").iter().map(|m| m["metadata_key"].clone()).collect();
-    assert_eq!(listed, [second["metadata_key"].clone(), first["metadata_key"].clone()]);
+    let mailed = mailed.json()["metadata_key"].clone();
+    assert_eq!(listed, [mailed, second["metadata_key"].clone(), first["metadata_key"].clone()]);
 
     let sk = key(&first, "secret_key");
     let r = s.post_form(&format!("/api/v1/secret/{sk}"), "").await;
@@ -82,7 +96,10 @@ async fn on_a_cluster_v1_secrets_reveal_once_burn_count_attempts_and_list_in_the
     let reveals = (0..50).map(|_| s.post_form(&path, "")).collect();
     let won = crate::support::join_all(reveals).await.iter().filter(|r| r.status == StatusCode::OK).count();
     assert_eq!(won, 1);
-    assert!(metric(&s, "lethe_live_records{kind=\"secret\"} 0").await, "counted on every master");
+    assert!(
+        metric(&s, "lethe_live_records{kind=\"secret\"} 1").await,
+        "the mailed one, counted on every master"
+    );
     s.stop().await;
 }
 
