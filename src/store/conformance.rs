@@ -1031,7 +1031,8 @@ fn put_at(
 const GROUPED: Keyspace = Keyspace::point(1, "secret");
 const GROUPED_OTHER: Keyspace = Keyspace::point(2, "metadata");
 const LISTED_BY_FIRST_BYTE: Keyspace = Keyspace::listed(3, "account").grouped(Group::prefix(1));
-const GROUPED_ALL: &[Keyspace] = &[GROUPED, GROUPED_OTHER, LISTED_BY_FIRST_BYTE];
+const LISTED_WHOLE: Keyspace = Keyspace::listed(0, "team");
+const GROUPED_ALL: &[Keyspace] = &[GROUPED, GROUPED_OTHER, LISTED_BY_FIRST_BYTE, LISTED_WHOLE];
 
 fn grouped_cluster() -> (redis_server::RedisCluster, RedisStore) {
     let cluster = redis_server::RedisCluster::start();
@@ -1082,6 +1083,17 @@ fn redis_cluster_spreads_groups_over_every_master_and_lists_and_counts_them_all(
     store.apply(Batch::new().delete(LISTED_BY_FIRST_BYTE, b"a1".to_vec()), NOW).expect("apply");
     let a = keys(store.scan_prefix(LISTED_BY_FIRST_BYTE, b"a", NOW, 10).expect("index"));
     assert_eq!(a, [b"a2".to_vec(), b"a3".to_vec()]);
+
+    // A keyspace that is one group: any of its keys in one batch, any prefix read from its index.
+    let batch = Batch::new()
+        .require_absent(LISTED_WHOLE, b"user/1".to_vec())
+        .put(LISTED_WHOLE, b"user/1".to_vec(), b"u".to_vec(), None)
+        .put(LISTED_WHOLE, b"index/x".to_vec(), b"i".to_vec(), None)
+        .put(LISTED_WHOLE, b"user/0".to_vec(), b"u".to_vec(), None);
+    assert!(matches!(store.apply(batch, NOW).expect("apply"), Outcome::Applied(_)));
+    let users = keys(store.scan_prefix(LISTED_WHOLE, b"user/", NOW, 10).expect("index"));
+    assert_eq!(users, [b"user/0".to_vec(), b"user/1".to_vec()]);
+    assert_eq!(keys(store.scan_prefix(LISTED_WHOLE, b"", NOW, 10).expect("index")).len(), 3);
 }
 
 #[test]

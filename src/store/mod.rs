@@ -48,8 +48,8 @@ pub struct Keyspace {
 
 /// Which of a keyspace's keys belong together: a batch touches one group only, on a backend that
 /// spreads groups apart (Redis Cluster puts a group in one hash slot), and a prefix listing that
-/// names its group reads that group alone. Keys of different keyspaces are in one group when their
-/// group bytes are equal.
+/// names its group reads that group alone. Keys of different keyspaces grouped by bytes are in one
+/// group when their group bytes are equal; a keyspace that is one group shares it with no other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     /// Bytes `start..start + len` of the key (as many as it has) name its group.
