@@ -210,3 +210,69 @@ async fn on_a_cluster_requests_queue_their_webhooks_in_their_group_and_the_sende
     until("an empty outbox", async || metric(&s, "lethe_live_records{kind=\"outbox\"} 0").await).await;
     s.stop().await;
 }
+
+/// `lethe serve --redis-cluster` with every master as a `--redis-url` seed, two nodes sharing one key
+/// file: what one makes, the other reveals, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lethe_serve_nodes_on_a_cluster_by_flags_reveal_each_others_secrets_once() {
+    use crate::redis_nodes::call;
+    use crate::support::daemon::{BIN, Daemon};
+
+    let cluster = RedisCluster::start();
+    let keys = tempfile::tempdir().expect("temporary directory");
+    let env = [
+        ("LETHE_MASTER_KEY_FILE", keys.path().join("master.key").display().to_string()),
+        ("LETHE_TEAM__SERVER_KEY_FILE", keys.path().join("team-server-key.asc").display().to_string()),
+        ("LETHE_PASSPHRASE__BCRYPT_COST", "4".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let urls = cluster.urls();
+    let mut args = vec!["--storage", "redis"];
+    for url in &urls {
+        args.extend(["--redis-url", url.as_str()]);
+    }
+
+    // Several seeds without cluster mode: refused, naming the setting.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().expect("UTF-8 path")])
+        .args(&args)
+        .env_remove("LETHE_STORAGE")
+        .env_remove("LETHE_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run lethe serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("redis.cluster = true"), "{stderr}");
+
+    args.push("--redis-cluster");
+    let (a_dir, b_dir) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let (a, a_addr) = Daemon::start_args(a_dir.path(), &args, &env);
+    let mut a = Running(Some(a));
+    let (b, b_addr) = Daemon::start_args(b_dir.path(), &args, &env);
+    let mut b = Running(Some(b));
+    let (a_base, b_base) = (format!("http://{a_addr}"), format!("http://{b_addr}"));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let made = call(&a_base, Method::POST, "/api/v1/share", &form, "secret=from+a&ttl=3600").await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text());
+    let sk = key(&made.json(), "secret_key");
+    let r = call(&b_base, Method::POST, &format!("/api/v1/secret/{sk}"), &form, "").await;
+    assert_eq!(r.json()["value"], "from a", "{}", r.text());
+    let r = call(&a_base, Method::POST, &format!("/api/v1/secret/{sk}"), &form, "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    for node in [&mut a, &mut b] {
+        assert!(node.0.take().expect("running").terminate().success(), "a graceful stop exits 0");
+    }
+}
+
+/// A `lethe serve` killed if the test fails before stopping it.
+struct Running(Option<crate::support::daemon::Daemon>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.0.take() {
+            daemon.kill();
+        }
+    }
+}
