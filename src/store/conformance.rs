@@ -1135,3 +1135,41 @@ fn redis_cluster_nodes_check_persistence_on_every_master_and_share_the_key_check
     let err = RedisStore::open(&other, GROUPED_ALL).expect_err("another master key");
     assert!(err.to_string().contains("master key"), "{err}");
 }
+
+/// A master gone: its groups are unavailable (an error, not a hang), the others' still served; back
+/// on its port with its append-only file, it serves its groups again to the same store, which
+/// reconnects by itself.
+#[test]
+fn redis_cluster_loss_of_a_master_fails_its_groups_only_and_the_store_reconnects() {
+    let (mut cluster, store) = grouped_cluster();
+    for group in 0..30u32 {
+        store
+            .apply(Batch::new().put(GROUPED, in_group(group, b"k"), b"v".to_vec(), None), NOW)
+            .expect("apply");
+    }
+    // Which groups the first master holds, by the slot of each group's hash tag.
+    let first = &cluster.nodes[0];
+    let on_first = |group: u32| {
+        let slot = first.cli(&["CLUSTER", "KEYSLOT", &format!("{{g{group:08x}}}")]);
+        first.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) != "0"
+    };
+    let lost = (0..30).find(|&g| on_first(g)).expect("a group on the first master");
+    let kept = (0..30).find(|&g| !on_first(g)).expect("a group elsewhere");
+    cluster.nodes[0].kill();
+    assert!(store.get(GROUPED, &in_group(lost, b"k"), NOW).is_err(), "its master is gone");
+    assert!(store.apply(Batch::new().take(GROUPED, in_group(lost, b"k")), NOW).is_err());
+    assert!(store.get(GROUPED, &in_group(kept, b"k"), NOW).expect("another master").is_some());
+    cluster.nodes[0].restart_as_started();
+    cluster.wait_ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.get(GROUPED, &in_group(lost, b"k"), NOW) {
+            Ok(entry) => {
+                assert_eq!(entry.map(|e| e.value), Some(b"v".to_vec()), "kept by its append-only file");
+                break;
+            }
+            Err(err) => assert!(std::time::Instant::now() < deadline, "the store never reconnected: {err}"),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
