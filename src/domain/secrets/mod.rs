@@ -705,9 +705,13 @@ impl Secrets {
             // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
             Outcome::Conflict(_) => return Err(SecretError::Collision),
         }
-        if let Some(row) = recent_row {
-            // A conflict means the row is there already: nothing is left to do.
-            self.store.apply(row, now).await?;
+        if let Some(row) = recent_row
+            && let Err(err) = self.store.apply(row, now).await
+        {
+            // The secret is stored and its link is the caller's: failing the share now would only
+            // make it share again. The listing misses this row, as after a crash here. (A conflict
+            // means the row is there already.)
+            tracing::warn!(error = %err, "an account's listing row for a new secret was not written");
         }
         let view = MetadataView {
             custid,
