@@ -127,8 +127,11 @@ impl RedisConfig {
                 return Err(ConfigError::new("redis.urls", "each URL must start with redis:// or rediss://"));
             }
         }
-        if self.cluster {
-            return Err(ConfigError::new("redis.cluster", "cluster mode is not supported yet"));
+        if self.urls.len() > 1 && !self.cluster {
+            return Err(ConfigError::new(
+                "redis.urls",
+                "several URLs are a cluster's seeds; set redis.cluster = true (--redis-cluster) or name one server",
+            ));
         }
         if self.key_prefix.is_empty() || self.key_prefix.len() > 64 {
             return Err(ConfigError::new("redis.key_prefix", "must be 1 to 64 characters"));
@@ -149,6 +152,7 @@ impl RedisConfig {
         };
         Ok(crate::store::RedisOptions {
             urls: self.urls.clone(),
+            cluster: self.cluster,
             key_prefix: self.key_prefix.clone(),
             password,
             accept_weaker_durability: self.accept_weaker_durability,
@@ -1240,6 +1244,29 @@ mod tests {
                 load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
                     .unwrap_err();
             assert_eq!(err.to_string(), "redis.urls: each URL must start with redis:// or rediss://");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn several_redis_urls_are_cluster_seeds_and_need_cluster_mode() {
+        Jail::expect_with(|jail| {
+            jail.create_file("lethe.toml", "storage = \"redis\"\n")?;
+            jail.set_env("LETHE_REDIS__URLS", "[redis://10.0.0.1:7000, redis://10.0.0.2:7000]");
+            let err =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap_err();
+            assert!(err.to_string().starts_with("redis.urls: several URLs are a cluster's seeds"), "{err}");
+            let overrides = Overrides { redis_cluster: true, ..Overrides::default() };
+            let s = load_in_jail(Sources { file: Some("lethe.toml".into()), overrides }).unwrap();
+            assert!(s.raw.redis.cluster);
+            assert_eq!(s.raw.redis.urls, ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+            assert!(s.raw.redis.options().unwrap().cluster);
+            jail.set_env("LETHE_REDIS__CLUSTER", "true");
+            let s =
+                load_in_jail(Sources { file: Some("lethe.toml".into()), overrides: Overrides::default() })
+                    .unwrap();
+            assert!(s.raw.redis.cluster);
             Ok(())
         });
     }

@@ -20,6 +20,7 @@ mod http;
 mod limits;
 mod mirror;
 mod redis;
+mod redis_cluster;
 mod redis_crash;
 mod redis_nodes;
 mod requests;

@@ -283,6 +283,17 @@ impl MasterKey {
         encode_base36(&bytes)
     }
 
+    /// Two new v1 bearer keys (a secret's and its metadata's) holding one creation sequence, so their
+    /// store keys lead with the same four bytes: the records they name form one group, which a store
+    /// that spreads groups apart (Redis Cluster) keeps together for the batches that span both.
+    pub fn new_key_pair(&self) -> (String, String) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let (mut first, mut second) = (random_bytes::<20>(), random_bytes::<20>());
+        self.stamp_with(&mut first, sequence);
+        self.stamp_with(&mut second, sequence);
+        (encode_base36(&first), encode_base36(&second))
+    }
+
     /// A new id for client-encrypted secrets and secret requests: [`ID_LEN`] URL-safe base64
     /// characters holding 160 random bits and the masked creation sequence. Its length differs from a
     /// v1 key's, so a path decides its dialect by shape alone.
@@ -295,7 +306,11 @@ impl MasterKey {
     /// Overwrites the first four bytes of a fresh random id with the next sequence number, masked by a
     /// keyed hash of the id's random rest.
     fn stamp(&self, bytes: &mut [u8]) {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        self.stamp_with(bytes, self.sequence.fetch_add(1, Ordering::Relaxed));
+    }
+
+    fn stamp_with(&self, bytes: &mut [u8], sequence: u32) {
+        let sequence = sequence.to_be_bytes();
         let (head, random) = bytes.split_at_mut(4);
         let mask = self.locality_mask(random);
         for ((h, s), m) in head.iter_mut().zip(sequence).zip(mask) {
@@ -486,6 +501,20 @@ mod tests {
                 b
             })
         );
+    }
+
+    #[test]
+    fn a_key_pair_shares_its_creation_sequence_and_nothing_else() {
+        let mk = MasterKey::from_bytes([9; 32]);
+        let (a, b) = mk.new_key_pair();
+        assert_ne!(a, b);
+        let (ka, kb) = (mk.store_key(&a), mk.store_key(&b));
+        assert_eq!(ka[..4], kb[..4], "one group");
+        assert_ne!(ka[4..], kb[4..]);
+        let (c, _) = mk.new_key_pair();
+        assert_ne!(mk.store_key(&c)[..4], ka[..4], "the next pair has the next sequence");
+        // The shared sequence is masked differently in each: the links do not show they belong together.
+        assert_ne!(a.as_bytes()[..4], b.as_bytes()[..4]);
     }
 
     #[test]

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Accounts, CAS_RETRIES};
 use crate::crypto::{self, digests_equal, new_token, sha256};
-use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
+use crate::store::{Batch, Group, Keyspace, Outcome, StoreError, Timestamp, codec};
 
-/// Accounts, under the account name.
+/// Accounts, under the account name; one group, since they are listed whole.
 pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
 /// Per-account index of recent metadata: account hash ‖ inverted creation time ‖ metadata hash.
-pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
+/// Grouped by the account hash, so an account's listing reads its own group.
+pub const RECENT: Keyspace = Keyspace::listed(4, "recent").grouped(Group::prefix(32));
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AccountRecord {

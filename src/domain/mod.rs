@@ -7,6 +7,12 @@
 //! values back to the surface that called it. Every bearer id is stored under
 //! [`MasterKey::store_key`] (its SHA-256 led by its creation sequence), every token under its SHA-256,
 //! and time comes from the [`Clock`].
+//!
+//! Each keyspace declares its grouping, and every batch keeps to one group, since a store may spread
+//! groups apart (Redis Cluster): a v1 secret, its metadata (made with the same creation sequence), its
+//! attempts and its mail form one group; a request and its outbox entries another; the accounts, and
+//! the whole team keyspace, one each. The one write that spans groups, an account's listing row for a
+//! new secret, follows the create as a batch of its own where the store asks for it.
 
 pub mod accounts;
 pub mod outbox;

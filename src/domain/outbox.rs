@@ -16,12 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Outbox;
 use crate::crypto::Purpose;
-use crate::store::{Batch, Keyspace, Outcome, StoreError, Timestamp, codec};
+use crate::store::{Batch, Group, Keyspace, Outcome, StoreError, Timestamp, codec};
 
-/// Queued deliveries. Those due at once sit under [`NOW`] and a fresh store key (led by a creation
-/// sequence, so a scan finds the oldest first); scheduled ones under [`LATER`] and their due time, so a
-/// bounded scan always reaches the earliest, however many wait.
-pub const OUTBOX: Keyspace = Keyspace::point(7, "outbox");
+/// Queued deliveries. Those due at once sit under [`NOW`] and their creation time (so a scan finds the
+/// oldest first); scheduled ones under [`LATER`] and their due time, so a bounded scan always reaches
+/// the earliest, however many wait. Both then hold the group of the record the entry belongs to (the
+/// first four bytes of its store key: a secret's, a request's), so an entry is written in one group
+/// with its record, and the entry's own store key.
+pub const OUTBOX: Keyspace = Keyspace::point(7, "outbox").grouped(Group::Bytes { start: 9, len: 4 });
 const NOW: u8 = 0;
 const LATER: u8 = 1;
 
@@ -144,14 +146,17 @@ impl Outbox {
         self.settings.mail.url.is_some()
     }
 
-    /// `batch` with `mail` queued for sending now.
-    pub(in crate::domain) fn with_mail(&self, batch: Batch, mail: MailDelivery) -> Batch {
-        self.queue_now(batch, Delivery::Mail(mail))
+    /// `batch` with `mail` queued for sending now, in the group of the secret at `secret_hash`.
+    pub(in crate::domain) fn with_mail(&self, batch: Batch, mail: MailDelivery, secret_hash: &[u8]) -> Batch {
+        self.queue_now(batch, Delivery::Mail(mail), secret_hash)
     }
 
-    fn queue_now(&self, batch: Batch, delivery: Delivery) -> Batch {
+    /// `batch` with `delivery` queued for now, in the group of the record whose store key is `owner`.
+    fn queue_now(&self, batch: Batch, delivery: Delivery, owner: &[u8]) -> Batch {
         let now = self.now();
         let mut key = vec![NOW];
+        key.extend_from_slice(&now.to_be_bytes());
+        key.extend_from_slice(&owner[..4.min(owner.len())]);
         key.extend_from_slice(&self.keys.store_key(&self.keys.new_id()));
         let record = OutboxRecord { delivery, created: now, attempts: 0, next_attempt: now };
         let value = self.seal(&key, &record);
@@ -175,11 +180,12 @@ impl Outbox {
             label: label.map(str::to_owned),
             occurred_at: self.now(),
         };
-        self.queue_now(batch, delivery)
+        self.queue_now(batch, delivery, &self.keys.store_key(id))
     }
 
     /// The key of request `id`'s scheduled `request.expired` entry: derived from the request's store
-    /// key, so collection and revocation can withdraw it without a lookup.
+    /// key (whose first four bytes are its group), so collection and revocation can withdraw it
+    /// without a lookup.
     fn expiry_key(&self, id: &str, expires_at: Timestamp) -> Vec<u8> {
         let mut key = vec![LATER];
         key.extend_from_slice(&expires_at.to_be_bytes());

@@ -22,32 +22,53 @@ struct Fixture {
     _dir: Option<tempfile::TempDir>,
     /// The `redis-server` of a Redis fixture, killed when the fixture goes.
     _redis: Option<redis_server::RedisServer>,
+    /// The three masters of a Redis Cluster fixture, killed when the fixture goes.
+    _cluster: Option<redis_server::RedisCluster>,
 }
 
 #[path = "../../tests/support/redis.rs"]
 mod redis_server;
 
 fn memory() -> Fixture {
-    Fixture { store: Arc::new(MemoryStore::new()), _dir: None, _redis: None }
+    Fixture { store: Arc::new(MemoryStore::new()), _dir: None, _redis: None, _cluster: None }
 }
 
 fn redb() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = RedbStore::open(&dir.path().join(REDB_FILE), test_keyspaces::ALL).expect("open redb");
-    Fixture { store: Arc::new(store), _dir: Some(dir), _redis: None }
+    Fixture { store: Arc::new(store), _dir: Some(dir), _redis: None, _cluster: None }
 }
 
 fn redis() -> Fixture {
     let server = redis_server::RedisServer::start();
     let options = RedisOptions {
         urls: vec![server.url()],
+        cluster: false,
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
         key_check: None,
     };
     let store = RedisStore::open(&options, test_keyspaces::ALL).expect("open redis");
-    Fixture { store: Arc::new(store), _dir: None, _redis: Some(server) }
+    Fixture { store: Arc::new(store), _dir: None, _redis: Some(server), _cluster: None }
+}
+
+/// A store on a fresh local three-master Redis Cluster.
+fn redis_cluster() -> Fixture {
+    let cluster = redis_server::RedisCluster::start();
+    let store = RedisStore::open(&cluster_options(&cluster), test_keyspaces::ALL).expect("open the cluster");
+    Fixture { store: Arc::new(store), _dir: None, _redis: None, _cluster: Some(cluster) }
+}
+
+fn cluster_options(cluster: &redis_server::RedisCluster) -> RedisOptions {
+    RedisOptions {
+        urls: cluster.urls(),
+        cluster: true,
+        key_prefix: "lethe-test:".into(),
+        password: None,
+        accept_weaker_durability: false,
+        key_check: Some("check".into()),
+    }
 }
 
 /// A module of tests, each a suite function run on a fresh store from `$fixture`.
@@ -64,6 +85,7 @@ macro_rules! conformance {
         suite!(memory_backend = memory; $($name),*);
         suite!(redb_backend = redb; $($name),*);
         suite!(redis_backend = redis; $($name),*);
+        suite!(redis_cluster_backend = redis_cluster; $($name),*);
     };
 }
 
@@ -121,6 +143,7 @@ macro_rules! plans {
         suite!(memory_plans = memory; $($name),*);
         suite!(redb_plans = redb; $($name),*);
         suite!(redis_plans = redis; $($name),*);
+        suite!(redis_cluster_plans = redis_cluster; $($name),*);
         suite!(two_step_plans = two_step; $($name),*);
     };
 }
@@ -184,7 +207,7 @@ impl Store for TwoStep {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None }
+        Capabilities { reads: ReadPath::Callback, plans_block: true, commit_metrics: None, one_group: false }
     }
 }
 
@@ -238,7 +261,7 @@ fn a_keyspace_list_with_a_shared_tag_or_name_is_refused() {
 
 /// The memory backend behind [`TwoStep`].
 fn two_step() -> Fixture {
-    Fixture { store: Arc::new(TwoStep(memory().store)), _dir: None, _redis: None }
+    Fixture { store: Arc::new(TwoStep(memory().store)), _dir: None, _redis: None, _cluster: None }
 }
 
 /// Runs `plan` through [`Store::apply_planned`] and waits for its answer; the report is what the plan
@@ -947,6 +970,7 @@ fn redis_with_weaker_persistence_is_refused_unless_accepted() {
     let server = redis_server::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
     let mut options = RedisOptions {
         urls: vec![server.url()],
+        cluster: false,
         key_prefix: "lethe-test:".into(),
         password: None,
         accept_weaker_durability: false,
@@ -1000,4 +1024,152 @@ fn put_at(
 ) {
     let outcome = store.apply(Batch::new().put(ks, key, value.to_vec(), at), now).expect("apply");
     assert_eq!(outcome, Outcome::Applied(vec![None]));
+}
+
+// Redis Cluster: groups apart. The suite above runs there in one group; these keyspaces are grouped
+// as the domain's are.
+const GROUPED: Keyspace = Keyspace::point(1, "secret");
+const GROUPED_OTHER: Keyspace = Keyspace::point(2, "metadata");
+const LISTED_BY_FIRST_BYTE: Keyspace = Keyspace::listed(3, "account").grouped(Group::prefix(1));
+const LISTED_WHOLE: Keyspace = Keyspace::listed(0, "team");
+const GROUPED_ALL: &[Keyspace] = &[GROUPED, GROUPED_OTHER, LISTED_BY_FIRST_BYTE, LISTED_WHOLE];
+
+fn grouped_cluster() -> (redis_server::RedisCluster, RedisStore) {
+    let cluster = redis_server::RedisCluster::start();
+    let store = RedisStore::open(&cluster_options(&cluster), GROUPED_ALL).expect("open the cluster");
+    (cluster, store)
+}
+
+/// A key of `GROUPED` in group `group` (its first four bytes).
+fn in_group(group: u32, rest: &[u8]) -> Vec<u8> {
+    [group.to_be_bytes().as_slice(), rest].concat()
+}
+
+#[test]
+fn redis_cluster_spreads_groups_over_every_master_and_lists_and_counts_them_all() {
+    let (cluster, store) = grouped_cluster();
+    let mut expected = Vec::new();
+    for group in 0..60u32 {
+        let key = in_group(group, b"k");
+        store.apply(Batch::new().put(GROUPED, key.clone(), b"v".to_vec(), None), NOW).expect("apply");
+        expected.push(key);
+    }
+    let per_node = cluster.keys_per_node();
+    assert!(per_node.iter().all(|&n| n > 0), "every master holds some groups: {per_node:?}");
+    let all = store.scan_prefix(GROUPED, &[], NOW, usize::MAX).expect("walk");
+    assert_eq!(
+        all.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        expected,
+        "in key order, from every master"
+    );
+    let some = store.scan_prefix(GROUPED, &[0, 0, 0], NOW, 5).expect("walk");
+    assert_eq!(some.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected[..5]);
+    assert_eq!(store.count(GROUPED).expect("count"), 60);
+
+    // A listed keyspace: a prefix naming a group reads its index, a shorter one walks every master.
+    for key in [&b"a2"[..], b"b1", b"a1", b"c1"] {
+        store
+            .apply(Batch::new().put(LISTED_BY_FIRST_BYTE, key.to_vec(), key.to_vec(), None), NOW)
+            .expect("apply");
+    }
+    store
+        .apply(Batch::new().put(LISTED_BY_FIRST_BYTE, b"a3".to_vec(), b"x".to_vec(), Some(NOW + 1)), NOW)
+        .expect("apply");
+    let keys = |rows: Vec<(Vec<u8>, Entry)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let a = keys(store.scan_prefix(LISTED_BY_FIRST_BYTE, b"a", NOW + 1, 10).expect("index"));
+    assert_eq!(a, [b"a1".to_vec(), b"a2".to_vec()], "a3 has expired");
+    let everything = keys(store.scan_prefix(LISTED_BY_FIRST_BYTE, b"", NOW + 1, 10).expect("walk"));
+    assert_eq!(everything, [&b"a1"[..], b"a2", b"b1", b"c1"].map(<[u8]>::to_vec));
+    store.apply(Batch::new().delete(LISTED_BY_FIRST_BYTE, b"a1".to_vec()), NOW).expect("apply");
+    let a = keys(store.scan_prefix(LISTED_BY_FIRST_BYTE, b"a", NOW, 10).expect("index"));
+    assert_eq!(a, [b"a2".to_vec(), b"a3".to_vec()]);
+
+    // A keyspace that is one group: any of its keys in one batch, any prefix read from its index.
+    let batch = Batch::new()
+        .require_absent(LISTED_WHOLE, b"user/1".to_vec())
+        .put(LISTED_WHOLE, b"user/1".to_vec(), b"u".to_vec(), None)
+        .put(LISTED_WHOLE, b"index/x".to_vec(), b"i".to_vec(), None)
+        .put(LISTED_WHOLE, b"user/0".to_vec(), b"u".to_vec(), None);
+    assert!(matches!(store.apply(batch, NOW).expect("apply"), Outcome::Applied(_)));
+    let users = keys(store.scan_prefix(LISTED_WHOLE, b"user/", NOW, 10).expect("index"));
+    assert_eq!(users, [b"user/0".to_vec(), b"user/1".to_vec()]);
+    assert_eq!(keys(store.scan_prefix(LISTED_WHOLE, b"", NOW, 10).expect("index")).len(), 3);
+}
+
+#[test]
+fn redis_cluster_refuses_a_batch_across_groups_before_sending_it_and_applies_one_within_a_group() {
+    let (_cluster, store) = grouped_cluster();
+    let (one, two) = (in_group(1, b"secret"), in_group(2, b"metadata"));
+    let across = Batch::new()
+        .require_absent(GROUPED, one.clone())
+        .put(GROUPED, one.clone(), b"v".to_vec(), None)
+        .put(GROUPED_OTHER, two.clone(), b"m".to_vec(), None);
+    let err = store.apply(across, NOW).expect_err("two groups").to_string();
+    assert!(err.contains("spans two groups of keys (secret and metadata)"), "{err}");
+    assert_eq!(store.get(GROUPED, &one, NOW).expect("get"), None, "nothing of it applied");
+    assert_eq!(store.get(GROUPED_OTHER, &two, NOW).expect("get"), None);
+
+    // The same records made in one group: a secret and its metadata sharing a creation sequence.
+    let together = in_group(1, b"metadata");
+    let batch = Batch::new()
+        .require_absent(GROUPED, one.clone())
+        .require_absent(GROUPED_OTHER, together.clone())
+        .put(GROUPED, one.clone(), b"v".to_vec(), None)
+        .put(GROUPED_OTHER, together.clone(), b"m".to_vec(), None);
+    assert!(matches!(store.apply(batch, NOW).expect("apply"), Outcome::Applied(_)));
+    let take = Batch::new().require_version(GROUPED_OTHER, together.clone(), 1).take(GROUPED, one.clone());
+    let Outcome::Applied(taken) = store.apply(take, NOW).expect("apply") else { panic!("conflict") };
+    assert_eq!(taken[0].as_ref().map(|e| e.value.clone()), Some(b"v".to_vec()));
+    assert_eq!(store.get(GROUPED, &one, NOW).expect("get"), None);
+}
+
+#[test]
+fn redis_cluster_nodes_check_persistence_on_every_master_and_share_the_key_check() {
+    let cluster = redis_server::RedisCluster::start();
+    cluster.nodes[2].cli(&["CONFIG", "SET", "appendfsync", "everysec"]);
+    let err = RedisStore::open(&cluster_options(&cluster), GROUPED_ALL).expect_err("one master is weaker");
+    assert!(err.to_string().contains("appendfsync everysec"), "{err}");
+    cluster.nodes[2].cli(&["CONFIG", "SET", "appendfsync", "always"]);
+    RedisStore::open(&cluster_options(&cluster), GROUPED_ALL).expect("every master keeps every write");
+    let other = RedisOptions { key_check: Some("another key".into()), ..cluster_options(&cluster) };
+    let err = RedisStore::open(&other, GROUPED_ALL).expect_err("another master key");
+    assert!(err.to_string().contains("master key"), "{err}");
+}
+
+/// A master gone: its groups are unavailable (an error, not a hang), the others' still served; back
+/// on its port with its append-only file, it serves its groups again to the same store, which
+/// reconnects by itself.
+#[test]
+fn redis_cluster_loss_of_a_master_fails_its_groups_only_and_the_store_reconnects() {
+    let (mut cluster, store) = grouped_cluster();
+    for group in 0..30u32 {
+        store
+            .apply(Batch::new().put(GROUPED, in_group(group, b"k"), b"v".to_vec(), None), NOW)
+            .expect("apply");
+    }
+    // Which groups the first master holds, by the slot of each group's hash tag.
+    let first = &cluster.nodes[0];
+    let on_first = |group: u32| {
+        let slot = first.cli(&["CLUSTER", "KEYSLOT", &format!("{{g{group:08x}}}")]);
+        first.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]) != "0"
+    };
+    let lost = (0..30).find(|&g| on_first(g)).expect("a group on the first master");
+    let kept = (0..30).find(|&g| !on_first(g)).expect("a group elsewhere");
+    cluster.nodes[0].kill();
+    assert!(store.get(GROUPED, &in_group(lost, b"k"), NOW).is_err(), "its master is gone");
+    assert!(store.apply(Batch::new().take(GROUPED, in_group(lost, b"k")), NOW).is_err());
+    assert!(store.get(GROUPED, &in_group(kept, b"k"), NOW).expect("another master").is_some());
+    cluster.nodes[0].restart_as_started();
+    cluster.wait_ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.get(GROUPED, &in_group(lost, b"k"), NOW) {
+            Ok(entry) => {
+                assert_eq!(entry.map(|e| e.value), Some(b"v".to_vec()), "kept by its append-only file");
+                break;
+            }
+            Err(err) => assert!(std::time::Instant::now() < deadline, "the store never reconnected: {err}"),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -191,7 +191,7 @@ impl Store for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { reads: ReadPath::InPlace, plans_block: false, commit_metrics: None }
+        Capabilities { reads: ReadPath::InPlace, plans_block: false, commit_metrics: None, one_group: false }
     }
 
     fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {

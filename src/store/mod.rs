@@ -43,6 +43,26 @@ pub struct Keyspace {
     tag: u8,
     name: &'static str,
     listed: bool,
+    group: Group,
+}
+
+/// Which of a keyspace's keys belong together: a batch touches one group only, on a backend that
+/// spreads groups apart (Redis Cluster puts a group in one hash slot), and a prefix listing that
+/// names its group reads that group alone. Keys of different keyspaces grouped by bytes are in one
+/// group when their group bytes are equal; a keyspace that is one group shares it with no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// Bytes `start..start + len` of the key (as many as it has) name its group.
+    Bytes { start: u8, len: u8 },
+    /// The whole keyspace is one group.
+    Whole,
+}
+
+impl Group {
+    /// The first `len` bytes of a key: a key led by a creation sequence ([`Keyspace::point`]).
+    pub const fn prefix(len: u8) -> Group {
+        Group::Bytes { start: 0, len }
+    }
 }
 
 impl Keyspace {
@@ -53,12 +73,43 @@ impl Keyspace {
     /// may store it beside the others: a v1 secret and its metadata, made at once, then sit side by
     /// side.
     pub const fn point(tag: u8, name: &'static str) -> Keyspace {
-        Keyspace { tag, name, listed: false }
+        Keyspace { tag, name, listed: false, group: Group::prefix(4) }
     }
 
     /// A keyspace its owner lists by prefix (accounts; an account's recent secrets).
     pub const fn listed(tag: u8, name: &'static str) -> Keyspace {
-        Keyspace { tag, name, listed: true }
+        Keyspace { tag, name, listed: true, group: Group::Whole }
+    }
+
+    /// This keyspace with its keys grouped by `group` instead: a point keyspace's default is the
+    /// 4-byte creation sequence leading its keys, a listed one's the whole keyspace.
+    pub const fn grouped(self, group: Group) -> Keyspace {
+        Keyspace { group, ..self }
+    }
+
+    /// How this keyspace's keys are grouped.
+    pub fn group(self) -> Group {
+        self.group
+    }
+
+    /// The bytes naming `key`'s group, `None` for a keyspace that is one group.
+    pub fn group_of(self, key: &[u8]) -> Option<&[u8]> {
+        match self.group {
+            Group::Bytes { start, len } => {
+                let start = usize::from(start).min(key.len());
+                let end = (start + usize::from(len)).min(key.len());
+                Some(&key[start..end])
+            }
+            Group::Whole => None,
+        }
+    }
+
+    /// Whether every key under `prefix` is in one group (so a listing of it reads that group alone).
+    pub fn prefix_names_group(self, prefix: &[u8]) -> bool {
+        match self.group {
+            Group::Bytes { start, len } => prefix.len() >= usize::from(start) + usize::from(len),
+            Group::Whole => true,
+        }
     }
 
     /// Stable on-disk tag, written into the expiry index; never renumber or reuse one.
@@ -94,17 +145,20 @@ impl Keyspace {
     }
 }
 
-/// Keyspaces for the store's own tests, shaped like the domain's (same tags, names and listing).
+/// Keyspaces for the store's own tests, shaped like the domain's (same tags, names and listing) but
+/// all of one group: the suite's batches mix any keys of any keyspaces, so on Redis Cluster it runs
+/// in one hash slot; the cluster's own tests check groups apart.
 #[cfg(test)]
 pub(crate) mod test_keyspaces {
-    use super::Keyspace;
+    use super::{Group, Keyspace};
 
-    pub const SECRET: Keyspace = Keyspace::point(1, "secret");
-    pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
-    pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
-    pub const RECENT: Keyspace = Keyspace::listed(4, "recent");
-    pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts");
-    pub const REQUEST: Keyspace = Keyspace::point(6, "request");
+    const ONE: Group = Group::prefix(0);
+    pub const SECRET: Keyspace = Keyspace::point(1, "secret").grouped(ONE);
+    pub const METADATA: Keyspace = Keyspace::point(2, "metadata").grouped(ONE);
+    pub const ACCOUNT: Keyspace = Keyspace::listed(3, "account").grouped(ONE);
+    pub const RECENT: Keyspace = Keyspace::listed(4, "recent").grouped(ONE);
+    pub const ATTEMPTS: Keyspace = Keyspace::point(5, "attempts").grouped(ONE);
+    pub const REQUEST: Keyspace = Keyspace::point(6, "request").grouped(ONE);
     pub const ALL: &[Keyspace] = &[SECRET, METADATA, ACCOUNT, RECENT, ATTEMPTS, REQUEST];
 }
 
@@ -409,12 +463,15 @@ pub struct Capabilities {
     pub plans_block: bool,
     /// Group-commit observations, for backends that commit durably.
     pub commit_metrics: Option<Arc<CommitMetrics>>,
+    /// Whether a batch must keep to one [`Group`] (Redis Cluster): the backend refuses one that does
+    /// not, and the domain writes what spans groups as separate batches.
+    pub one_group: bool,
 }
 
 impl Default for Capabilities {
     /// The cautious answer: every call may block, nothing is measured.
     fn default() -> Capabilities {
-        Capabilities { reads: ReadPath::Blocking, plans_block: true, commit_metrics: None }
+        Capabilities { reads: ReadPath::Blocking, plans_block: true, commit_metrics: None, one_group: false }
     }
 }
 

@@ -18,6 +18,8 @@ pub struct RedisServer {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+    /// The `extra` arguments it was started with, for [`RedisServer::restart_as_started`].
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -50,7 +52,8 @@ impl RedisServer {
                 .unwrap_or_else(|err| {
                     panic!("cannot run redis-server ({err}); install the Debian package redis-server")
                 });
-            let mut server = RedisServer { child, port, _dir: dir };
+            let extra = extra.iter().map(|a| (*a).to_owned()).collect();
+            let mut server = RedisServer { child, port, _dir: dir, extra };
             if server.wait_ready() {
                 return server;
             }
@@ -112,6 +115,22 @@ impl RedisServer {
         assert!(self.wait_ready(), "redis-server did not come back on its port");
     }
 
+    /// Starts the server again on the same port and directory with the arguments it was first started
+    /// with (a cluster node's: it reads its `nodes.conf` and rejoins with its slots).
+    pub fn restart_as_started(&mut self) {
+        self.kill();
+        self.child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--dir", self._dir.path().to_str().expect("utf-8 temporary path")])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server restarts");
+        assert!(self.wait_ready(), "redis-server did not come back on its port");
+    }
+
     /// Stops the server at once, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -122,6 +141,73 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// How long a new cluster may take until every node reports `cluster_state:ok`.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A local Redis Cluster of three masters (no replicas), each a [`RedisServer`] with lethe's required
+/// persistence and its own bus port; killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&[
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    &bus,
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli (Debian package redis-tools) runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port)).collect()
+    }
+
+    /// Polls until every node reports `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        while !self.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many keys each master holds.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.cli(&["DBSIZE"]).parse().expect("DBSIZE answers a number")).collect()
     }
 }
 

@@ -42,6 +42,8 @@ pub use client::{ClientError, ClientOpened};
 pub use password::generate_password;
 
 /// One-time secrets of every kind, under the store key of the secret id (`MasterKey::store_key`).
+/// These three keyspaces are grouped by the creation sequence leading their keys: a secret, its
+/// metadata (made with the same sequence) and its attempts form one group.
 pub const SECRET: Keyspace = Keyspace::point(1, "secret");
 /// v1 metadata records, under the store key of the metadata key.
 pub const METADATA: Keyspace = Keyspace::point(2, "metadata");
@@ -622,8 +624,8 @@ impl Secrets {
             return Err(SecretError::MailLimited);
         }
         let ttl = self.clamp_ttl(input.ttl, account);
-        let secret_key = self.keys.new_key();
-        let metadata_key = self.keys.new_key();
+        // One creation sequence: the secret and its metadata are one group (see `MasterKey::new_key_pair`).
+        let (secret_key, metadata_key) = self.keys.new_key_pair();
         let secret_hash = self.keys.store_key(&secret_key);
         let metadata_hash = self.keys.store_key(&metadata_key);
         let secret_expires_at = now + ttl;
@@ -663,13 +665,26 @@ impl Secrets {
             .require_absent(METADATA, metadata_hash)
             .put(SECRET, secret_hash, codec::encode(&secret), Some(secret_expires_at))
             .put(METADATA, metadata_hash, codec::encode(&metadata), Some(metadata_expires_at));
+        // The account's listing row is in the account's group, not the secret's: where a batch must
+        // keep to one group it follows the create in a batch of its own, so a crash between the two
+        // drops a listing row, never a secret.
+        let mut recent_row = None;
         if let Some(account) = account {
             let mut index_key = account_index_key(&account.name).to_vec();
             index_key.extend_from_slice(&(u64::MAX - now).to_be_bytes());
             index_key.extend_from_slice(&metadata_hash);
             let sealed =
                 self.keys.seal(Purpose::RecentMetadataKey, account.name.as_bytes(), metadata_key.as_bytes());
-            batch = batch.put(RECENT, index_key, sealed, Some(metadata_expires_at));
+            if self.store.capabilities().one_group {
+                recent_row = Some(Batch::new().require_absent(RECENT, index_key.clone()).put(
+                    RECENT,
+                    index_key,
+                    sealed,
+                    Some(metadata_expires_at),
+                ));
+            } else {
+                batch = batch.put(RECENT, index_key, sealed, Some(metadata_expires_at));
+            }
         }
         if let Some((account, to)) = &recipient {
             let mail = MailDelivery {
@@ -679,7 +694,7 @@ impl Secrets {
                 secret_key: secret_key.clone(),
                 expires_at: secret_expires_at,
             };
-            batch = self.outbox().with_mail(batch, mail);
+            batch = self.outbox().with_mail(batch, mail, &secret_hash);
         }
         let outcome = self.store.apply(batch, now).await;
         if let (Some((account, _)), false) = (&recipient, matches!(outcome, Ok(Outcome::Applied(_)))) {
@@ -689,6 +704,14 @@ impl Secrets {
             Outcome::Applied(_) => {}
             // Keys with 128 random bits do not collide; a conflict here means the random source is broken.
             Outcome::Conflict(_) => return Err(SecretError::Collision),
+        }
+        if let Some(row) = recent_row
+            && let Err(err) = self.store.apply(row, now).await
+        {
+            // The secret is stored and its link is the caller's: failing the share now would only
+            // make it share again. The listing misses this row, as after a crash here. (A conflict
+            // means the row is there already.)
+            tracing::warn!(error = %err, "an account's listing row for a new secret was not written");
         }
         let view = MetadataView {
             custid,

@@ -659,6 +659,7 @@ impl Store for RedbStore {
             reads: ReadPath::Blocking,
             plans_block: false,
             commit_metrics: Some(Arc::clone(&self.stats.histograms)),
+            one_group: false,
         }
     }
 

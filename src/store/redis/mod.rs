@@ -10,6 +10,13 @@
 //! for never); a listed keyspace also keeps a sorted set `<prefix>i<tag>` of its keys, all at score 0,
 //! so prefix scans are ordered range reads (`ZRANGEBYLEX`) instead of walks over the whole keyspace.
 //!
+//! In Redis Cluster mode (`redis.cluster`) each key also carries its [`Group`] as a hash tag:
+//! `<prefix>d<tag>:{g<group in hex>}<key>` (`{w<tag>}` for a keyspace that is one group), and a listed
+//! keyspace keeps one index per group, `<prefix>i<tag>:{…}`. A batch's keys then share one hash slot,
+//! which a script needs; a batch spanning two groups is refused before anything is sent, so it is never
+//! half-applied. A listing whose prefix names its group reads that group's index; any other walks
+//! every master with `SCAN`. The single-server layout has no tags, so existing data keeps working.
+//!
 //! Why Lua for the batch and not `MULTI` under `WATCH`: a script checks every condition and applies
 //! every mutation in one round trip, and Redis runs it with nothing interleaved, so of 50 racing
 //! reveals one applies and 49 see the conflict at once; under `WATCH` the losers would abort and
@@ -25,8 +32,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::Value;
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionLike, ConnectionManager};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::*;
 
@@ -38,8 +47,10 @@ const SCAN_COUNT: usize = 1000;
 /// What [`RedisStore::open`] needs; built from the `[redis]` settings.
 #[derive(Clone)]
 pub struct RedisOptions {
-    /// `redis://` or `rediss://` URLs; the first is used (several name cluster seeds).
+    /// `redis://` or `rediss://` URLs: one server, or a cluster's seeds.
     pub urls: Vec<String>,
+    /// Redis Cluster mode: keys carry their group as a hash tag (see the module's documentation).
+    pub cluster: bool,
     /// Prefix of every key lethe writes, so one Redis can hold other data too.
     pub key_prefix: String,
     /// Password read from `redis.password_file`, kept out of URLs and logs.
@@ -57,6 +68,7 @@ impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
             .field("urls", &self.urls.len())
+            .field("cluster", &self.cluster)
             .field("key_prefix", &self.key_prefix)
             .field("accept_weaker_durability", &self.accept_weaker_durability)
             .finish_non_exhaustive()
@@ -76,11 +88,138 @@ pub struct RedisStore {
 /// What a read or a batch needs, cheap to clone into a task: the connection and the key layout.
 #[derive(Clone)]
 struct Client {
-    conn: ConnectionManager,
+    conn: Conn,
+    layout: Layout,
+    batch: Arc<::redis::Script>,
+}
+
+/// Where each entry lives in Redis (see the module's documentation).
+#[derive(Clone)]
+struct Layout {
     prefix: Vec<u8>,
     /// Tags of the listed keyspaces, which keep a key index.
     listed: [bool; Keyspace::MAX_TAGS],
-    batch: Arc<::redis::Script>,
+    /// Keys carry their group's hash tag (Redis Cluster).
+    cluster: bool,
+}
+
+/// One server's connection or a cluster's; both reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    /// Boxed: a manager is many times the size of a cluster connection's handle.
+    Single(Box<ConnectionManager>),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmd` on every server that holds data (the one server, or each master of the cluster)
+    /// and returns each one's answer; keyless commands like `SCAN` and `CONFIG GET` see only the
+    /// server they reach.
+    async fn on_each_server<T: ::redis::FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+    ) -> Result<Vec<T>, ::redis::RedisError> {
+        match self {
+            Conn::Single(conn) => Ok(vec![cmd.query_async(&mut **conn).await?]),
+            Conn::Cluster(conn) => {
+                let mut out = Vec::new();
+                for (host, port) in masters(conn).await? {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let value = conn.route_command(cmd, routing).await?;
+                    out.push(::redis::from_owned_redis_value(value)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every key matching `pattern` on every server, found by `SCAN` (a key may be named twice).
+    async fn scan_all(&mut self, pattern: &[u8]) -> Result<Vec<Vec<u8>>, ::redis::RedisError> {
+        let servers = match self {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(conn) => masters(conn).await?.into_iter().map(Some).collect(),
+        };
+        let mut found = Vec::new();
+        for server in servers {
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = ::redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(SCAN_COUNT);
+                let (next, keys): (u64, Vec<Vec<u8>>) = match (&mut *self, &server) {
+                    (Conn::Cluster(conn), Some((host, port))) => {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        ::redis::from_owned_redis_value(conn.route_command(&cmd, routing).await?)?
+                    }
+                    (conn, _) => cmd.query_async(conn).await?,
+                };
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The cluster's masters that are up, from `CLUSTER NODES`.
+async fn masters(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, ::redis::RedisError> {
+    let nodes: String = ::redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else { continue };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+            continue;
+        }
+        // `host:port@cport[,hostname]`
+        let address = address.split(['@', ',']).next().unwrap_or_default();
+        if let Some((host, port)) = address.rsplit_once(':')
+            && let Ok(port) = port.parse()
+        {
+            out.push((host.to_owned(), port));
+        }
+    }
+    if out.is_empty() {
+        return Err(::redis::RedisError::from((
+            ::redis::ErrorKind::ClusterDown,
+            "CLUSTER NODES names no master that is up",
+        )));
+    }
+    Ok(out)
 }
 
 impl fmt::Debug for RedisStore {
@@ -175,14 +314,25 @@ impl RedisStore {
     /// Connects, checks Redis's persistence, and returns the store. Blocks while it connects.
     pub fn open(options: &RedisOptions, keyspaces: &'static [Keyspace]) -> Result<RedisStore, StoreError> {
         Keyspace::check_all(keyspaces)?;
-        let url =
-            options.urls.first().ok_or_else(|| StoreError::Io("redis.urls names no Redis server".into()))?;
-        let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
-            .map_err(|err| StoreError::Io(format!("redis.urls: not a Redis URL ({:?})", err.kind())))?;
-        if let Some(password) = &options.password {
-            info.redis.password = Some(password.clone());
+        if options.urls.is_empty() {
+            return Err(StoreError::Io("redis.urls names no Redis server".into()));
         }
-        let client = ::redis::Client::open(info).map_err(unavailable)?;
+        if options.urls.len() > 1 && !options.cluster {
+            return Err(StoreError::Io(
+                "redis.urls names several servers, which only Redis Cluster mode uses as seeds; set \
+                 redis.cluster = true or name one server"
+                    .into(),
+            ));
+        }
+        let mut infos = Vec::new();
+        for url in &options.urls {
+            let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_err(|err| StoreError::Io(format!("redis.urls: not a Redis URL ({:?})", err.kind())))?;
+            if let Some(password) = &options.password {
+                info.redis.password = Some(password.clone());
+            }
+            infos.push(info);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lethe-redis")
@@ -194,13 +344,34 @@ impl RedisStore {
         // request would wait seconds to learn that Redis is gone. One attempt each: a request then
         // fails at once (503, or the v1 dialect's error) and the next one tries again, so the node
         // is back within a request of Redis's return.
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(RESPONSE_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT);
-        let conn = wait_on(runtime.handle(), async move {
-            ConnectionManager::new_with_config(client, config).await.map_err(unavailable)
-        })?;
+        let conn = if options.cluster {
+            // One retry: a redirection (`MOVED`, after a resharding) is answered by a retry to the
+            // slot's new master; a lost node still fails the request within a second or two.
+            let mut builder = ::redis::cluster::ClusterClientBuilder::new(infos)
+                .retries(1)
+                .connection_timeout(RESPONSE_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT);
+            if let Some(password) = &options.password {
+                builder = builder.password(password.clone());
+            }
+            let client = builder.build().map_err(unavailable)?;
+            wait_on(runtime.handle(), async move {
+                client.get_async_connection().await.map(Conn::Cluster).map_err(unavailable)
+            })?
+        } else {
+            let info = infos.remove(0);
+            let client = ::redis::Client::open(info).map_err(unavailable)?;
+            let config = ::redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(0)
+                .set_connection_timeout(RESPONSE_TIMEOUT)
+                .set_response_timeout(RESPONSE_TIMEOUT);
+            wait_on(runtime.handle(), async move {
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map(|conn| Conn::Single(Box::new(conn)))
+                    .map_err(unavailable)
+            })?
+        };
         let mut listed = [false; Keyspace::MAX_TAGS];
         for ks in keyspaces {
             listed[usize::from(ks.tag())] = ks.is_listed();
@@ -209,8 +380,11 @@ impl RedisStore {
             runtime: Some(runtime),
             client: Client {
                 conn,
-                prefix: options.key_prefix.as_bytes().to_vec(),
-                listed,
+                layout: Layout {
+                    prefix: options.key_prefix.as_bytes().to_vec(),
+                    listed,
+                    cluster: options.cluster,
+                },
                 batch: Arc::new(::redis::Script::new(BATCH_SCRIPT)),
             },
             scan: Arc::new(::redis::Script::new(SCAN_SCRIPT)),
@@ -247,7 +421,7 @@ impl RedisStore {
 
     /// Records `check` if no node has yet, else refuses a value other than the one recorded.
     fn claim_key_check(&self, check: &str) -> Result<(), StoreError> {
-        let mut full = self.client.prefix.clone();
+        let mut full = self.client.layout.prefix.clone();
         full.extend_from_slice(b"master-key-check");
         let mut conn = self.client.conn.clone();
         let check_owned = check.to_owned();
@@ -275,9 +449,19 @@ impl RedisStore {
         let found = self.wait(async move {
             let mut cmd = ::redis::cmd("CONFIG");
             cmd.arg("GET").arg("append*");
-            let pairs: Result<Vec<String>, _> = cmd.query_async(&mut conn).await;
-            Ok(pairs)
+            let each: Result<Vec<Vec<String>>, _> = conn.on_each_server(&cmd).await;
+            Ok(each)
         })?;
+        // Every server of a cluster must keep every write: the verdict is the first one's that does not.
+        let found = found.map(|each| {
+            let keeps = |pairs: &Vec<String>| {
+                let has = |name: &str, want: &str| {
+                    pairs.chunks(2).any(|pair| pair[0] == name && pair.get(1).is_some_and(|v| v == want))
+                };
+                has("appendonly", "yes") && has("appendfsync", "always")
+            };
+            each.iter().find(|pairs| !keeps(pairs)).or(each.first()).cloned().unwrap_or_default()
+        });
         let verdict = match found {
             Ok(pairs) => {
                 let setting = |name: &str| {
@@ -340,6 +524,117 @@ impl Lookup for Replay<'_> {
     }
 }
 
+impl Layout {
+    fn base(&self, ks: Keyspace) -> Vec<u8> {
+        let mut base = self.prefix.clone();
+        base.extend_from_slice(format!("d{}:", ks.tag()).as_bytes());
+        base
+    }
+
+    /// The hash tag of `key`'s group in cluster mode (empty otherwise). Never empty in cluster mode:
+    /// Redis hashes a whole key whose braces hold nothing.
+    fn hash_tag(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
+        if !self.cluster {
+            return Vec::new();
+        }
+        match ks.group_of(key) {
+            Some(group) => {
+                let hex: String = group.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{{g{hex}}}").into_bytes()
+            }
+            None => format!("{{w{}}}", ks.tag()).into_bytes(),
+        }
+    }
+
+    /// Where the entries of `key`'s group start: the keyspace's base and, in cluster mode, the tag.
+    fn group_base(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
+        let mut base = self.base(ks);
+        base.extend_from_slice(&self.hash_tag(ks, key));
+        base
+    }
+
+    fn data_key(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
+        let mut full = self.group_base(ks, key);
+        full.extend_from_slice(key);
+        full
+    }
+
+    /// The index of `key`'s group, for a listed keyspace.
+    fn index_key(&self, ks: Keyspace, key: &[u8]) -> Option<Vec<u8>> {
+        self.listed[usize::from(ks.tag())].then(|| {
+            let mut full = self.prefix.clone();
+            full.extend_from_slice(format!("i{}", ks.tag()).as_bytes());
+            if self.cluster {
+                full.push(b':');
+                full.extend_from_slice(&self.hash_tag(ks, key));
+            }
+            full
+        })
+    }
+
+    /// Refuses, in cluster mode, a batch whose keys are not all in one group: a script's keys must
+    /// share a hash slot, and Redis would refuse it only after it was sent.
+    fn check_one_group(&self, batch: &Batch) -> Result<(), StoreError> {
+        if !self.cluster {
+            return Ok(());
+        }
+        let conditions = batch.conditions.iter().map(|c| match c {
+            Condition::Absent { ks, key }
+            | Condition::Present { ks, key }
+            | Condition::Version { ks, key, .. } => (*ks, key),
+        });
+        let mutations = batch.mutations.iter().map(|m| match m {
+            Mutation::Put { ks, key, .. } | Mutation::Delete { ks, key } | Mutation::Take { ks, key } => {
+                (*ks, key)
+            }
+        });
+        let mut first: Option<(Keyspace, Vec<u8>)> = None;
+        for (ks, key) in conditions.chain(mutations) {
+            let tag = self.hash_tag(ks, key);
+            match &first {
+                None => first = Some((ks, tag)),
+                Some((_, t)) if *t == tag => {}
+                Some((other, _)) => {
+                    return Err(StoreError::Io(format!(
+                        "a batch spans two groups of keys ({} and {}), which Redis Cluster keeps in \
+                         different hash slots; it was refused and nothing of it applied",
+                        other.name(),
+                        ks.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keyspace's key of `full`, a data key found by a walk; `None` if it is not one of its.
+    fn key_of<'a>(&self, base: &[u8], full: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = full.strip_prefix(base)?;
+        if !self.cluster {
+            return Some(rest);
+        }
+        let rest = rest.strip_prefix(b"{")?;
+        let close = rest.iter().position(|&b| b == b'}')?;
+        Some(&rest[close + 1..])
+    }
+
+    /// The `SCAN` pattern of the data keys of `ks` under `prefix`, in every group.
+    fn walk_pattern(&self, ks: Keyspace, prefix: &[u8]) -> Vec<u8> {
+        let mut pattern = self.base(ks);
+        if self.cluster {
+            pattern.extend_from_slice(b"{*}");
+        }
+        for &b in prefix {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'*');
+        pattern
+    }
+}
+
 impl Client {
     /// Runs `plan` with no thread waiting on a read: each run is answered from what earlier runs
     /// fetched and stops at the first read it cannot answer, which is fetched before the next run.
@@ -364,24 +659,45 @@ impl Client {
         Err(StoreError::Io(format!("a plan read more than {MAX_PLAN_READS} entries")))
     }
 
-    fn base(&self, ks: Keyspace) -> Vec<u8> {
-        let mut base = self.prefix.clone();
-        base.extend_from_slice(format!("d{}:", ks.tag()).as_bytes());
-        base
-    }
-
-    fn data_key(&self, ks: Keyspace, key: &[u8]) -> Vec<u8> {
-        let mut full = self.base(ks);
-        full.extend_from_slice(key);
-        full
-    }
-
-    fn index_key(&self, ks: Keyspace) -> Option<Vec<u8>> {
-        self.listed[usize::from(ks.tag())].then(|| {
-            let mut full = self.prefix.clone();
-            full.extend_from_slice(format!("i{}", ks.tag()).as_bytes());
-            full
-        })
+    /// A prefix scan by walking every server's keys: for keyspaces without an index, and for
+    /// listings of a cluster that span groups.
+    fn walk_future(
+        &self,
+        ks: Keyspace,
+        prefix: Vec<u8>,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Entry)>, StoreError>> + Send + 'static {
+        let client = self.clone();
+        async move {
+            let base = client.layout.base(ks);
+            let mut conn = client.conn.clone();
+            let found = conn.scan_all(&client.layout.walk_pattern(ks, &prefix)).await.map_err(unavailable)?;
+            let mut keys: Vec<(Vec<u8>, Vec<u8>)> = found
+                .into_iter()
+                .filter_map(|full| {
+                    let key = client.layout.key_of(&base, &full)?.to_vec();
+                    key.starts_with(&prefix).then_some((key, full))
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let mut out = Vec::new();
+            for (key, full) in keys {
+                let mut cmd = ::redis::cmd("HMGET");
+                cmd.arg(full.as_slice()).arg("n").arg("e").arg("v");
+                let fields: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+                if let [Some(n), Some(e), Some(v)] = fields.as_slice()
+                    && let Some(entry) = live_entry(n, e, v.clone(), now)?
+                {
+                    out.push((key, entry));
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        }
     }
 
     fn get_future(
@@ -390,7 +706,7 @@ impl Client {
         key: &[u8],
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<Entry>, StoreError>> + Send + 'static {
-        let full = self.data_key(ks, key);
+        let full = self.layout.data_key(ks, key);
         let mut conn = self.conn.clone();
         async move {
             let mut cmd = ::redis::cmd("HMGET");
@@ -408,6 +724,7 @@ impl Client {
         batch: Batch,
         now: Timestamp,
     ) -> impl Future<Output = Result<Outcome, StoreError>> + Send + 'static {
+        let checked = self.layout.check_one_group(&batch);
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut key_index = |full: Vec<u8>| {
             let at = keys.iter().position(|k| *k == full).unwrap_or_else(|| {
@@ -428,7 +745,7 @@ impl Client {
                 Condition::Version { ks, key, version } => ("v", ks, key, version.to_string()),
             };
             args.push(kind.into());
-            args.push(key_index(self.data_key(*ks, key)).into_bytes());
+            args.push(key_index(self.layout.data_key(*ks, key)).into_bytes());
             args.push(version.into_bytes());
         }
         let takes = batch.mutations.iter().map(|m| matches!(m, Mutation::Take { .. })).collect::<Vec<_>>();
@@ -439,8 +756,10 @@ impl Client {
                 Mutation::Take { ks, key } => ("T", ks, key, Vec::new(), None),
             };
             args.push(kind.into());
-            args.push(key_index(self.data_key(ks, &key)).into_bytes());
-            args.push(self.index_key(ks).map(|ik| key_index(ik).into_bytes()).unwrap_or_default());
+            args.push(key_index(self.layout.data_key(ks, &key)).into_bytes());
+            args.push(
+                self.layout.index_key(ks, &key).map(|ik| key_index(ik).into_bytes()).unwrap_or_default(),
+            );
             args.push(key);
             args.push(value);
             args.push(expires_at.map(|at| at.to_string().into_bytes()).unwrap_or_default());
@@ -448,6 +767,7 @@ impl Client {
         let script = Arc::clone(&self.batch);
         let mut conn = self.conn.clone();
         async move {
+            checked?;
             let mut invocation = script.prepare_invoke();
             for key in &keys {
                 invocation.key(key.as_slice());
@@ -555,53 +875,19 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let base = self.client.base(ks);
-        let mut conn = self.client.conn.clone();
         let prefix = prefix.to_vec();
-        let Some(index) = self.client.index_key(ks) else {
-            // A point keyspace keeps no index (its owner never lists it); walk its keys instead.
-            return self.wait(async move {
-                let mut pattern = base.clone();
-                for &b in &prefix {
-                    if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-                        pattern.push(b'\\');
-                    }
-                    pattern.push(b);
-                }
-                pattern.push(b'*');
-                let mut found: Vec<Vec<u8>> = Vec::new();
-                let mut cursor = 0u64;
-                loop {
-                    let mut cmd = ::redis::cmd("SCAN");
-                    cmd.arg(cursor).arg("MATCH").arg(pattern.as_slice()).arg("COUNT").arg(SCAN_COUNT);
-                    let (next, keys): (u64, Vec<Vec<u8>>) =
-                        cmd.query_async(&mut conn).await.map_err(unavailable)?;
-                    found.extend(keys);
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-                found.sort();
-                found.dedup();
-                let mut out = Vec::new();
-                for full in found {
-                    let mut cmd = ::redis::cmd("HMGET");
-                    cmd.arg(full.as_slice()).arg("n").arg("e").arg("v");
-                    let fields: Vec<Option<Vec<u8>>> =
-                        cmd.query_async(&mut conn).await.map_err(unavailable)?;
-                    if let [Some(n), Some(e), Some(v)] = fields.as_slice()
-                        && let Some(entry) = live_entry(n, e, v.clone(), now)?
-                    {
-                        out.push((full[base.len()..].to_vec(), entry));
-                        if out.len() >= limit {
-                            break;
-                        }
-                    }
-                }
-                Ok(out)
-            });
+        let index = self
+            .client
+            .layout
+            .index_key(ks, &prefix)
+            .filter(|_| !self.client.layout.cluster || ks.prefix_names_group(&prefix));
+        let Some(index) = index else {
+            // A point keyspace keeps no index (its owner never lists it), and a cluster keeps one per
+            // group: walk the keys instead.
+            return self.wait(self.client.walk_future(ks, prefix, now, limit));
         };
+        let base = self.client.layout.group_base(ks, &prefix);
+        let mut conn = self.client.conn.clone();
         let script = Arc::clone(&self.scan);
         self.wait(async move {
             let mut invocation = script.prepare_invoke();
@@ -638,7 +924,12 @@ impl Store for RedisStore {
 
     fn capabilities(&self) -> Capabilities {
         // Point reads and plans hold no thread while Redis answers (see `Client::planned`).
-        Capabilities { reads: ReadPath::Callback, plans_block: false, commit_metrics: None }
+        Capabilities {
+            reads: ReadPath::Callback,
+            plans_block: false,
+            commit_metrics: None,
+            one_group: self.client.layout.cluster,
+        }
     }
 
     fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<usize, StoreError> {
@@ -651,22 +942,15 @@ impl Store for RedisStore {
     }
 
     fn count(&self, ks: Keyspace) -> Result<u64, StoreError> {
-        let mut pattern = self.client.base(ks);
+        let mut pattern = self.client.layout.base(ks);
         pattern.push(b'*');
         let mut conn = self.client.conn.clone();
         self.wait(async move {
-            let (mut cursor, mut count) = (0u64, 0u64);
-            loop {
-                let mut cmd = ::redis::cmd("SCAN");
-                cmd.arg(cursor).arg("MATCH").arg(pattern.as_slice()).arg("COUNT").arg(SCAN_COUNT);
-                let (next, keys): (u64, Vec<Vec<u8>>) =
-                    cmd.query_async(&mut conn).await.map_err(unavailable)?;
-                count += keys.len() as u64;
-                if next == 0 {
-                    return Ok(count);
-                }
-                cursor = next;
-            }
+            let mut keys = conn.scan_all(&pattern).await.map_err(unavailable)?;
+            // SCAN may name a key twice when the keyspace is resized meanwhile.
+            keys.sort();
+            keys.dedup();
+            Ok(keys.len() as u64)
         })
     }
 
@@ -683,5 +967,96 @@ impl Store for RedisStore {
              append-only file and snapshots, e.g. after BGSAVE), together with the master key"
                 .into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Grouped as the domain groups them.
+    const SECRET: Keyspace = Keyspace::point(1, "secret");
+    const METADATA: Keyspace = Keyspace::point(2, "metadata");
+    const ACCOUNT: Keyspace = Keyspace::listed(3, "account");
+    const RECENT: Keyspace = Keyspace::listed(4, "recent").grouped(Group::prefix(32));
+    const OUTBOX: Keyspace = Keyspace::point(7, "outbox").grouped(Group::Bytes { start: 9, len: 4 });
+
+    fn layout(cluster: bool) -> Layout {
+        let mut listed = [false; Keyspace::MAX_TAGS];
+        listed[3] = true;
+        listed[4] = true;
+        Layout { prefix: b"lethe:".to_vec(), listed, cluster }
+    }
+
+    fn slot(key: &[u8]) -> u16 {
+        ::redis::cluster_routing::get_slot(key)
+    }
+
+    #[test]
+    fn a_single_server_keeps_the_layout_without_hash_tags() {
+        let single = layout(false);
+        assert_eq!(single.data_key(SECRET, b"\x01\x02\x03\x04rest"), b"lethe:d1:\x01\x02\x03\x04rest");
+        assert_eq!(single.index_key(RECENT, &[7; 40]).as_deref(), Some(&b"lethe:i4"[..]));
+        assert_eq!(single.index_key(SECRET, b"k"), None);
+    }
+
+    #[test]
+    fn in_a_cluster_the_records_of_one_group_share_a_hash_slot_and_others_spread() {
+        let cluster = layout(true);
+        let secret = [1, 2, 3, 4, 9, 9, 9];
+        let metadata = [1, 2, 3, 4, 8, 8, 8];
+        let mut outbox = vec![0u8];
+        outbox.extend_from_slice(&1_000u64.to_be_bytes());
+        outbox.extend_from_slice(&metadata);
+        assert_eq!(cluster.data_key(SECRET, &secret), b"lethe:d1:{g01020304}\x01\x02\x03\x04\x09\x09\x09");
+        let keys = [
+            cluster.data_key(SECRET, &secret),
+            cluster.data_key(METADATA, &metadata),
+            cluster.data_key(OUTBOX, &outbox),
+        ];
+        assert!(keys.iter().all(|k| slot(k) == slot(&keys[0])), "one group, one slot");
+        // Groups with other sequences land on other slots: the keyspace spreads over the masters.
+        let slots: std::collections::HashSet<u16> =
+            (0u32..64).map(|seq| slot(&cluster.data_key(SECRET, &seq.to_be_bytes()))).collect();
+        assert!(slots.len() > 32, "{slots:?}");
+        // A whole keyspace is one group; a listed one keeps its index with its group.
+        assert_eq!(slot(&cluster.data_key(ACCOUNT, b"alice")), slot(&cluster.data_key(ACCOUNT, b"bob")));
+        let row = [[5u8; 32].as_slice(), &[6; 40]].concat();
+        let index = cluster.index_key(RECENT, &row).expect("listed");
+        assert_eq!(slot(&index), slot(&cluster.data_key(RECENT, &row)));
+        assert_eq!(index, cluster.index_key(RECENT, &[5; 32]).expect("listed"), "the prefix names the group");
+        assert!(RECENT.prefix_names_group(&[5; 32]) && !RECENT.prefix_names_group(&[5; 31]));
+    }
+
+    #[test]
+    fn in_a_cluster_a_batch_across_groups_is_refused_and_within_one_is_not() {
+        let (single, cluster) = (layout(false), layout(true));
+        let together = Batch::new().require_absent(SECRET, [1, 2, 3, 4, 9].to_vec()).put(
+            METADATA,
+            [1, 2, 3, 4, 8].to_vec(),
+            b"m".to_vec(),
+            None,
+        );
+        assert!(cluster.check_one_group(&together).is_ok());
+        let apart = together.put(RECENT, [5u8; 40].to_vec(), b"r".to_vec(), None);
+        assert!(single.check_one_group(&apart).is_ok(), "one server holds every group");
+        let err = cluster.check_one_group(&apart).expect_err("two groups").to_string();
+        assert!(err.contains("spans two groups") && err.contains("secret and recent"), "{err}");
+        let two_accounts_one_group =
+            Batch::new().delete(ACCOUNT, b"a".to_vec()).delete(ACCOUNT, b"b".to_vec());
+        assert!(cluster.check_one_group(&two_accounts_one_group).is_ok());
+    }
+
+    #[test]
+    fn a_cluster_walk_matches_every_group_and_reads_back_the_keyspace_key() {
+        let cluster = layout(true);
+        assert_eq!(cluster.walk_pattern(SECRET, b"a*"), b"lethe:d1:{*}a\\**");
+        let base = cluster.base(SECRET);
+        let full = cluster.data_key(SECRET, b"\x01\x02\x03\x04}x");
+        assert_eq!(cluster.key_of(&base, &full), Some(&b"\x01\x02\x03\x04}x"[..]));
+        assert_eq!(cluster.key_of(&base, b"lethe:d2:{g00}k"), None, "another keyspace's");
+        let single = layout(false);
+        assert_eq!(single.walk_pattern(SECRET, b"a"), b"lethe:d1:a*");
+        assert_eq!(single.key_of(&base, b"lethe:d1:k"), Some(&b"k"[..]));
     }
 }
