@@ -157,6 +157,7 @@ impl RedisConfig {
             password,
             accept_weaker_durability: self.accept_weaker_durability,
             key_check: None,
+            team_key_check: None,
         })
     }
 }

@@ -193,6 +193,8 @@ impl Parts {
                     .options()
                     .map_err(|err| StartError::Store(StoreError::Io(err.to_string())))?;
                 options.key_check = Some(keys.id_hash("lethe/master-key-check"));
+                options.team_key_check =
+                    Some(keys.id_hash(&format!("lethe/team-key-check/{}", team_key.fingerprint())));
                 Some(options)
             }
             _ => None,

@@ -9,13 +9,16 @@ use lethe::store::Engine;
 use crate::support::redis::RedisServer;
 use crate::support::{TestServer, key};
 
-/// Two nodes on the same Redis and the same master key file, as a deployment runs them.
+/// Two nodes on the same Redis with the same master key and team server key files (`master_key`, and
+/// a `team-server-key.asc` beside it), as a deployment runs them.
 async fn two_nodes(url: &str, master_key: &std::path::Path) -> (TestServer, TestServer) {
     let url = url.to_owned();
     let key_file = master_key.to_owned();
+    let team_key = master_key.with_file_name("team-server-key.asc");
     let tweak = move |raw: &mut lethe::config::RawConfig| {
         raw.redis.urls = vec![url.clone()];
         raw.master_key_file = Some(key_file.clone());
+        raw.team.server_key_file = Some(team_key.clone());
     };
     let a = TestServer::start_with(Engine::Redis, &tweak).await;
     let b = TestServer::start_with(Engine::Redis, &tweak).await;
@@ -95,6 +98,34 @@ async fn a_node_whose_master_key_differs_from_the_first_nodes_is_refused() {
     let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
     let err = lethe::server::Parts::open(settings, clock).expect_err("a second master key is refused");
     assert!(err.to_string().contains("master key is not the one"), "{err}");
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_team_server_key_differs_from_the_first_nodes_is_refused() {
+    let redis = RedisServer::start();
+    let keys = tempfile::tempdir().expect("temporary directory");
+    let master = keys.path().join("master.key");
+    let (url, key_file) = (redis.url(), master.clone());
+    let tweak = move |raw: &mut lethe::config::RawConfig| {
+        raw.redis.urls = vec![url.clone()];
+        raw.master_key_file = Some(key_file.clone());
+    };
+    // Each node makes its own team server key in its own data directory: the second is refused.
+    let a = TestServer::start_with(Engine::Redis, &tweak).await;
+    let other = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(other.path().to_owned()),
+        storage: "redis".into(),
+        master_key_file: Some(master),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![redis.url()];
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    let err = lethe::server::Parts::open(settings, clock).expect_err("a second team server key is refused");
+    assert!(err.to_string().contains("team server key is not the one"), "{err}");
+    assert!(err.to_string().contains("team.server_key_file"), "{err}");
     a.stop().await;
 }
 

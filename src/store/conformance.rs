@@ -48,6 +48,7 @@ fn redis() -> Fixture {
         password: None,
         accept_weaker_durability: false,
         key_check: None,
+        team_key_check: None,
     };
     let store = RedisStore::open(&options, test_keyspaces::ALL).expect("open redis");
     Fixture { store: Arc::new(store), _dir: None, _redis: Some(server), _cluster: None }
@@ -68,6 +69,7 @@ fn cluster_options(cluster: &redis_server::RedisCluster) -> RedisOptions {
         password: None,
         accept_weaker_durability: false,
         key_check: Some("check".into()),
+        team_key_check: None,
     }
 }
 
@@ -975,6 +977,7 @@ fn redis_with_weaker_persistence_is_refused_unless_accepted() {
         password: None,
         accept_weaker_durability: false,
         key_check: None,
+        team_key_check: None,
     };
     let err = RedisStore::open(&options, test_keyspaces::ALL).expect_err("refused");
     assert!(err.to_string().contains("appendfsync everysec"), "{err}");

@@ -61,6 +61,8 @@ pub struct RedisOptions {
     /// it in Redis, and a node whose value differs is refused, since it could open nothing the others
     /// made.
     pub key_check: Option<String>,
+    /// The same for the team server key (a keyed hash of its fingerprint).
+    pub team_key_check: Option<String>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -74,6 +76,14 @@ impl fmt::Debug for RedisOptions {
             .finish_non_exhaustive()
     }
 }
+
+/// Why a node whose master key differs from the first node's is refused.
+const MASTER_KEY_DIFFERS: &str = "this node's master key is not the one the other nodes on this Redis use (the \
+     check value recorded in Redis differs); copy master_key_file from a node already running here";
+/// Why a node whose team server key differs is refused: a team client pins one server key, and a login
+/// begun on one node must finish on another.
+const TEAM_KEY_DIFFERS: &str = "this node's team server key is not the one the other nodes on this Redis use \
+     (the check value recorded in Redis differs); copy team.server_key_file from a node already running here";
 
 /// The Redis store.
 pub struct RedisStore {
@@ -391,7 +401,10 @@ impl RedisStore {
         };
         store.check_durability(options.accept_weaker_durability)?;
         if let Some(check) = &options.key_check {
-            store.claim_key_check(check)?;
+            store.claim_check(b"master-key-check", check, MASTER_KEY_DIFFERS)?;
+        }
+        if let Some(check) = &options.team_key_check {
+            store.claim_check(b"team-key-check", check, TEAM_KEY_DIFFERS)?;
         }
         Ok(store)
     }
@@ -420,9 +433,9 @@ impl RedisStore {
     }
 
     /// Records `check` if no node has yet, else refuses a value other than the one recorded.
-    fn claim_key_check(&self, check: &str) -> Result<(), StoreError> {
+    fn claim_check(&self, name: &[u8], check: &str, differs: &str) -> Result<(), StoreError> {
         let mut full = self.client.layout.prefix.clone();
-        full.extend_from_slice(b"master-key-check");
+        full.extend_from_slice(name);
         let mut conn = self.client.conn.clone();
         let check_owned = check.to_owned();
         let recorded: String = self.wait(async move {
@@ -436,11 +449,7 @@ impl RedisStore {
         if recorded == check {
             return Ok(());
         }
-        Err(StoreError::Io(
-            "this node's master key is not the one the other nodes on this Redis use (the check value \
-             recorded in Redis differs); copy master_key_file from a node already running here"
-                .into(),
-        ))
+        Err(StoreError::Io(differs.into()))
     }
 
     /// Refuses a Redis that may lose an acknowledged write, unless the operator accepted that.
