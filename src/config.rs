@@ -87,6 +87,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// A file holding Redis's password, so it stays out of URLs and the config file.
     pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) a `rediss://` server's certificate must chain to, instead of the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// Start even when Redis does not fsync every write; the guarantee becomes Redis's.
     pub accept_weaker_durability: bool,
 }
@@ -98,6 +101,7 @@ impl Default for RedisConfig {
             cluster: false,
             key_prefix: "lethe:".into(),
             password_file: None,
+            ca_file: None,
             accept_weaker_durability: false,
         }
     }
@@ -158,6 +162,19 @@ impl RedisConfig {
             accept_weaker_durability: self.accept_weaker_durability,
             key_check: None,
             team_key_check: None,
+            ca_certs: match &self.ca_file {
+                None => None,
+                Some(path) => {
+                    // Read and checked here, so a bad file is named at start; Redis's TLS takes PEM.
+                    crate::tls::read_ca_certs(path)
+                        .map_err(|e| ConfigError::new("redis.ca_file", format!("{}: {e}", path.display())))?;
+                    Some(
+                        std::fs::read(path).map_err(|e| {
+                            ConfigError::new("redis.ca_file", format!("{}: {e}", path.display()))
+                        })?,
+                    )
+                }
+            },
         })
     }
 }

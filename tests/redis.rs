@@ -1,12 +1,13 @@
-//! Several lethe nodes on one Redis: what one node makes, another reveals, exactly once; and a Redis
-//! that goes away makes the store unavailable without consuming anything.
+//! Several lethe nodes on one Redis: what one node makes, another reveals, exactly once; a Redis that
+//! goes away makes the store unavailable without consuming anything; `rediss://` speaks TLS.
 
 use std::sync::Arc;
 
 use hyper::StatusCode;
 use lethe::store::Engine;
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, free_port};
+use crate::support::tls::Certs;
 use crate::support::{TestServer, key};
 
 /// Two nodes on the same Redis with the same master key and team server key files (`master_key`, and
@@ -148,4 +149,55 @@ async fn the_shipped_redis_conf_satisfies_the_durability_check() {
     redis.cli(&["CONFIG", "SET", "appendfsync", "everysec"]);
     let err = lethe::server::Parts::open(settings, clock).expect_err("refused without appendfsync always");
     assert!(err.to_string().contains("appendfsync everysec"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_speak_tls_verified_against_redis_ca_file() {
+    let certs = Certs::make("IP:127.0.0.1");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    let (ca, cert, key_file) = (path(&certs.ca), path(&certs.cert), path(&certs.key));
+    let tls_port = free_port().to_string();
+    let redis = RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key_file,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+
+    // Trusting the test CA, a node keeps its secrets in that Redis over TLS.
+    let (u, c) = (url.clone(), certs.ca.clone());
+    let s = TestServer::start_with(Engine::Redis, &|raw| {
+        raw.redis.urls = vec![u.clone()];
+        raw.redis.ca_file = Some(c.clone());
+    })
+    .await;
+    let m = s.share("secret=over-tls&ttl=3600").await;
+    assert_ne!(redis.cli(&["DBSIZE"]), "0", "the secret went to the TLS Redis");
+    let r = s.post_form(&format!("/api/v1/secret/{}", key(&m, "secret_key")), "").await;
+    assert_eq!(r.json()["value"], "over-tls");
+    s.stop().await;
+
+    // Without it, the server's certificate chains to nothing lethe trusts: the start is refused.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(dir.path().to_owned()),
+        storage: "redis".into(),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![url];
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    let err = lethe::server::Parts::open(settings, clock).expect_err("an untrusted certificate is refused");
+    assert!(err.to_string().contains("Redis is unavailable"), "{err}");
 }

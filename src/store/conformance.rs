@@ -49,6 +49,7 @@ fn redis() -> Fixture {
         accept_weaker_durability: false,
         key_check: None,
         team_key_check: None,
+        ca_certs: None,
     };
     let store = RedisStore::open(&options, test_keyspaces::ALL).expect("open redis");
     Fixture { store: Arc::new(store), _dir: None, _redis: Some(server), _cluster: None }
@@ -70,6 +71,7 @@ fn cluster_options(cluster: &redis_server::RedisCluster) -> RedisOptions {
         accept_weaker_durability: false,
         key_check: Some("check".into()),
         team_key_check: None,
+        ca_certs: None,
     }
 }
 
@@ -978,6 +980,7 @@ fn redis_with_weaker_persistence_is_refused_unless_accepted() {
         accept_weaker_durability: false,
         key_check: None,
         team_key_check: None,
+        ca_certs: None,
     };
     let err = RedisStore::open(&options, test_keyspaces::ALL).expect_err("refused");
     assert!(err.to_string().contains("appendfsync everysec"), "{err}");

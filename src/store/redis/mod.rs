@@ -63,6 +63,8 @@ pub struct RedisOptions {
     pub key_check: Option<String>,
     /// The same for the team server key (a keyed hash of its fingerprint).
     pub team_key_check: Option<String>,
+    /// PEM CA certificates for `rediss://` servers from `redis.ca_file`, instead of the built-in roots.
+    pub ca_certs: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -354,33 +356,55 @@ impl RedisStore {
         // request would wait seconds to learn that Redis is gone. One attempt each: a request then
         // fails at once (503, or the v1 dialect's error) and the next one tries again, so the node
         // is back within a request of Redis's return.
-        let conn = if options.cluster {
-            // One retry: a redirection (`MOVED`, after a resharding) is answered by a retry to the
-            // slot's new master; a lost node still fails the request within a second or two.
-            let mut builder = ::redis::cluster::ClusterClientBuilder::new(infos)
-                .retries(1)
-                .connection_timeout(RESPONSE_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT);
-            if let Some(password) = &options.password {
-                builder = builder.password(password.clone());
+        let connected = (|| -> Result<Conn, StoreError> {
+            Ok(if options.cluster {
+                // One retry: a redirection (`MOVED`, after a resharding) is answered by a retry to the
+                // slot's new master; a lost node still fails the request within a second or two.
+                let mut builder = ::redis::cluster::ClusterClientBuilder::new(infos)
+                    .retries(1)
+                    .connection_timeout(RESPONSE_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT);
+                if let Some(password) = &options.password {
+                    builder = builder.password(password.clone());
+                }
+                if let Some(pem) = &options.ca_certs {
+                    builder = builder
+                        .certs(::redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
+                }
+                let client = builder.build().map_err(unavailable)?;
+                wait_on(runtime.handle(), async move {
+                    client.get_async_connection().await.map(Conn::Cluster).map_err(unavailable)
+                })?
+            } else {
+                let info = infos.remove(0);
+                let client = match &options.ca_certs {
+                    Some(pem) => ::redis::Client::build_with_tls(
+                        info,
+                        ::redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+                    ),
+                    None => ::redis::Client::open(info),
+                }
+                .map_err(unavailable)?;
+                let config = ::redis::aio::ConnectionManagerConfig::new()
+                    .set_number_of_retries(0)
+                    .set_connection_timeout(RESPONSE_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                wait_on(runtime.handle(), async move {
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map(|conn| Conn::Single(Box::new(conn)))
+                        .map_err(unavailable)
+                })?
+            })
+        })();
+        let conn = match connected {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Dropping a runtime waits for its threads, which panics on an async thread (a node
+                // that starts inside one): it is let go in the background instead, as `Drop` does.
+                runtime.shutdown_background();
+                return Err(err);
             }
-            let client = builder.build().map_err(unavailable)?;
-            wait_on(runtime.handle(), async move {
-                client.get_async_connection().await.map(Conn::Cluster).map_err(unavailable)
-            })?
-        } else {
-            let info = infos.remove(0);
-            let client = ::redis::Client::open(info).map_err(unavailable)?;
-            let config = ::redis::aio::ConnectionManagerConfig::new()
-                .set_number_of_retries(0)
-                .set_connection_timeout(RESPONSE_TIMEOUT)
-                .set_response_timeout(RESPONSE_TIMEOUT);
-            wait_on(runtime.handle(), async move {
-                ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map(|conn| Conn::Single(Box::new(conn)))
-                    .map_err(unavailable)
-            })?
         };
         let mut listed = [false; Keyspace::MAX_TAGS];
         for ks in keyspaces {
