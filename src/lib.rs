@@ -8,9 +8,9 @@
 //! listener ─► http         transport: accept, connection caps, deadlines, body limits, header policies
 //!          ─► service      the one server loop: route once, dispatch, render/log/audit/count once
 //!          ─► router       (method, path, listener mode) → typed Endpoint with typed, redacted ids
-//!          ─► api::<surface>  wire formats and error dialects: ots_v1, client, requests, web, app, ops
-//!          ─► domain       lifecycles as services: secrets, client, requests, accounts (no HTTP, no bytes on disk)
-//!          ─► store        the Store trait, conditional batches, backends: memory, redb/
+//!          ─► api::<surface>  wire formats and error dialects: ots_v1, client, requests, web, app, ops, team/
+//!          ─► domain       lifecycles as services: secrets, client, requests, accounts, outbox, team/ (no HTTP, no bytes on disk)
+//!          ─► store        the Store trait, conditional batches, backends: memory, redb/, redis/
 //! ```
 //!
 //! - The command-line client: [`client`] (`lethe send`, `receive`, `request …`), which encrypts locally
@@ -18,11 +18,13 @@
 //! - Composition: `main.rs` → [`cli`] → [`server`] (`server::Parts` builds the server from settings,
 //!   store and clock for `serve`, `bench`, the admin commands and the tests) and [`config`] (figment →
 //!   validated `Settings`).
-//! - Side tasks: [`reaper`] (expiry sweep), [`admin`] (account commands over a Unix socket while the
-//!   daemon runs), [`audit`] (the trail, off the request path), [`metrics`] (Prometheus text).
+//! - Side tasks: [`reaper`] (expiry sweep), [`delivery`] (mail and webhooks from the outbox), [`admin`]
+//!   (account and team-user commands over a Unix socket while the daemon runs), [`audit`] (the trail,
+//!   off the request path), [`metrics`] (Prometheus text).
 //! - Leaves that everything may use: [`clock`] (time and `Timestamp`), [`histogram`], [`client_ip`]
 //!   (trusted-proxy aware addresses), [`shutdown`], [`ratelimit`], [`crypto`] (ids, sealing,
-//!   passphrases, OpenPGP checks), [`telemetry`], [`systemd`].
+//!   passphrases, OpenPGP checks), [`tls`] (outgoing TLS), [`html`] (escaping), [`telemetry`],
+//!   [`systemd`].
 //! - [`bench`](mod@bench) is the load generator behind `lethe bench`; `fuzzing` holds the fuzz targets' entry points.
 //!
 //! [`App`] is what every request handler shares; [`Ctx`] what it knows of where a request came from.
@@ -43,6 +45,7 @@ pub mod domain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod histogram;
+pub mod html;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -21,7 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::support::gpg::Gpg;
 use crate::support::tls::Certs;
-use crate::support::{T0, TestServer};
+use crate::support::{T0, TestServer, metric, until};
 
 const SECRET: &str = "webhook-test-secret";
 const LABEL: &str = "ticket-4711-LABELMARK";
@@ -215,19 +214,6 @@ async fn fulfil(s: &TestServer, id: &str) -> String {
 
 async fn with_token(s: &TestServer, method: Method, id: &str, path: &str, token: &str) -> StatusCode {
     s.request(method, &format!("/request/{id}{path}"), &[("x-lethe-request-token", token)], "").await.status
-}
-
-/// Polls `cond` until it holds; fails after 20 s.
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn metric(s: &TestServer, line: &str) -> bool {
-    s.get("/metrics").await.text().lines().any(|l| l == line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 use lethe::config::RawConfig;
@@ -17,7 +16,7 @@ use lethe::store::Engine;
 use serde_json::Value;
 
 use crate::support::tls::Certs;
-use crate::support::{T0, TestServer, basic};
+use crate::support::{T0, TestServer, basic, metric, until};
 
 const PYTHON: &str = "/usr/bin/python3";
 const SECRET_VALUE: &str = "correct-horse-MAILTEST-battery";
@@ -113,19 +112,6 @@ async fn server_with(engine: Engine, url: &str, tweak: &dyn Fn(&mut RawConfig)) 
 
 async fn server(engine: Engine, sink: &SmtpSink) -> TestServer {
     server_with(engine, &sink.url(), &|_| {}).await
-}
-
-/// Polls `cond` until it holds; fails after 20 s.
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn metric(s: &TestServer, line: &str) -> bool {
-    s.get("/metrics").await.text().lines().any(|l| l == line)
 }
 
 fn mails(outcome: &str, n: u64) -> String {

@@ -82,23 +82,32 @@ async fn with_redis_down_a_reveal_fails_and_after_its_restart_the_acknowledged_s
     b.stop().await;
 }
 
+/// Why a node on `url` with a data directory of its own (and `tweak`'s settings) does not start.
+fn refused_start(url: &str, tweak: &dyn Fn(&mut lethe::config::RawConfig)) -> String {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut raw = lethe::config::RawConfig {
+        data_dir: Some(dir.path().to_owned()),
+        storage: "redis".into(),
+        ..Default::default()
+    };
+    raw.redis.urls = vec![url.to_owned()];
+    tweak(&mut raw);
+    let settings = Arc::new(raw.validate(None).expect("valid settings"));
+    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
+    match lethe::server::Parts::open(settings, clock) {
+        Ok(_) => panic!("the node started"),
+        Err(err) => err.to_string(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_master_key_differs_from_the_first_nodes_is_refused() {
     let redis = RedisServer::start();
     let url = redis.url();
     let tweak = move |raw: &mut lethe::config::RawConfig| raw.redis.urls = vec![url.clone()];
     let a = TestServer::start_with(Engine::Redis, &tweak).await;
-    let other = tempfile::tempdir().expect("temporary directory");
-    let mut raw = lethe::config::RawConfig {
-        data_dir: Some(other.path().to_owned()),
-        storage: "redis".into(),
-        ..Default::default()
-    };
-    raw.redis.urls = vec![redis.url()];
-    let settings = Arc::new(raw.validate(None).expect("valid settings"));
-    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
-    let err = lethe::server::Parts::open(settings, clock).expect_err("a second master key is refused");
-    assert!(err.to_string().contains("master key is not the one"), "{err}");
+    let err = refused_start(&redis.url(), &|_| {});
+    assert!(err.contains("master key is not the one"), "{err}");
     a.stop().await;
 }
 
@@ -114,19 +123,9 @@ async fn a_node_whose_team_server_key_differs_from_the_first_nodes_is_refused() 
     };
     // Each node makes its own team server key in its own data directory: the second is refused.
     let a = TestServer::start_with(Engine::Redis, &tweak).await;
-    let other = tempfile::tempdir().expect("temporary directory");
-    let mut raw = lethe::config::RawConfig {
-        data_dir: Some(other.path().to_owned()),
-        storage: "redis".into(),
-        master_key_file: Some(master),
-        ..Default::default()
-    };
-    raw.redis.urls = vec![redis.url()];
-    let settings = Arc::new(raw.validate(None).expect("valid settings"));
-    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
-    let err = lethe::server::Parts::open(settings, clock).expect_err("a second team server key is refused");
-    assert!(err.to_string().contains("team server key is not the one"), "{err}");
-    assert!(err.to_string().contains("team.server_key_file"), "{err}");
+    let err = refused_start(&redis.url(), &|raw| raw.master_key_file = Some(master.clone()));
+    assert!(err.contains("team server key is not the one"), "{err}");
+    assert!(err.contains("team.server_key_file"), "{err}");
     a.stop().await;
 }
 
@@ -189,15 +188,6 @@ async fn rediss_urls_speak_tls_verified_against_redis_ca_file() {
     s.stop().await;
 
     // Without it, the server's certificate chains to nothing lethe trusts: the start is refused.
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut raw = lethe::config::RawConfig {
-        data_dir: Some(dir.path().to_owned()),
-        storage: "redis".into(),
-        ..Default::default()
-    };
-    raw.redis.urls = vec![url];
-    let settings = Arc::new(raw.validate(None).expect("valid settings"));
-    let clock = Arc::new(lethe::clock::ManualClock::new(crate::support::T0));
-    let err = lethe::server::Parts::open(settings, clock).expect_err("an untrusted certificate is refused");
-    assert!(err.to_string().contains("Redis is unavailable"), "{err}");
+    let err = refused_start(&url, &|_| {});
+    assert!(err.contains("Redis is unavailable"), "{err}");
 }

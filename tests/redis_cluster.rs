@@ -4,7 +4,6 @@
 //! account's recent secrets, the outbox sender's walk, the record counts) read every master.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
 use lethe::store::Engine;
@@ -12,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::redis::RedisCluster;
-use crate::support::{TestServer, key};
+use crate::support::{TestServer, key, metric, until};
 
 async fn on_cluster(
     cluster: &RedisCluster,
@@ -25,19 +24,6 @@ async fn on_cluster(
         tweak(raw);
     })
     .await
-}
-
-/// Polls `cond` until it holds; fails after 20 s.
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn metric(s: &TestServer, line: &str) -> bool {
-    s.get("/metrics").await.text().lines().any(|l| l == line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,28 +11,13 @@ use super::{AuditFacts, Handled, SurfaceError, reveal_refusal};
 use crate::audit::{EventName, Outcome};
 use crate::crypto::passphrase::Passphrase;
 use crate::domain::secrets::{SecretError, State};
+use crate::html::escape;
 use crate::http::body::{self, BodyError};
 use crate::http::{self, Body};
 use crate::router::{V1Key, Web};
 use crate::{App, Ctx};
 
 const STYLESHEET: &str = include_str!("lethe.css");
-
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
@@ -291,14 +276,4 @@ async fn private_page(app: &App, metadata_key: &V1Key) -> Result<Response<Body>,
         body.push_str("<p>The secret was viewed and is gone from the server.</p>");
     }
     Ok(page(StatusCode::OK, "Your secret's state", &body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-    }
 }

@@ -534,7 +534,7 @@ fn crc24(data: &[u8]) -> u32 {
 mod gpg;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::OnceLock;
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -931,7 +931,7 @@ mod tests {
     }
 
     /// Ed25519 primary with an X25519 encryption subkey, made by rPGP; returns it armored and parsed.
-    fn rpgp_key(version: KeyVersion) -> (String, SignedPublicKey) {
+    pub(crate) fn rpgp_key(version: KeyVersion) -> (String, SignedPublicKey) {
         let mut rng = rand::thread_rng();
         let subkey = SubkeyParamsBuilder::default()
             .version(version)

@@ -107,7 +107,7 @@ impl Mailer {
              working. It expires on {expires} if nobody opens it before.\n\n\
              This mail does not contain the secret itself. If you did not expect it, ignore it.\n"
         );
-        let (sender_html, link_html) = (html_escape(sender), html_escape(link));
+        let (sender_html, link_html) = (crate::html::escape(sender), crate::html::escape(link));
         let html = format!(
             "<!DOCTYPE html><html><body>\
              <p>{sender_html} has shared a secret with you.</p>\
@@ -132,21 +132,6 @@ impl Mailer {
 fn clock_text(ts: Timestamp) -> String {
     let stamp = crate::clock::rfc3339(ts);
     format!("{} {} UTC", &stamp[..10], &stamp[11..16])
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn describe(err: &lettre::transport::smtp::Error) -> SendError {

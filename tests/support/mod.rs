@@ -372,3 +372,17 @@ macro_rules! per_backend {
         }
     };
 }
+
+/// Polls `cond` until it holds; fails after 20 s.
+pub async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `s`'s `/metrics` has exactly this line.
+pub async fn metric(s: &TestServer, line: &str) -> bool {
+    s.get("/metrics").await.text().lines().any(|l| l == line)
+}

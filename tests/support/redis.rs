@@ -40,18 +40,7 @@ impl RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("temporary directory for redis-server");
-            let child = Command::new("redis-server")
-                .args(config)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-                .args(["--dir", dir.path().to_str().expect("utf-8 temporary path")])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|err| {
-                    panic!("cannot run redis-server ({err}); install the Debian package redis-server")
-                });
+            let child = spawn(config, port, dir.path(), extra);
             let extra = extra.iter().map(|a| (*a).to_owned()).collect();
             let mut server = RedisServer { child, port, _dir: dir, extra };
             if server.wait_ready() {
@@ -102,32 +91,19 @@ impl RedisServer {
     /// Starts the server again on the same port and directory, after [`RedisServer::kill`]: it reloads
     /// its append-only file, as a restarted Redis does.
     pub fn restart(&mut self) {
-        self.kill();
-        self.child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--dir", self._dir.path().to_str().expect("utf-8 temporary path")])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server restarts");
-        assert!(self.wait_ready(), "redis-server did not come back on its port");
+        self.respawn(&["--appendonly", "yes", "--appendfsync", "always"]);
     }
 
     /// Starts the server again on the same port and directory with the arguments it was first started
     /// with (a cluster node's: it reads its `nodes.conf` and rejoins with its slots).
     pub fn restart_as_started(&mut self) {
+        let extra = self.extra.clone();
+        self.respawn(&extra);
+    }
+
+    fn respawn<S: AsRef<std::ffi::OsStr>>(&mut self, extra: &[S]) {
         self.kill();
-        self.child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--dir", self._dir.path().to_str().expect("utf-8 temporary path")])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server restarts");
+        self.child = spawn(None, self.port, self._dir.path(), extra);
         assert!(self.wait_ready(), "redis-server did not come back on its port");
     }
 
@@ -136,6 +112,27 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `redis-server` on `port` in `dir`: `config`'s settings first, then `extra` over them.
+fn spawn<S: AsRef<std::ffi::OsStr>>(
+    config: Option<&str>,
+    port: u16,
+    dir: &std::path::Path,
+    extra: &[S],
+) -> Child {
+    Command::new("redis-server")
+        .args(config)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--dir", dir.to_str().expect("utf-8 temporary path")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!("cannot run redis-server ({err}); install the Debian package redis-server")
+        })
 }
 
 impl Drop for RedisServer {

@@ -393,6 +393,19 @@ impl Audit {
     }
 }
 
+/// The resource a route names in its path, as sent.
+fn resource_id(endpoint: &Team) -> Option<&str> {
+    match endpoint {
+        Team::Resource { id }
+        | Team::UpdateResource { id }
+        | Team::DeleteResource { id }
+        | Team::Secret { id }
+        | Team::ShareSimulate { id }
+        | Team::Share { id } => Some(id),
+        _ => None,
+    }
+}
+
 pub async fn handle(
     app: &App,
     envelope: &Envelope,
@@ -411,15 +424,7 @@ pub async fn handle(
         Team::ShareSimulate { .. } => (EventName::TeamShare, false),
         _ => (EventName::TeamResourceRead, false),
     };
-    let id = match &endpoint {
-        Team::Resource { id }
-        | Team::UpdateResource { id }
-        | Team::DeleteResource { id }
-        | Team::Secret { id }
-        | Team::ShareSimulate { id }
-        | Team::Share { id } => Some(id.to_ascii_lowercase()),
-        _ => None,
-    };
+    let id = resource_id(&endpoint).map(str::to_ascii_lowercase);
     let denied = |result: &Result<Response<Body>, ApiError>| {
         result.as_ref().is_err_and(|e| {
             matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
@@ -457,19 +462,10 @@ async fn route(
     if writes {
         check_csrf(envelope, &req, session)?;
     }
-    let id = match &endpoint {
-        Team::Resource { id }
-        | Team::UpdateResource { id }
-        | Team::DeleteResource { id }
-        | Team::Secret { id }
-        | Team::ShareSimulate { id }
-        | Team::Share { id } => {
-            if !is_uuid(id) {
-                return Err(envelope.error(StatusCode::BAD_REQUEST, BAD_ID));
-            }
-            id.to_ascii_lowercase()
-        }
-        _ => String::new(),
+    let id = match resource_id(&endpoint) {
+        Some(id) if !is_uuid(id) => return Err(envelope.error(StatusCode::BAD_REQUEST, BAD_ID)),
+        Some(id) => id.to_ascii_lowercase(),
+        None => String::new(),
     };
     match endpoint {
         Team::Resources => {

@@ -687,39 +687,19 @@ impl Team {
 
 #[cfg(test)]
 mod tests {
-    use pgp::composed::{
-        ArmorOptions, EncryptionCaps, KeyType, MessageBuilder, SecretKeyParamsBuilder, SignedPublicKey,
-        SubkeyParamsBuilder,
-    };
+    use pgp::composed::{ArmorOptions, MessageBuilder, SignedPublicKey};
     use pgp::crypto::aead::{AeadAlgorithm, ChunkSize};
     use pgp::crypto::sym::SymmetricKeyAlgorithm;
     use pgp::types::KeyVersion;
 
     use super::*;
     use crate::crypto::key_facts::key_facts;
+    use crate::crypto::openpgp::tests::rpgp_key;
     use crate::crypto::openpgp::validate_public_key;
 
     /// A v4 user as registration stores them, with an rPGP-made key.
     fn user() -> (User, SignedPublicKey) {
-        let mut rng = rand::thread_rng();
-        let subkey = SubkeyParamsBuilder::default()
-            .version(KeyVersion::V4)
-            .key_type(KeyType::X25519)
-            .can_encrypt(EncryptionCaps::All)
-            .build()
-            .unwrap();
-        let params = SecretKeyParamsBuilder::default()
-            .version(KeyVersion::V4)
-            .key_type(KeyType::Ed25519)
-            .can_certify(true)
-            .can_sign(true)
-            .feature_seipd_v2(true)
-            .primary_user_id("Rusty <rusty@example.org>".into())
-            .subkey(subkey)
-            .build()
-            .unwrap();
-        let public = params.generate(&mut rng).unwrap().to_public_key();
-        let armored = public.to_armored_string(ArmorOptions::default()).unwrap();
+        let (armored, public) = rpgp_key(KeyVersion::V4);
         let info = validate_public_key(&armored, 0).unwrap();
         let user = User {
             id: new_uuid(),
