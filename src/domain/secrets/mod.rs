@@ -438,6 +438,9 @@ fn plan_reveal(
             },
         });
     }
+    // Every read comes before the decryption: a backend that re-runs the plan once per read it has to
+    // fetch (Redis) then decrypts once.
+    let metadata = lookup.get(METADATA, &secret.metadata_hash)?;
     let value = match opener.open(&secret.sealed_value) {
         Ok(value) => value,
         Err(err) => return Ok((None, Found::Unreadable(err))),
@@ -448,7 +451,7 @@ fn plan_reveal(
         batch = batch.delete(ATTEMPTS, secret_hash);
     }
     let mut share_domain = String::new();
-    if let Some(entry) = lookup.get(METADATA, &secret.metadata_hash)? {
+    if let Some(entry) = metadata {
         let mut meta: MetadataRecord = codec::decode(&entry.value)?;
         share_domain = meta.share_domain.clone();
         if !meta.state.is_terminal() {
